@@ -1,0 +1,1 @@
+"""aiogram wiring: bot, dispatcher, middlewares, keyboards and message texts."""

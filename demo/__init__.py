@@ -1,0 +1,1 @@
+"""The demo: reconbot's real pipeline against simulated exchanges and a seeded embedded database."""

@@ -1,0 +1,144 @@
+"""Run reconbot with nothing configured: the loopback exchange emulator, an embedded PostgreSQL of its own
+(seeded with a trading bot's positions), and the console as the alert channel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+from emulator.exchange import ExchangeEmulator
+from services import migrations
+from services.database import Database
+from services.model import ALL_KINDS
+from services.report import exit_code, render_text
+from services.runtime import Runtime
+from services.settings import PositionsSettings, Settings, quote_identifier
+
+DEFAULT_SCENARIO = Path(__file__).with_name("scenario.yaml")
+DEFAULT_DATA_DIR = Path("var/demo-pgdata")
+POSITION_AGE_MS = 2 * 3600 * 1000
+
+Say = Callable[[str], None]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    exchange: dict[str, Any]
+    db_positions: list[dict[str, Any]]
+
+
+def read_scenario(path: Path) -> Scenario:
+    """Load a demo scenario: ``exchange`` is the emulator's scenario, ``database.positions`` the DB rows."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("exchange"), dict):
+        raise ScenarioError(f"{path}: needs an 'exchange' mapping (and optionally 'database')")
+    unknown = set(data) - {"exchange", "database"}
+    if unknown:
+        raise ScenarioError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    rows = (data.get("database") or {}).get("positions") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ScenarioError(f"{path}: database.positions must be a list of rows")
+    exchange = dict(data["exchange"])
+    opened = int(time.time() * 1000) - POSITION_AGE_MS
+    for account in exchange.get("accounts") or []:
+        for position in account.get("positions") or []:
+            position.setdefault("opened_ms", opened)
+    return Scenario(exchange, rows)
+
+
+def demo_settings(emulator: ExchangeEmulator, data_dir: Path, database_url: str | None = None) -> Settings:
+    """Settings as a user would write them, pointed at the emulator's accounts."""
+    accounts = [
+        {
+            "name": account.name,
+            "exchange": account.exchange_id,
+            "api_key": account.api_key,
+            "secret": account.secret,
+            "api_base_url": account.base_url,
+            "timeout_s": 2,
+            "allow_exchange_orders": True,
+        }
+        for account in emulator.accounts.values()
+    ]
+    database: dict[str, Any] = {"data_dir": str(data_dir)}
+    if database_url:
+        database["url"] = database_url
+    return Settings(
+        database=database,
+        accounts=accounts,
+        scan={"grace_s": 60, "verify_delay_s": 1},
+        config_dir=Path.cwd(),
+    )
+
+
+async def seed_database(pool: asyncpg.Pool, positions: PositionsSettings, rows: list[dict[str, Any]]) -> None:
+    """Replace the demo table's rows with the scenario's, keeping ids so '#123' means the same every run."""
+    table = positions.qualified_table
+    opened_at = datetime.now(UTC) - timedelta(milliseconds=POSITION_AGE_MS)
+    async with pool.acquire() as conn, conn.transaction():
+        await migrations.migrate(conn, positions)
+        await conn.execute(f"TRUNCATE {table}")
+        for row in rows:
+            values = {k: (Decimal(str(v)) if k in ("quantity", "entry_price") else v) for k, v in row.items()}
+            values.setdefault("status", positions.values.active)
+            values.setdefault("opened_at", opened_at)
+            values.setdefault("updated_at", opened_at)
+            columns = ", ".join(quote_identifier(k) for k in values)
+            marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+            await conn.execute(
+                f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 -- quoted identifiers only
+                *values.values(),
+            )
+        id_column = quote_identifier(positions.columns.id)
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max({id_column}) FROM {table}), 1))",  # noqa: S608
+            table,
+            positions.columns.id,
+        )
+
+
+async def run_demo(
+    scenario_path: Path = DEFAULT_SCENARIO,
+    *,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    database_url: str | None = None,
+    say: Say = print,
+) -> int:
+    """One confirmed check of every kind against the scenario; returns the check's exit code."""
+    scenario = read_scenario(scenario_path)
+    emulator = ExchangeEmulator.from_scenario(scenario.exchange)
+    base = await emulator.start()
+    say(f"exchange emulator listening on {base} with {len(emulator.accounts)} accounts")
+    try:
+        settings = demo_settings(emulator, data_dir, database_url)
+        database = Database(settings)
+        await database.start()
+        try:
+            say(f"database: {database.description}; seeding {len(scenario.db_positions)} positions")
+            await seed_database(database.pool, settings.positions, scenario.db_positions)
+        finally:
+            await database.close()
+        async with Runtime(settings) as runtime:
+            say("checking every account (a finding is confirmed by a second read 1 s later) ...")
+            result = await runtime.monitor.check(ALL_KINDS)
+        say(render_text(result, "demo check"))
+        return exit_code(result)
+    finally:
+        await emulator.stop()

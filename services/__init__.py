@@ -1,0 +1,1 @@
+"""The domain: snapshots, detection, findings and fixes. Nothing here imports aiogram."""

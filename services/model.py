@@ -1,0 +1,161 @@
+"""The nouns of reconciliation: positions on both sides, the key that matches them, and findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+
+class FindingKind(StrEnum):
+    ORPHAN = "orphan"
+    GHOST = "ghost"
+    QUANTITY_MISMATCH = "quantity_mismatch"
+
+
+ORPHANS_ONLY = frozenset({FindingKind.ORPHAN})
+RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH})
+ALL_KINDS = ORPHANS_ONLY | RECONCILIATION
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PositionKey:
+    """Identity of a position: hedge mode holds a long and a short on one market, so the side is part of it."""
+
+    account: str
+    market: str
+    side: Side
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.market} {self.side.upper()}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangePosition:
+    """One non-zero position as the venue reports it; ``market`` is the venue's own id (BTCUSDT, BTCPERP)."""
+
+    account: str
+    exchange: str
+    market: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    entry_price: Decimal | None = None
+    mark_price: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    leverage: Decimal | None = None
+    stop_loss: Decimal | None = None
+    stop_loss_known: bool = False
+    amount_step: Decimal | None = None
+    category: str | None = None
+    opened_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> PositionKey:
+        return PositionKey(self.account, self.market, self.side)
+
+    @property
+    def changed_at(self) -> datetime | None:
+        """The last moment the venue says this position was opened or changed."""
+        stamps = [t for t in (self.opened_at, self.updated_at) if t is not None]
+        return max(stamps) if stamps else None
+
+
+@dataclass(frozen=True, slots=True)
+class DbPosition:
+    """One active row of the trading bot's positions table, matched to an account and a market id."""
+
+    id: str
+    account: str
+    exchange: str
+    db_exchange: str
+    symbol: str
+    market: str
+    side: Side
+    quantity: Decimal
+    entry_price: Decimal | None = None
+    opened_at: datetime | None = None
+    updated_at: datetime | None = None
+    market_listed: bool = True
+
+    @property
+    def key(self) -> PositionKey:
+        return PositionKey(self.account, self.market, self.side)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A discrepancy between the two sides for one position key."""
+
+    kind: FindingKind
+    key: PositionKey
+    exchange: str
+    exchange_position: ExchangePosition | None = None
+    db_positions: tuple[DbPosition, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across rounds: the same drift seen again is the same finding."""
+        return f"{self.key.account}|{self.key.market}|{self.key.side}|{self.kind}"
+
+    @property
+    def exchange_quantity(self) -> Decimal | None:
+        return self.exchange_position.quantity if self.exchange_position else None
+
+    @property
+    def db_quantity(self) -> Decimal | None:
+        if not self.db_positions:
+            return None
+        return sum((p.quantity for p in self.db_positions), Decimal(0))
+
+    @property
+    def db_position_ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.db_positions)
+
+    @property
+    def difference(self) -> Decimal | None:
+        """Exchange size minus DB size, signed."""
+        if self.exchange_quantity is None or self.db_quantity is None:
+            return None
+        return self.exchange_quantity - self.db_quantity
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """Whether one account could be read this round; an unchecked account yields no findings at all."""
+
+    account: str
+    exchange: str
+    checked: bool
+    error: str | None = None
+    positions: int = 0
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.checked else "unchecked"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one check: per-account status, confirmed findings and positions still in grace."""
+
+    accounts: tuple[AccountStatus, ...]
+    findings: tuple[Finding, ...]
+    pending: tuple[PositionKey, ...] = ()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    kinds: frozenset[FindingKind] = field(default=ALL_KINDS)
+
+    @property
+    def unchecked(self) -> tuple[AccountStatus, ...]:
+        return tuple(a for a in self.accounts if not a.checked)
+
+    def of_kind(self, kind: FindingKind) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is kind)

@@ -1,0 +1,116 @@
+"""One check: read both sides, detect, and confirm every discrepancy with a second read before reporting it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from services.detector import DetectionRules, detect
+from services.exchange import ExchangeGateway
+from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
+from services.positions import PositionsRepository
+from services.settings import ScanSettings
+from services.snapshot import AccountSnapshot, SnapshotReader
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Monitor:
+    """Runs checks; the same object serves the CLI, the scheduler, the bot and embedding programs."""
+
+    def __init__(
+        self,
+        scan: ScanSettings,
+        gateways: Mapping[str, ExchangeGateway],
+        repository: PositionsRepository,
+        *,
+        clock: Clock = utc_now,
+        sleep: Sleep | None = None,
+    ):
+        self.scan = scan
+        self.gateways = gateways
+        self.reader = SnapshotReader(gateways, repository)
+        self.rules = DetectionRules(grace=timedelta(seconds=scan.grace_s), quantity_tolerance=scan.quantity_tolerance)
+        self._clock = clock
+        self._sleep = sleep or asyncio.sleep
+
+    def account_names(self, accounts: Sequence[str] | None = None) -> list[str]:
+        """The accounts to check, in configured order; unknown names are an error, not a silent skip."""
+        if not accounts:
+            return list(self.gateways)
+        unknown = [name for name in accounts if name not in self.gateways]
+        if unknown:
+            raise KeyError(f"unknown account {', '.join(unknown)}; configured: {', '.join(self.gateways)}")
+        return [name for name in self.gateways if name in set(accounts)]
+
+    def _detect(
+        self, snapshots: Mapping[str, AccountSnapshot], kinds: frozenset[FindingKind]
+    ) -> tuple[list[Finding], list[PositionKey]]:
+        now = self._clock()
+        findings: list[Finding] = []
+        pending: list[PositionKey] = []
+        for snapshot in snapshots.values():
+            if not snapshot.checked:
+                continue
+            detection = detect(snapshot.db_positions, snapshot.exchange_positions, self.rules, now, kinds)
+            findings.extend(detection.findings)
+            pending.extend(detection.pending)
+        return findings, pending
+
+    async def check(
+        self, kinds: frozenset[FindingKind] = ALL_KINDS, accounts: Sequence[str] | None = None
+    ) -> CheckResult:
+        """Read, detect, wait ``verify_delay_s``, re-read the accounts with findings, keep what persists."""
+        started = self._clock()
+        names = self.account_names(accounts)
+        first = await self.reader.read(names)
+        candidates, pending = self._detect(first, kinds)
+        final = dict(first)
+        findings: list[Finding] = []
+        if candidates:
+            suspect = sorted({f.key.account for f in candidates}, key=names.index)
+            await self._sleep(self.scan.verify_delay_s)
+            second = await self.reader.read(suspect)
+            final.update(second)
+            seen_first = {f.fingerprint for f in candidates}
+            confirmed, pending_again = self._detect(second, kinds)
+            findings = [f for f in confirmed if f.fingerprint in seen_first]
+            pending = [key for key in pending if key.account not in second] + pending_again
+            for snapshot in second.values():
+                if not snapshot.checked:
+                    log.info("%s: confirming read failed: %s", snapshot.account.name, snapshot.error)
+        result = CheckResult(
+            accounts=tuple(final[name].status() for name in names),
+            findings=tuple(findings),
+            pending=tuple(sorted(pending)),
+            started_at=started,
+            finished_at=self._clock(),
+            kinds=kinds,
+        )
+        self._log(result, final)
+        return result
+
+    @staticmethod
+    def _log(result: CheckResult, snapshots: Mapping[str, AccountSnapshot]) -> None:
+        for status in result.accounts:
+            snapshot = snapshots[status.account]
+            found = [f for f in result.findings if f.key.account == status.account]
+            log.info(
+                "check account=%s result=%s duration_ms=%d exchange_positions=%d db_positions=%d findings=%d%s",
+                status.account,
+                status.status,
+                snapshot.duration_s * 1000,
+                len(snapshot.exchange_positions),
+                len(snapshot.db_positions),
+                len(found),
+                f" error={status.error!r}" if status.error else "",
+            )

@@ -1,0 +1,151 @@
+"""Check results as a person reads them, as JSON, and as a monitoring-plugin exit code."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from services.model import CheckResult, Finding, FindingKind
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_ORPHAN = 2
+EXIT_UNKNOWN = 3
+
+KIND_TITLES = {
+    FindingKind.ORPHAN: "ORPHAN",
+    FindingKind.GHOST: "GHOST",
+    FindingKind.QUANTITY_MISMATCH: "QUANTITY MISMATCH",
+}
+
+
+KIND_NOUNS = {
+    FindingKind.ORPHAN: ("orphan", "orphans"),
+    FindingKind.GHOST: ("ghost", "ghosts"),
+    FindingKind.QUANTITY_MISMATCH: ("quantity mismatch", "quantity mismatches"),
+}
+
+
+def exit_code(result: CheckResult) -> int:
+    """Nagios/Icinga convention: an orphan is critical (2) and wins; an unchecked account is unknown (3)."""
+    if result.of_kind(FindingKind.ORPHAN):
+        return EXIT_ORPHAN
+    if result.unchecked:
+        return EXIT_UNKNOWN
+    if result.findings:
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """Plain notation, no exponent and no trailing zeros: 86, 0.5, 1000000."""
+    if value is None:
+        return None
+    return format(value.normalize(), "f")
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    position = finding.exchange_position
+    ids = finding.db_position_ids
+    return {
+        "kind": finding.kind.value,
+        "account": finding.key.account,
+        "exchange": finding.exchange,
+        "symbol": finding.key.market,
+        "side": finding.key.side.value,
+        "exchange_quantity": decimal_text(finding.exchange_quantity),
+        "db_quantity": decimal_text(finding.db_quantity),
+        "db_position_id": ids[0] if ids else None,
+        "db_position_ids": list(ids),
+        "entry_price": decimal_text(_entry_price(finding)),
+        "mark_price": decimal_text(position.mark_price if position else None),
+        "unrealized_pnl": decimal_text(position.unrealized_pnl if position else None),
+        "leverage": decimal_text(position.leverage if position else None),
+        "stop_loss": decimal_text(position.stop_loss if position else None),
+    }
+
+
+def _entry_price(finding: Finding) -> Decimal | None:
+    if finding.exchange_position and finding.exchange_position.entry_price is not None:
+        return finding.exchange_position.entry_price
+    prices = [p.entry_price for p in finding.db_positions if p.entry_price is not None]
+    return prices[0] if prices else None
+
+
+def result_dict(result: CheckResult) -> dict[str, Any]:
+    return {
+        "accounts": [
+            {"account": a.account, "exchange": a.exchange, "status": a.status, "error": a.error}
+            for a in result.accounts
+        ],
+        "findings": [finding_dict(f) for f in result.findings],
+        "pending": [{"account": k.account, "symbol": k.market, "side": k.side.value} for k in result.pending],
+    }
+
+
+def render_json(result: CheckResult) -> str:
+    return json.dumps(result_dict(result), indent=2)
+
+
+def _stop_loss_text(finding: Finding) -> str:
+    position = finding.exchange_position
+    if position is None:
+        return "-"
+    if position.stop_loss is not None:
+        return decimal_text(position.stop_loss) or "-"
+    return "NONE" if position.stop_loss_known else "NONE KNOWN (the venue does not report it with positions)"
+
+
+def render_finding(finding: Finding) -> list[str]:
+    data = finding_dict(finding)
+    position = finding.exchange_position
+    title = f"{KIND_TITLES[finding.kind]}  {finding.key.market} {finding.key.side.upper()}"
+    lines = [f"{title}  on {finding.key.account} ({finding.exchange})"]
+    rows: list[tuple[str, str | None]] = [
+        ("exchange size", data["exchange_quantity"] or "none (not on the exchange)"),
+        ("DB size", data["db_quantity"] or "none (no active row)"),
+    ]
+    if finding.kind is FindingKind.QUANTITY_MISMATCH:
+        rows.append(("difference", decimal_text(finding.difference)))
+    rows += [
+        ("entry price", data["entry_price"]),
+        ("mark price", data["mark_price"]),
+        ("unrealized PnL", data["unrealized_pnl"]),
+        ("leverage", f"{data['leverage']}x" if data["leverage"] else None),
+    ]
+    if position is not None:
+        rows.append(("stop-loss", _stop_loss_text(finding)))
+    if finding.db_positions:
+        rows.append(("DB id", ", ".join(f"#{pid}" for pid in finding.db_position_ids)))
+        opened = [p.opened_at for p in finding.db_positions if p.opened_at]
+        if opened:
+            rows.append(("in DB since", min(opened).strftime("%Y-%m-%d %H:%M:%S UTC")))
+        if not all(p.market_listed for p in finding.db_positions):
+            rows.append(("note", f"the DB symbol {finding.db_positions[0].symbol!r} is not a market of this venue"))
+    lines += [f"  {label:<15} {value if value is not None else 'unknown'}" for label, value in rows]
+    return lines
+
+
+def render_text(result: CheckResult, title: str) -> str:
+    counts = {kind: len(result.of_kind(kind)) for kind in FindingKind if kind in result.kinds}
+    summary = ", ".join(f"{n} {KIND_NOUNS[k][n != 1]}" for k, n in counts.items())
+    lines = [f"{title}: {len(result.accounts)} account(s), {len(result.unchecked)} unchecked; {summary}"]
+    lines.append("")
+    width = max((len(a.account) for a in result.accounts), default=0)
+    for account in result.accounts:
+        state = f"ok, {account.positions} open position(s)" if account.checked else f"UNCHECKED: {account.error}"
+        lines.append(f"  {account.account:<{width}}  {account.exchange:<11}  {state}")
+    for finding in result.findings:
+        lines.append("")
+        lines += render_finding(finding)
+    if result.pending:
+        lines.append("")
+        lines.append("Pending (inside the grace window, checked again next round):")
+        lines += [f"  {key}" for key in result.pending]
+    lines.append("")
+    if not result.findings and not result.unchecked:
+        lines.append("All clear.")
+    elif result.unchecked:
+        lines.append("Unchecked accounts were not compared: no finding is reported for them until they can be read.")
+    return "\n".join(lines)

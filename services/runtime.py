@@ -1,0 +1,97 @@
+"""Assembles the services from settings and closes them in reverse order, for every entry point alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+from types import TracebackType
+
+import ccxt.async_support as ccxt
+
+from services import migrations
+from services.database import Database, DatabaseError
+from services.exchange import ExchangeGateway
+from services.fixes import FixService
+from services.monitor import Clock, Monitor, utc_now
+from services.positions import PositionsRepository
+from services.settings import Settings
+
+
+class Runtime:
+    """The database, one gateway per account, the monitor and the fix service."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dsn: str | None = None,
+        clients: Mapping[str, ccxt.Exchange] | None = None,
+        clock: Clock = utc_now,
+        require_schema: bool = True,
+    ):
+        self.settings = settings
+        self.database = Database(settings, dsn=dsn)
+        self._clients = clients or {}
+        self._clock = clock
+        self._require_schema = require_schema
+        self.gateways: dict[str, ExchangeGateway] = {}
+        self._repository: PositionsRepository | None = None
+        self._monitor: Monitor | None = None
+        self._fixes: FixService | None = None
+
+    @property
+    def repository(self) -> PositionsRepository:
+        assert self._repository is not None, "runtime not started"
+        return self._repository
+
+    @property
+    def monitor(self) -> Monitor:
+        assert self._monitor is not None, "runtime not started"
+        return self._monitor
+
+    @property
+    def fixes(self) -> FixService:
+        assert self._fixes is not None, "runtime not started"
+        return self._fixes
+
+    async def start(self) -> Runtime:
+        await self.database.start()
+        try:
+            self._repository = PositionsRepository(self.database.pool, self.settings.positions)
+            if self._require_schema:
+                await self.check_schema()
+            await self._repository.inspect()
+        except BaseException:
+            await self.database.close()
+            raise
+        self.gateways = {
+            account.name: ExchangeGateway(account, self._clients.get(account.name))
+            for account in self.settings.accounts
+        }
+        self._monitor = Monitor(self.settings.scan, self.gateways, self._repository, clock=self._clock)
+        self._fixes = FixService(
+            self.gateways, self._repository, grace=timedelta(seconds=self.settings.scan.grace_s), clock=self._clock
+        )
+        return self
+
+    async def check_schema(self) -> None:
+        async with self.database.pool.acquire() as conn:
+            version = await migrations.current_version(conn)
+        if version < migrations.LATEST_VERSION:
+            raise DatabaseError(
+                f"reconbot's tables are at version {version}, this release needs {migrations.LATEST_VERSION}: "
+                "run `python main.py migrate`"
+            )
+
+    async def close(self) -> None:
+        await asyncio.gather(*(gateway.close() for gateway in self.gateways.values()), return_exceptions=True)
+        await self.database.close()
+
+    async def __aenter__(self) -> Runtime:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

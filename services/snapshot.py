@@ -1,0 +1,139 @@
+"""Both sides of the books at one moment: every account's exchange positions and the DB's active rows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from services.exchange import ExchangeGateway, ExchangeUnavailable
+from services.model import AccountStatus, DbPosition, ExchangePosition
+from services.positions import PositionRow, PositionsRepository
+from services.settings import AccountSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """One account's side of a snapshot; ``error`` set means unchecked, and then both lists are empty."""
+
+    account: AccountSettings
+    exchange_positions: tuple[ExchangePosition, ...] = ()
+    db_positions: tuple[DbPosition, ...] = ()
+    error: str | None = None
+    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration_s: float = 0.0
+
+    @property
+    def checked(self) -> bool:
+        return self.error is None
+
+    def status(self) -> AccountStatus:
+        return AccountStatus(
+            account=self.account.name,
+            exchange=self.account.exchange,
+            checked=self.checked,
+            error=self.error,
+            positions=len(self.exchange_positions),
+        )
+
+
+def assign_rows(
+    rows: Sequence[PositionRow], accounts: Sequence[AccountSettings], by_account_column: bool
+) -> dict[str, list[PositionRow]]:
+    """Give each DB row to the account it belongs to.
+
+    A row names its exchange and, when the schema has an account column, its account. A row without an
+    account value belongs to the only account on that exchange; with several, it cannot be placed and is
+    logged rather than guessed.
+    """
+    by_exchange: dict[str, list[AccountSettings]] = {}
+    for account in accounts:
+        by_exchange.setdefault(account.db_exchange or "", []).append(account)
+    assigned: dict[str, list[PositionRow]] = {account.name: [] for account in accounts}
+    for row in rows:
+        candidates = by_exchange.get(row.exchange, [])
+        if by_account_column and row.account:
+            owners = [a for a in candidates if a.db_account == row.account]
+        else:
+            owners = candidates
+        if len(owners) == 1:
+            assigned[owners[0].name].append(row)
+        elif len(owners) > 1:
+            log.warning(
+                "position #%s on %s names no account and %d accounts share that exchange; skipped",
+                row.id,
+                row.exchange,
+                len(owners),
+            )
+    return assigned
+
+
+def to_db_positions(rows: Sequence[PositionRow], gateway: ExchangeGateway) -> list[DbPosition]:
+    """Resolve each row's symbol to the venue's market id; rows with an unknown side are logged and skipped."""
+    positions = []
+    for row in rows:
+        if row.side is None:
+            log.warning("position #%s has a side reconbot does not know; check positions.values", row.id)
+            continue
+        market, listed = gateway.resolve_market(row.symbol)
+        positions.append(
+            DbPosition(
+                id=row.id,
+                account=gateway.name,
+                exchange=gateway.exchange_id,
+                db_exchange=row.exchange,
+                symbol=row.symbol,
+                market=market,
+                side=row.side,
+                quantity=row.quantity,
+                entry_price=row.entry_price,
+                opened_at=row.opened_at,
+                updated_at=row.updated_at,
+                market_listed=listed,
+            )
+        )
+    return positions
+
+
+class SnapshotReader:
+    """Reads all accounts' exchanges concurrently, and the DB once, at the same time."""
+
+    def __init__(self, gateways: Mapping[str, ExchangeGateway], repository: PositionsRepository):
+        self.gateways = gateways
+        self.repository = repository
+
+    async def read(self, names: Sequence[str]) -> dict[str, AccountSnapshot]:
+        gateways = [self.gateways[name] for name in names]
+        db_exchanges = sorted({g.account.db_exchange or "" for g in gateways})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def read_exchange(gateway: ExchangeGateway) -> tuple[list[ExchangePosition] | str, float]:
+            try:
+                result: list[ExchangePosition] | str = await gateway.positions()
+            except ExchangeUnavailable as exc:
+                result = exc.reason
+            return result, loop.time() - started
+
+        exchange_results, rows = await asyncio.gather(
+            asyncio.gather(*(read_exchange(g) for g in gateways)),
+            self.repository.active(db_exchanges),
+        )
+        by_account_column = self.repository.settings.columns.account is not None
+        assigned = assign_rows(rows, [g.account for g in gateways], by_account_column)
+        snapshots: dict[str, AccountSnapshot] = {}
+        for gateway, (result, duration) in zip(gateways, exchange_results, strict=True):
+            if isinstance(result, str):
+                snapshots[gateway.name] = AccountSnapshot(gateway.account, error=result, duration_s=duration)
+                continue
+            snapshots[gateway.name] = AccountSnapshot(
+                gateway.account,
+                exchange_positions=tuple(result),
+                db_positions=tuple(to_db_positions(assigned[gateway.name], gateway)),
+                duration_s=duration,
+            )
+        return snapshots

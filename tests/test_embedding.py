@@ -1,0 +1,137 @@
+"""The seed's integration snippet: a trading bot embeds the two monitor classes and gets callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from services.embedding import OrphanedPositionMonitor, PositionReconciliation
+from services.exchange import ExchangeGateway
+from services.positions import PositionsRepository
+from services.settings import AccountSettings, PositionsSettings, ScanSettings
+from tests.helpers import account_config, insert_positions, prepare_database
+
+
+@pytest.fixture
+async def parts(database_url, new_account):
+    await prepare_database(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    repository = PositionsRepository(pool, PositionsSettings())
+    await repository.inspect()
+    binance, bybit = new_account("binance"), new_account("bybit")
+    gateways = {a.name: ExchangeGateway(AccountSettings(**account_config(a))) for a in (binance, bybit)}
+    yield repository, gateways, binance, bybit
+    for gateway in gateways.values():
+        await gateway.close()
+    await pool.close()
+
+
+SCAN = ScanSettings(grace_s=0, verify_delay_s=0)
+
+
+async def test_manual_scan_returns_orphans_by_account_and_alerts_once(parts):
+    repository, gateways, binance, bybit = parts
+    bybit.set_position("AVLUSDT", "long", Decimal("86"), entry_price=Decimal("0.5"))
+    alerts = []
+    monitor = OrphanedPositionMonitor(
+        repository=repository,
+        exchange_managers=gateways,
+        position_manager=None,
+        alert_callback=lambda *args: alerts.append(args),
+        scan=SCAN,
+    )
+    result = await monitor.manual_scan()
+    assert result[binance.name] == []
+    [orphan] = result[bybit.name]
+    assert (orphan["symbol"], orphan["side"], orphan["contracts"], orphan["entry_price"]) == (
+        "AVLUSDT",
+        "long",
+        Decimal("86"),
+        Decimal("0.5"),
+    )
+    assert orphan["has_stop_loss"] is False
+    assert [(a[0], a[1], a[2]) for a in alerts] == [("orphaned_position", bybit.name, "AVLUSDT")]
+    assert alerts[0][3]["contracts"] == Decimal("86")
+
+    await monitor.manual_scan()
+    assert len(alerts) == 1, "the same orphan is not announced twice"
+    bybit.remove_position("AVLUSDT", "long")
+    await monitor.manual_scan()
+    bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    await monitor.manual_scan()
+    assert len(alerts) == 2, "an orphan that went away and came back is announced again"
+
+
+async def test_manual_reconcile_reports_ghosts_and_mismatches_with_async_callback(parts, database_url):
+    repository, gateways, binance, _ = parts
+    binance.set_position("ETHUSDT", "short", Decimal("1"))
+    await insert_positions(
+        database_url,
+        [
+            {"exchange": "binance", "account": binance.name, "symbol": "BTCUSDT", "side": "long", "quantity": 1},
+            {"exchange": "binance", "account": binance.name, "symbol": "ETHUSDT", "side": "short", "quantity": 2},
+        ],
+    )
+    received = []
+
+    async def on_alert(alert_type, exchange, symbol, details):
+        received.append((alert_type, exchange, symbol, details["type"]))
+
+    reconciliation = PositionReconciliation(repository, gateways, None, on_alert, scan=SCAN)
+    result = await reconciliation.manual_reconcile()
+    assert [(d["type"], d["symbol"]) for d in result[binance.name]] == [
+        ("ghost", "BTCUSDT"),
+        ("quantity_mismatch", "ETHUSDT"),
+    ]
+    assert received == [
+        ("reconciliation_mismatch", binance.name, "BTCUSDT", "ghost"),
+        ("reconciliation_mismatch", binance.name, "ETHUSDT", "quantity_mismatch"),
+    ]
+
+
+async def test_unchecked_account_is_absent_not_empty(parts):
+    repository, gateways, binance, bybit = parts
+    bybit.fail("rate_limit", endpoint="positions")
+    monitor = OrphanedPositionMonitor(repository, gateways, scan=SCAN)
+    result = await monitor.manual_scan()
+    assert list(result) == [binance.name]
+    assert monitor.last_result.unchecked[0].account == bybit.name
+
+
+async def test_start_runs_in_the_background_and_stop_ends_it(parts):
+    repository, gateways, _, bybit = parts
+    bybit.set_position("SOLUSDT", "short", Decimal("3"))
+    seen = asyncio.Event()
+    monitor = OrphanedPositionMonitor(
+        repository, gateways, alert_callback=lambda *a: seen.set(), scan=SCAN, interval_s=0.05
+    )
+    assert monitor.interval_s == 0.05
+    assert OrphanedPositionMonitor(repository, gateways).interval_s == 300
+    assert PositionReconciliation(repository, gateways).interval_s == 600
+    await monitor.start()
+    await monitor.start()
+    assert monitor.running
+    await asyncio.wait_for(seen.wait(), timeout=10)
+    requests = bybit.request_count("positions")
+    await asyncio.sleep(0.3)
+    assert bybit.request_count("positions") > requests, "it keeps checking"
+    await monitor.stop()
+    assert not monitor.running
+    stopped_at = bybit.request_count("positions")
+    await asyncio.sleep(0.2)
+    assert bybit.request_count("positions") == stopped_at
+
+
+async def test_a_failing_callback_does_not_stop_the_monitor(parts):
+    repository, gateways, _, bybit = parts
+    bybit.set_position("SOLUSDT", "short", Decimal("3"))
+
+    def broken(*args):
+        raise RuntimeError("callback bug")
+
+    monitor = OrphanedPositionMonitor(repository, gateways, alert_callback=broken, scan=SCAN)
+    result = await monitor.manual_scan()
+    assert len(result[bybit.name]) == 1
