@@ -26,6 +26,13 @@ from services.settings import ConfigError, Settings, load_settings
 log = logging.getLogger("reconbot")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """A usage error is 'could not run' (3), not argparse's 2, which a monitoring system reads as an orphan."""
 
@@ -52,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
         return sub
 
+    commands.add_parser("run", parents=[common], help="the bot and the scheduled checks, until SIGTERM or Ctrl-C")
     checking("scan", "find orphans: positions open on an exchange that the DB does not track")
     reconcile = checking("reconcile", "find ghosts (in the DB, not on the exchange) and size mismatches")
     reconcile.add_argument("--fix", action="store_true", help="mark confirmed ghosts closed (asks first)")
@@ -68,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--scenario", metavar="FILE", help="another scenario (default: demo/scenario.yaml)")
     demo.add_argument("--data-dir", metavar="DIR", default="var/demo-pgdata", help="the demo's own database")
+    demo.add_argument(
+        "--rounds", type=_positive_int, metavar="N", help="stop after N checks (default: run until Ctrl-C)"
+    )
 
     commands.add_parser("migrate", parents=[common], help="create reconbot's tables (and the positions table)")
     commands.add_parser("check-config", parents=[common], help="validate the config and print every problem")
@@ -161,7 +172,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
     scenario = Path(args.scenario) if args.scenario else DEFAULT_SCENARIO
     try:
-        return await run_demo(scenario, data_dir=Path(args.data_dir))
+        return await run_demo(
+            scenario, data_dir=Path(args.data_dir), rounds=args.rounds, say=lambda text: print(text, flush=True)
+        )
     except (ScenarioError, ValueError) as exc:
         return _error(str(exc))
     except DatabaseError as exc:
@@ -185,6 +198,10 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         print(f"config OK: {len(settings.accounts)} account(s): {', '.join(a.name for a in settings.accounts)}")
         return EXIT_OK
     try:
+        if args.command == "run":
+            from bot.service import run_service
+
+            return await run_service(settings, say=lambda text: print(text, flush=True))
         if args.command == "scan":
             return await cmd_check(settings, args, ORPHANS_ONLY)
         if args.command == "reconcile":

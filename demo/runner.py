@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,12 +19,12 @@ from typing import Any
 import asyncpg
 import yaml
 
+from bot.service import StartupError, start_service
 from emulator.exchange import ExchangeEmulator
 from services import migrations
 from services.database import Database
-from services.model import ALL_KINDS
-from services.report import exit_code, render_text
-from services.runtime import Runtime
+from services.findings import FiledCheck
+from services.report import render_text
 from services.settings import PositionsSettings, Settings, quote_identifier
 
 DEFAULT_SCENARIO = Path(__file__).with_name("scenario.yaml")
@@ -63,8 +68,19 @@ def read_scenario(path: Path) -> Scenario:
     return Scenario(exchange, rows)
 
 
+def _telegram_from_environment() -> dict[str, Any]:
+    """With RECONBOT_TELEGRAM__TOKEN and an operator id set, the demo runs the real bot too; alerts go to the
+    operators' private chats unless RECONBOT_TELEGRAM__ALERT_CHAT_IDS names others."""
+    token = os.environ.get("RECONBOT_TELEGRAM__TOKEN")
+    operators = json.loads(os.environ.get("RECONBOT_TELEGRAM__OPERATORS") or "[]")
+    if not token or not operators:
+        return {}
+    chats = json.loads(os.environ.get("RECONBOT_TELEGRAM__ALERT_CHAT_IDS") or "null") or operators
+    return {"token": token, "operators": operators, "alert_chat_ids": chats}
+
+
 def demo_settings(emulator: ExchangeEmulator, data_dir: Path, database_url: str | None = None) -> Settings:
-    """Settings as a user would write them, pointed at the emulator's accounts."""
+    """Settings as a user would write them, pointed at the emulator's accounts, with quick rounds."""
     accounts = [
         {
             "name": account.name,
@@ -83,18 +99,26 @@ def demo_settings(emulator: ExchangeEmulator, data_dir: Path, database_url: str 
     return Settings(
         database=database,
         accounts=accounts,
-        scan={"grace_s": 60, "verify_delay_s": 1},
+        scan={"grace_s": 60, "verify_delay_s": 1, "orphan_interval_s": 20, "reconcile_interval_s": 40, "jitter_s": 0},
+        alerts={"console": True, "unchecked_after": 2, "remind_after_s": 300},
+        telegram=_telegram_from_environment(),
+        ops={"listen": "127.0.0.1:0"},
         config_dir=Path.cwd(),
     )
 
 
 async def seed_database(pool: asyncpg.Pool, positions: PositionsSettings, rows: list[dict[str, Any]]) -> None:
-    """Replace the demo table's rows with the scenario's, keeping ids so '#123' means the same every run."""
+    """Start from a clean slate: the scenario's rows (ids kept, so '#123' means the same every run) and no
+    findings, alerts or audit entries left from an earlier demo."""
     table = positions.qualified_table
     opened_at = datetime.now(UTC) - timedelta(milliseconds=POSITION_AGE_MS)
     async with pool.acquire() as conn, conn.transaction():
         await migrations.migrate(conn, positions)
         await conn.execute(f"TRUNCATE {table}")
+        await conn.execute(
+            "TRUNCATE reconbot.alert_messages, reconbot.outbox, reconbot.confirmations, reconbot.findings, "
+            "reconbot.account_checks, reconbot.audit_log"
+        )
         for row in rows:
             values = {k: (Decimal(str(v)) if k in ("quantity", "entry_price") else v) for k, v in row.items()}
             values.setdefault("status", positions.values.active)
@@ -119,26 +143,62 @@ async def run_demo(
     *,
     data_dir: Path = DEFAULT_DATA_DIR,
     database_url: str | None = None,
+    rounds: int | None = None,
     say: Say = print,
 ) -> int:
-    """One confirmed check of every kind against the scenario; returns the check's exit code."""
+    """Run reconbot against the scenario until Ctrl-C (or for ``rounds`` checks); returns the exit code."""
     scenario = read_scenario(scenario_path)
     emulator = ExchangeEmulator.from_scenario(scenario.exchange)
     base = await emulator.start()
-    say(f"exchange emulator listening on {base} with {len(emulator.accounts)} accounts")
+    say(f"demo: exchange emulator on {base} with accounts {', '.join(emulator.accounts)}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         settings = demo_settings(emulator, data_dir, database_url)
         database = Database(settings)
         await database.start()
         try:
-            say(f"database: {database.description}; seeding {len(scenario.db_positions)} positions")
+            say(f"demo: {database.description}; seeding {len(scenario.db_positions)} trading-bot positions")
             await seed_database(database.pool, settings.positions, scenario.db_positions)
         finally:
             await database.close()
-        async with Runtime(settings) as runtime:
-            say("checking every account (a finding is confirmed by a second read 1 s later) ...")
-            result = await runtime.monitor.check(ALL_KINDS)
-        say(render_text(result, "demo check"))
-        return exit_code(result)
+        if settings.telegram.enabled:
+            say(
+                "demo: the Telegram bot runs too; alerts go to " + ", ".join(map(str, settings.telegram.alert_chat_ids))
+            )
+        else:
+            say(
+                "demo: console alerts only (set RECONBOT_TELEGRAM__TOKEN and RECONBOT_TELEGRAM__OPERATORS='[<your id>]'"
+                " to press the buttons on your phone)"
+            )
+        checks = 0
+
+        def after_check(filed: FiledCheck) -> None:
+            nonlocal checks
+            checks += 1
+            if checks == 1:
+                say(render_text(filed.result, "first check"))
+            if rounds is not None and checks >= rounds:
+                stop.set()
+
+        try:
+            service = await start_service(settings, say=lambda text: say(f"demo: {text}"), console=say)
+        except StartupError as exc:
+            for problem in exc.problems:
+                say(f"problem: {problem}")
+            return 3
+        service.reconciler.listeners.append(after_check)
+        say("demo: running; Ctrl-C stops it" if rounds is None else f"demo: running for {rounds} check(s)")
+        await stop.wait()
+        say("demo: stopping …")
+        await service.stop(check_timeout_s=10, flush_timeout_s=3)
+        say("demo: stopped")
+        return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
         await emulator.stop()

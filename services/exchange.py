@@ -204,6 +204,7 @@ class ExchangeGateway:
                     stop_loss_known=self.exchange_id == "bybit",
                     amount_step=step,
                     category=_category(market),
+                    hedged=bool(item.get("hedged")),
                     opened_at=_moment(info.get(opened_field)) if opened_field else None,
                     updated_at=_moment(info.get(updated_field)),
                 )
@@ -231,6 +232,20 @@ class ExchangeGateway:
         if market is not None and market.get("contract"):
             return market["id"], True
         return text.upper(), False
+
+    async def close_position(self, position: ExchangePosition) -> dict[str, Any]:
+        """Send one reduce-only market order for the position's exact size and side; returns ccxt's order.
+
+        In hedge mode ccxt turns ``hedged`` into the venue's position side (positionSide / positionIdx),
+        which both venues require instead of reduceOnly there.
+        """
+        side = "sell" if position.side is Side.LONG else "buy"
+        params: dict[str, Any] = {"reduceOnly": True}
+        if position.hedged:
+            params["hedged"] = True
+        return await self._guard(
+            self.client.create_order(position.symbol, "market", side, float(position.quantity), None, params)
+        )
 
     async def close(self) -> None:
         await self.client.close()

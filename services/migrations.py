@@ -44,6 +44,90 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "findings, account checks, confirmations, outbox and alert messages",
+        """
+        CREATE TABLE reconbot.findings (
+            id            bigserial PRIMARY KEY,
+            fingerprint   text NOT NULL,
+            kind          text NOT NULL CHECK (kind IN ('orphan', 'ghost', 'quantity_mismatch')),
+            account       text NOT NULL,
+            exchange      text NOT NULL,
+            market        text NOT NULL,
+            side          text NOT NULL,
+            state         text NOT NULL CHECK (state IN ('open', 'snoozed', 'acknowledged', 'resolved', 'fixed')),
+            details       jsonb NOT NULL,
+            first_seen    timestamptz NOT NULL DEFAULT now(),
+            last_seen     timestamptz NOT NULL DEFAULT now(),
+            snoozed_until timestamptz,
+            reminded_at   timestamptz,
+            closed_at     timestamptz,
+            closed_by     text,
+            resolution    text
+        );
+        -- one live finding per fingerprint: the same drift seen again is the same finding
+        CREATE UNIQUE INDEX findings_live ON reconbot.findings (fingerprint)
+            WHERE state IN ('open', 'snoozed', 'acknowledged');
+        CREATE INDEX findings_account ON reconbot.findings (account, state);
+
+        CREATE TABLE reconbot.account_checks (
+            account         text PRIMARY KEY,
+            exchange        text NOT NULL,
+            checked_at      timestamptz NOT NULL,
+            ok              boolean NOT NULL,
+            error           text,
+            positions       integer NOT NULL DEFAULT 0,
+            failures_in_row integer NOT NULL DEFAULT 0,
+            failing_since   timestamptz,
+            last_ok_at      timestamptz,
+            alerted_at      timestamptz
+        );
+
+        CREATE TABLE reconbot.confirmations (
+            id          bigserial PRIMARY KEY,
+            action      text NOT NULL,
+            target      text NOT NULL,
+            finding_id  bigint REFERENCES reconbot.findings (id),
+            question    text NOT NULL,
+            user_id     bigint NOT NULL,
+            chat_id     bigint NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            expires_at  timestamptz NOT NULL,
+            used_at     timestamptz,
+            outcome     text
+        );
+
+        CREATE TABLE reconbot.outbox (
+            id              bigserial PRIMARY KEY,
+            channel         text NOT NULL,
+            destination     text NOT NULL,
+            kind            text NOT NULL,
+            finding_id      bigint REFERENCES reconbot.findings (id),
+            body            jsonb NOT NULL DEFAULT '{}',
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            attempts        integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            last_error      text,
+            sent_at         timestamptz,
+            dead_at         timestamptz
+        );
+        CREATE INDEX outbox_pending ON reconbot.outbox (channel, destination, id)
+            WHERE sent_at IS NULL AND dead_at IS NULL;
+
+        CREATE TABLE reconbot.alert_messages (
+            chat_id     bigint NOT NULL,
+            message_id  bigint NOT NULL,
+            finding_id  bigint NOT NULL REFERENCES reconbot.findings (id),
+            sent_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (chat_id, message_id)
+        );
+        CREATE INDEX alert_messages_finding ON reconbot.alert_messages (finding_id);
+        """,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -54,6 +54,7 @@ class ExchangePosition:
     stop_loss_known: bool = False
     amount_step: Decimal | None = None
     category: str | None = None
+    hedged: bool = False
     opened_at: datetime | None = None
     updated_at: datetime | None = None
 

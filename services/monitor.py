@@ -43,6 +43,9 @@ class Monitor:
         self._clock = clock
         self._sleep = sleep or asyncio.sleep
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def account_names(self, accounts: Sequence[str] | None = None) -> list[str]:
         """The accounts to check, in configured order; unknown names are an error, not a silent skip."""
         if not accounts:
@@ -55,7 +58,7 @@ class Monitor:
     def _detect(
         self, snapshots: Mapping[str, AccountSnapshot], kinds: frozenset[FindingKind]
     ) -> tuple[list[Finding], list[PositionKey]]:
-        now = self._clock()
+        now = self.now()
         findings: list[Finding] = []
         pending: list[PositionKey] = []
         for snapshot in snapshots.values():

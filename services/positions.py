@@ -66,7 +66,7 @@ class PositionsRepository:
     def __init__(self, pool: asyncpg.Pool, settings: PositionsSettings):
         self._pool = pool
         self._settings = settings
-        self._id_type: str | None = None
+        self._types: dict[str, str] = {}
         c = settings.columns
         q = quote_identifier
 
@@ -126,15 +126,19 @@ class PositionsRepository:
                 f"positions table {self._settings.table} lacks configured columns: {', '.join(missing)}; "
                 "map them under positions.columns (optional ones may be null)"
             )
-        id_type = types[c.id]
-        if not _SAFE_TYPE.match(id_type):
-            raise DatabaseError(f"positions.{c.id} has an unsupported type {id_type!r}")
-        self._id_type = id_type
+        unsafe = {name: kind for name, kind in types.items() if not _SAFE_TYPE.match(kind)}
+        if c.id in unsafe:
+            raise DatabaseError(f"positions.{c.id} has an unsupported type {unsafe[c.id]!r}")
+        self._types = {name: kind for name, kind in types.items() if name not in unsafe}
+
+    def _type(self, column: str) -> str:
+        """The column's SQL type as the catalog names it (checked to be a plain type name)."""
+        if not self._types:
+            raise DatabaseError("positions repository used before inspect()")
+        return self._types[column]
 
     def _id_param(self) -> str:
-        if self._id_type is None:
-            raise DatabaseError("positions repository used before inspect()")
-        return f"CAST($1::text AS {self._id_type})"
+        return f"CAST($1::text AS {self._type(self._settings.columns.id)})"
 
     def _row(self, record: asyncpg.Record) -> PositionRow:
         side_text = (record["side"] or "").strip().casefold()
@@ -177,6 +181,79 @@ class PositionsRepository:
                     record = await own.fetchrow(sql, position_id)
         except (asyncpg.DataError, asyncpg.InvalidTextRepresentationError):
             return None
+        return self._row(record) if record else None
+
+    async def insert_if_untracked(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        exchange: str,
+        account: str | None,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        entry_price: Decimal | None,
+    ) -> PositionRow | None:
+        """Adopt a position: insert an active row unless one already tracks (exchange, account, symbol, side).
+
+        Values travel as text and are cast to each column's own type, so any schema's numeric or float
+        columns take them.
+        """
+        c = self._settings.columns
+        v = self._settings.values
+        q = quote_identifier
+        values: dict[str, str | None] = {
+            c.exchange: exchange,
+            c.symbol: symbol,
+            c.side: v.long if side is Side.LONG else v.short,
+            c.status: v.active,
+            c.quantity: str(quantity),
+        }
+        if c.account:
+            values[c.account] = account
+        if c.entry_price:
+            values[c.entry_price] = None if entry_price is None else str(entry_price)
+        columns = list(values)
+        expressions = [f"CAST(${i}::text AS {self._type(col)})" for i, col in enumerate(columns, start=1)]
+        for stamp in (c.opened_at, c.updated_at):
+            if stamp:
+                columns.append(stamp)
+                expressions.append("now()")
+        # $1..$4 are exchange, symbol, side and status, in that order; $6 is the account when there is one.
+        same_key = [
+            f"{q(c.exchange)}::text = $1",
+            f"{q(c.symbol)}::text = $2",
+            f"lower({q(c.side)}::text) = lower($3)",
+            f"{q(c.status)}::text = $4",
+        ]
+        if c.account:
+            same_key.append(f"{q(c.account)}::text IS NOT DISTINCT FROM $6")
+        sql = (
+            f"INSERT INTO {self._table} ({', '.join(q(col) for col in columns)}) "
+            f"SELECT {', '.join(expressions)} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self._table} WHERE {' AND '.join(same_key)}) "
+            f"RETURNING {self._select}"
+        )
+        record = await conn.fetchrow(sql, *values.values())
+        return self._row(record) if record else None
+
+    async def set_quantity_if(
+        self, conn: asyncpg.Connection, position_id: str, expected: Decimal, quantity: Decimal
+    ) -> PositionRow | None:
+        """Set a row's size only if it is still active and still holds the size the operator saw."""
+        c = self._settings.columns
+        q = quote_identifier
+        quantity_type = self._type(c.quantity)
+        assignments = [f"{q(c.quantity)} = CAST($2::text AS {quantity_type})"]
+        if c.updated_at:
+            assignments.append(f"{q(c.updated_at)} = now()")
+        sql = (
+            f"UPDATE {self._table} SET {', '.join(assignments)} "
+            f"WHERE {q(c.id)} = {self._id_param()} AND {q(c.status)} = $3 "
+            f"AND {q(c.quantity)} = CAST($4::text AS {quantity_type}) "
+            f"RETURNING {self._select}"
+        )
+        record = await conn.fetchrow(sql, position_id, str(quantity), self._settings.values.active, str(expected))
         return self._row(record) if record else None
 
     async def close_if_active(self, conn: asyncpg.Connection, position_id: str, exit_reason: str) -> PositionRow | None:

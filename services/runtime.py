@@ -10,10 +10,13 @@ from types import TracebackType
 import ccxt.async_support as ccxt
 
 from services import migrations
+from services.confirmations import ConfirmationStore
 from services.database import Database, DatabaseError
 from services.exchange import ExchangeGateway
+from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
+from services.outbox import Outbox
 from services.positions import PositionsRepository
 from services.settings import Settings
 
@@ -70,8 +73,11 @@ class Runtime:
             for account in self.settings.accounts
         }
         self._monitor = Monitor(self.settings.scan, self.gateways, self._repository, clock=self._clock)
-        self._fixes = FixService(
-            self.gateways, self._repository, grace=timedelta(seconds=self.settings.scan.grace_s), clock=self._clock
+        self._fixes = FixService(self._monitor, self._repository)
+        self.findings = FindingsStore(self.database.pool)
+        self.outbox = Outbox(self.database.pool)
+        self.confirmations = ConfirmationStore(
+            self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s)
         )
         return self
 

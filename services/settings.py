@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,6 +58,16 @@ def _check_identifier(value: str, what: str) -> str:
     return value
 
 
+def http_url(value: str | None) -> str | None:
+    """An http(s) base URL without a trailing slash."""
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/") if value else value
+
+
+BaseUrl = Annotated[str | None, AfterValidator(http_url)]
+
+
 def quote_identifier(name: str) -> str:
     """Double-quote a validated identifier; validation already rules out quotes, so this cannot be escaped."""
     return '"' + _check_identifier(name, "identifier") + '"'
@@ -78,18 +89,18 @@ class DatabaseSettings(_Section):
 class PositionColumns(_Section):
     """Column names of the trading bot's positions table; optional ones may be null when a schema lacks them."""
 
-    id: str = "id"
-    exchange: str = "exchange"
-    account: str | None = "account"
-    symbol: str = "symbol"
-    side: str = "side"
-    quantity: str = "quantity"
-    entry_price: str | None = "entry_price"
-    status: str = "status"
-    opened_at: str | None = "opened_at"
-    closed_at: str | None = "closed_at"
-    exit_reason: str | None = "exit_reason"
-    updated_at: str | None = "updated_at"
+    id: str = Field(default="id", description="the row's primary key")
+    exchange: str = Field(default="exchange", description="the venue (matched to accounts[].db_exchange)")
+    account: str | None = Field(default="account", description="the account (accounts[].db_account); null: none")
+    symbol: str = Field(default="symbol", description="market id (BTCUSDT) or ccxt symbol (BTC/USDT:USDT)")
+    side: str = Field(default="side", description="long or short (see positions.values)")
+    quantity: str = Field(default="quantity", description="size in contracts")
+    entry_price: str | None = Field(default="entry_price", description="entry price; may be null")
+    status: str = Field(default="status", description="active or closed (see positions.values)")
+    opened_at: str | None = Field(default="opened_at", description="when the position was opened; may be null")
+    closed_at: str | None = Field(default="closed_at", description="set when reconbot closes a ghost; may be null")
+    exit_reason: str | None = Field(default="exit_reason", description="set when reconbot closes a ghost; may be null")
+    updated_at: str | None = Field(default="updated_at", description="last change of the row; may be null")
 
     @model_validator(mode="after")
     def _identifiers(self) -> PositionColumns:
@@ -102,10 +113,10 @@ class PositionColumns(_Section):
 class PositionValues(_Section):
     """The values the trading bot writes into the status and side columns."""
 
-    active: str = Field(default="active", min_length=1)
-    closed: str = Field(default="closed", min_length=1)
-    long: str = Field(default="long", min_length=1)
-    short: str = Field(default="short", min_length=1)
+    active: str = Field(default="active", min_length=1, description="status value of an open position")
+    closed: str = Field(default="closed", min_length=1, description="status value reconbot writes to close a ghost")
+    long: str = Field(default="long", min_length=1, description="side value of a long")
+    short: str = Field(default="short", min_length=1, description="side value of a short")
 
 
 class PositionsSettings(_Section):
@@ -130,16 +141,22 @@ class PositionsSettings(_Section):
 
 class AccountSettings(_Section):
     name: str = Field(description="unique name used in commands and alerts")
-    exchange: Literal["binanceusdm", "bybit"]
-    api_key: SecretStr | None = None
-    secret: SecretStr | None = None
-    api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
-    secret_env: str | None = Field(default=None, description="environment variable holding the secret")
-    db_exchange: str | None = Field(default=None, description="value of positions.exchange for this account")
+    exchange: Literal["binanceusdm", "bybit"] = Field(description="binanceusdm or bybit")
+    api_key: SecretStr | None = Field(default=None, description="inline API key (a private config only)")
+    secret: SecretStr | None = Field(default=None, description="inline secret (a private config only)")
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding the API key (default: RECONBOT_<NAME>_API_KEY)"
+    )
+    secret_env: str | None = Field(
+        default=None, description="environment variable holding the secret (default: RECONBOT_<NAME>_SECRET)"
+    )
+    db_exchange: str | None = Field(
+        default=None, description="value of positions.exchange for this account (default: binance or bybit)"
+    )
     db_account: str | None = Field(default=None, description="value of positions.account (default: name)")
-    api_base_url: str | None = Field(default=None, description="replaces the venue's REST host for every endpoint")
-    testnet: bool = False
-    demo_trading: bool = False
+    api_base_url: BaseUrl = Field(default=None, description="replaces the venue's REST host for every endpoint")
+    testnet: bool = Field(default=False, description="use the venue's testnet")
+    demo_trading: bool = Field(default=False, description="use the venue's demo-trading environment")
     allow_exchange_orders: bool = Field(default=False, description="allow closing orphans with reduce-only orders")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="per-request timeout")
 
@@ -149,13 +166,6 @@ class AccountSettings(_Section):
         if not ACCOUNT_NAME.match(value):
             raise ValueError("use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")
         return value
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +213,84 @@ class ScanSettings(_Section):
         default=Decimal("0.001"), ge=0, lt=1, description="relative size difference tolerated (0.001 = 0.1 %)"
     )
     auto_fix_ghosts: bool = Field(default=False, description="mark confirmed ghosts closed without asking")
+    auto_fix_max_per_run: int = Field(default=3, ge=1, le=1000, description="beyond this many ghosts, ask a human")
+    orphan_interval_s: float = Field(default=300, ge=1, description="how often run looks for orphans")
+    reconcile_interval_s: float = Field(default=600, ge=1, description="how often run reconciles")
+    jitter_s: float = Field(default=3, ge=0, le=60, description="random delay of scheduled checks")
+
+
+class TelegramSettings(_Section):
+    token: SecretStr | None = Field(default=None, description="the bot token from @BotFather")
+    alert_chat_ids: list[int] = Field(default_factory=list, description="users or groups that receive alerts")
+    operators: list[int] = Field(default_factory=list, description="user ids that may approve fixes")
+    viewers: list[int] = Field(default_factory=list, description="user ids that may look")
+    api_base_url: BaseUrl = Field(default=None, description="custom Bot API server (default: Telegram's)")
+    confirm_ttl_s: float = Field(default=300, gt=0, le=86400, description="how long a Confirm button stays valid")
+    snooze_s: float = Field(default=3600, gt=0, le=7 * 86400, description="how long Snooze silences a finding")
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^\d+:[A-Za-z0-9_-]+$", value.get_secret_value()):
+            raise ValueError("does not look like a bot token from @BotFather (digits:letters)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
+class EmailSettings(_Section):
+    host: str = Field(min_length=1, description="SMTP server")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS")
+    ca_file: Path | None = Field(default=None, description="CA bundle for a relay with a private certificate")
+    username: str | None = Field(default=None, description="SMTP login, if the relay wants one")
+    password: SecretStr | None = Field(default=None, description="SMTP password")
+    sender: str = Field(default="reconbot@localhost", description="From address")
+    recipients: list[str] = Field(min_length=1, description="To addresses")
+    timeout_s: float = Field(default=20, gt=0, le=300, description="SMTP timeout")
+
+    @field_validator("recipients")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if not re.match(r"^[^@\s]+@[^@\s]+$", a)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {', '.join(bad)}")
+        return value
+
+
+class AlertSettings(_Section):
+    remind_after_s: float = Field(default=3600, gt=0, description="remind while a finding stays open this long")
+    unchecked_after: int = Field(default=3, ge=1, le=1000, description="rounds an account may fail before an alert")
+    console: bool = Field(default=True, description="print alerts on standard output")
+    email: EmailSettings | None = Field(default=None, description="send alerts by e-mail too")
+
+
+class OpsSettings(_Section):
+    listen: str | None = Field(
+        default="127.0.0.1:9108", description="host:port for /healthz and /metrics (port 0: any free); null: off"
+    )
+    stale_after_s: float | None = Field(
+        default=None, gt=0, description="/healthz fails when an account's last check is older (default 3 rounds)"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("use host:port, e.g. 127.0.0.1:9108")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class Settings(BaseSettings):
@@ -217,8 +305,11 @@ class Settings(BaseSettings):
 
     database: DatabaseSettings = DatabaseSettings()
     positions: PositionsSettings = PositionsSettings()
-    accounts: Annotated[list[AccountSettings], Field(min_length=1)]
+    accounts: Annotated[list[AccountSettings], Field(min_length=1, description="the exchange accounts to watch")]
     scan: ScanSettings = ScanSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    alerts: AlertSettings = AlertSettings()
+    ops: OpsSettings = OpsSettings()
     config_dir: Path = Field(default=Path("."), exclude=True, description="directory relative paths start from")
 
     @classmethod
@@ -263,6 +354,10 @@ class Settings(BaseSettings):
         values = [s for a in self.accounts for s in a.secrets()]
         if self.database.url is not None:
             values.append(self.database.url.get_secret_value())
+        if self.telegram.token is not None:
+            values.append(self.telegram.token.get_secret_value())
+        if self.alerts.email is not None and self.alerts.email.password is not None:
+            values.append(self.alerts.email.password.get_secret_value())
         return tuple(v for v in values if v)
 
     @property
@@ -277,7 +372,8 @@ def _format_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     node: Any = raw
     for item in loc:
         if isinstance(item, int):
-            name = node[item].get("name") if isinstance(node, list) and item < len(node) else None
+            element = node[item] if isinstance(node, list) and item < len(node) else None
+            name = element.get("name") if isinstance(element, dict) else None
             parts[-1] += f"[{name}]" if isinstance(name, str) and name else f"[{item}]"
             node = node[item] if isinstance(node, list) and item < len(node) else None
         else:
@@ -316,6 +412,16 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError([f"{config_path}: the top level must be a mapping of sections"])
         raw = loaded or {}
+        telegram = raw.get("telegram")
+        if isinstance(telegram, dict) and telegram.get("token"):
+            raise ConfigError(
+                ["telegram.token: keep the bot token out of the file; set RECONBOT_TELEGRAM__TOKEN instead"]
+            )
+        email = (raw.get("alerts") or {}).get("email") if isinstance(raw.get("alerts"), dict) else None
+        if isinstance(email, dict) and email.get("password"):
+            raise ConfigError(
+                ["alerts.email.password: keep the password out of the file; set RECONBOT_ALERTS__EMAIL__PASSWORD"]
+            )
     elif explicit:
         raise ConfigError([f"{config_path}: no such file"])
     token = _yaml_path.set(config_path if config_path.exists() else None)

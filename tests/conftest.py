@@ -13,6 +13,9 @@ import pytest
 import pytest_asyncio
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
+from emulator.telegram import BotApiEmulator
+
+TELEGRAM_TOKEN = "123456:TEST-token"
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +89,21 @@ def new_account(exchange_emulator: ExchangeEmulator) -> Callable[..., EmulatedAc
         )
 
     return make
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def telegram_server() -> AsyncIterator[BotApiEmulator]:
+    """One loopback Bot API for the run; reset before each test that uses it."""
+    emulator = BotApiEmulator(token=TELEGRAM_TOKEN, bot_username="reconbot_test")
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest_asyncio.fixture
+async def telegram(telegram_server: BotApiEmulator) -> AsyncIterator[BotApiEmulator]:
+    telegram_server.reset()
+    yield telegram_server
+    telegram_server.reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,19 @@ async def prepare_database(database_url: str, positions: PositionsSettings | Non
         await migrations.ensure_positions_table(conn, positions or PositionsSettings())
     finally:
         await conn.close()
+
+
+def position_row(account: EmulatedAccount, symbol: str, side: str, quantity: str, **extra: Any) -> dict[str, Any]:
+    """A positions-table row that belongs to an emulated account."""
+    exchange = "binance" if account.venue == "binance" else "bybit"
+    return {
+        "exchange": exchange,
+        "account": account.name,
+        "symbol": symbol,
+        "side": side,
+        "quantity": Decimal(quantity),
+        **extra,
+    }
 
 
 async def insert_positions(database_url: str, rows: Iterable[dict[str, Any]]) -> list[int]:

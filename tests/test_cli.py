@@ -22,6 +22,9 @@ from tests.helpers import (
     prepare_database,
     write_config,
 )
+from tests.helpers import (
+    position_row as row,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,18 +39,6 @@ async def cli(capsys, *argv) -> tuple[int, str, str]:
     code = await run_cli([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def row(account, symbol, side, quantity, **extra):
-    exchange = "binance" if account.venue == "binance" else "bybit"
-    return {
-        "exchange": exchange,
-        "account": account.name,
-        "symbol": symbol,
-        "side": side,
-        "quantity": Decimal(quantity),
-        **extra,
-    }
 
 
 async def test_scan_reports_an_orphan_with_full_detail(tmp_path, db, new_account, capsys):

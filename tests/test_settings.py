@@ -217,3 +217,28 @@ def test_check_config_command_prints_problems_and_fails(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "config OK: 1 account(s): binance-main"
+
+
+def test_telegram_token_comes_from_the_environment_only(tmp_path, monkeypatch):
+    text = MINIMAL + "telegram:\n  token: '123:abc'\n"
+    assert problems(tmp_path, text) == [
+        "telegram.token: keep the bot token out of the file; set RECONBOT_TELEGRAM__TOKEN instead"
+    ]
+    monkeypatch.setenv("RECONBOT_TELEGRAM__TOKEN", "123456:AAE-secret_token")
+    settings = load_settings(write(tmp_path, MINIMAL + "telegram:\n  operators: [1]\n  alert_chat_ids: [-100]\n"))
+    assert settings.telegram.enabled
+    assert settings.telegram.token.get_secret_value() == "123456:AAE-secret_token"
+    assert "AAE-secret_token" not in repr(settings)
+    assert "123456:AAE-secret_token" in settings.secrets()
+    assert (settings.telegram.operators, settings.telegram.alert_chat_ids) == ([1], [-100])
+
+
+def test_telegram_settings_are_validated(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONBOT_TELEGRAM__TOKEN", "not a token")
+    text = MINIMAL + "telegram:\n  operators: [alice]\n  api_base_url: telegram.local\n  confirm_ttl_s: 0\n"
+    assert problems(tmp_path, text) == [
+        "telegram.token: does not look like a bot token from @BotFather (digits:letters)",
+        "telegram.operators[0]: Input should be a valid integer, unable to parse string as an integer",
+        "telegram.api_base_url: must be an http:// or https:// URL",
+        "telegram.confirm_ttl_s: Input should be greater than 0",
+    ]

@@ -1,0 +1,141 @@
+"""aiogram wiring: the Bot (with flood control), the Dispatcher with its middlewares and routers, and the
+lifecycle of polling and alert delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.types import BotCommand
+from aiogram.utils.backoff import BackoffConfig
+
+from bot.context import BotContext
+from bot.delivery import TelegramDelivery
+from bot.flood import FloodControl
+from bot.middlewares import AuthMiddleware, RoleMiddleware
+from bot.texts import COMMANDS
+from handlers import alerts, checks, common, fallback, fixes, status
+from services.outbox import Destination
+from services.settings import Settings, TelegramSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
+
+
+def telegram_destinations(settings: Settings) -> list[Destination]:
+    if not settings.telegram.enabled:
+        return []
+    return [Destination("telegram", str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
+
+
+def build_bot(settings: TelegramSettings, flood_control: FloodControl | None = None) -> Bot:
+    """A Bot for the configured server, sending HTML, with every call paced and retried."""
+    if settings.token is None:
+        raise ValueError("telegram.token is not set (RECONBOT_TELEGRAM__TOKEN)")
+    api = TelegramAPIServer.from_base(settings.api_base_url) if settings.api_base_url else None
+    session = AiohttpSession(api=api) if api else AiohttpSession()
+    session.middleware(flood_control or FloodControl())
+    return Bot(
+        settings.token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_dispatcher(ctx: BotContext) -> Dispatcher:
+    dispatcher = Dispatcher(ctx=ctx)
+    auth = AuthMiddleware(ctx.settings.telegram)
+    dispatcher.message.outer_middleware(auth)
+    dispatcher.callback_query.outer_middleware(auth)
+    dispatcher.message.middleware(RoleMiddleware())
+    dispatcher.callback_query.middleware(RoleMiddleware())
+    dispatcher.include_routers(
+        *(module.create_router() for module in (common, status, checks, fixes, alerts, fallback))
+    )
+    return dispatcher
+
+
+class ChatOps:
+    """The Telegram face of reconbot: answers commands and buttons, and delivers queued alerts."""
+
+    def __init__(
+        self, ctx: BotContext, bot: Bot, *, backoff: BackoffConfig = DEFAULT_BACKOFF, polling_timeout: int = 25
+    ):
+        self.ctx = ctx
+        self.bot = bot
+        self.dispatcher = build_dispatcher(ctx)
+        self.delivery = TelegramDelivery(
+            bot,
+            ctx.runtime.findings,
+            ctx.runtime.outbox,
+            exchange_orders={a.name: a.allow_exchange_orders for a in ctx.settings.accounts},
+        )
+        ctx.reconciler.wakeups.append(self.delivery.wake)
+        self._backoff = backoff
+        self._polling_timeout = polling_timeout
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start polling and delivery; a Telegram outage at start only delays them, it never stops reconbot."""
+        self._tasks = [
+            asyncio.create_task(self._poll(), name="telegram-polling"),
+            asyncio.create_task(self.delivery.run(), name="telegram-delivery"),
+        ]
+
+    async def _register(self) -> None:
+        """Introduce the bot and its command list, retrying while Telegram cannot be reached."""
+        delay = self._backoff.min_delay
+        while True:
+            try:
+                me = await self.bot.get_me()
+                await self.bot.set_my_commands([BotCommand(command=name, description=text) for name, text in COMMANDS])
+            except (TelegramNetworkError, TelegramServerError) as exc:
+                log.warning("telegram not reachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self._backoff.max_delay, delay * self._backoff.factor)
+                continue
+            log.info("telegram: running as @%s", me.username)
+            return
+
+    async def _poll(self) -> None:
+        await self._register()
+        await self.dispatcher.start_polling(
+            self.bot,
+            handle_signals=False,
+            close_bot_session=False,
+            polling_timeout=self._polling_timeout,
+            backoff_config=self._backoff,
+            allowed_updates=self.dispatcher.resolve_used_update_types(),
+        )
+
+    async def _finish_handlers(self, timeout_s: float) -> None:
+        """Let commands and button presses already being handled finish their replies (bounded)."""
+        pending = set(self.dispatcher._handle_update_tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Stop taking updates, try to deliver what is queued, then close the session."""
+        with contextlib.suppress(RuntimeError):
+            await self.dispatcher.stop_polling()
+        await self._finish_handlers(flush_timeout_s)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.delivery.drain(), flush_timeout_s)
+        self.delivery.stop()
+        for task in self._tasks:
+            if task.get_name() == "telegram-polling":
+                task.cancel()  # polling has stopped, or is still waiting for Telegram to come back
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 5.0)
+        self._tasks = []
+        await self.bot.session.close()

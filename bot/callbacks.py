@@ -1,0 +1,37 @@
+"""Callback data for inline buttons: ids only, well under Telegram's 64 bytes; aiogram packs and parses them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class FindingButton(StrEnum):
+    ADOPT = "adopt"
+    CLOSE_ON_EXCHANGE = "xclose"
+    SNOOZE = "snooze"
+    DETAILS = "details"
+    MARK_CLOSED = "markclosed"
+    KEEP = "keep"
+    SET_SIZE = "setsize"
+    IGNORE = "ignore"
+
+
+class FindingAction(CallbackData, prefix="f"):
+    """A button on an alert: what to do with which finding."""
+
+    action: FindingButton
+    finding_id: int
+
+
+class ConfirmChoice(StrEnum):
+    CONFIRM = "y"
+    CANCEL = "n"
+
+
+class ConfirmAction(CallbackData, prefix="c"):
+    """Confirm or Cancel on a confirmation message."""
+
+    confirmation_id: int
+    choice: ConfirmChoice

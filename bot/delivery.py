@@ -1,0 +1,119 @@
+"""Drains the outbox into Telegram: new alerts with their buttons, edits when a finding changes, reminders
+and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from aiogram import Bot, html
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
+from aiogram.types import InlineKeyboardMarkup
+
+from bot import texts
+from bot.keyboards import finding_keyboard
+from services.delivery import Deliverer, PermanentDeliveryError
+from services.findings import FindingsStore, StoredFinding
+from services.outbox import Outbox, OutboxItem
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked")
+HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found", "message can't be edited")
+
+
+async def is_alert_message(pool: asyncpg.Pool, chat_id: int, message_id: int, finding_id: int) -> bool:
+    """Whether this message announced this finding as an alert (and so is edited with it through the outbox)."""
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM reconbot.alert_messages "
+            "WHERE chat_id = $1 AND message_id = $2 AND finding_id = $3)",
+            chat_id,
+            message_id,
+            finding_id,
+        )
+    )
+
+
+class TelegramDelivery(Deliverer):
+    channel = CHANNEL
+
+    def __init__(self, bot: Bot, findings: FindingsStore, outbox: Outbox, *, exchange_orders: dict[str, bool]):
+        super().__init__(findings, outbox)
+        self.bot = bot
+        self.exchange_orders = exchange_orders
+
+    def _keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
+        return finding_keyboard(finding, exchange_orders=self.exchange_orders.get(finding.account, False))
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """Deliver one item; a chat that can never receive it makes the error permanent."""
+        try:
+            await self._deliver(item)
+        except (TelegramForbiddenError, TelegramNotFound) as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
+        except TelegramBadRequest as exc:
+            if any(reason in str(exc).lower() for reason in PERMANENT_ERRORS):
+                raise PermanentDeliveryError(str(exc)) from exc
+            raise
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        chat_id = int(item.destination)
+        if item.kind == "notice":
+            for chunk in texts.split_message(html.quote(str(item.body.get("text", "")))):
+                await self.bot.send_message(chat_id, chunk)
+            return
+        finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
+        if finding is None:
+            log.warning("outbox item %s names an unknown finding %s; dropped", item.id, item.finding_id)
+            return
+        if item.kind == "alert":
+            await self.send_finding(chat_id, finding, record=True)
+        elif item.kind == "reminder":
+            if finding.live and finding.state == "open":
+                await self.send_finding(chat_id, finding, record=True, prefix="⏰ <b>Still open</b>")
+        elif item.kind == "update":
+            await self.refresh(chat_id, finding)
+        else:
+            log.warning("outbox item %s has an unknown kind %r; dropped", item.id, item.kind)
+
+    async def send_finding(
+        self, chat_id: int, finding: StoredFinding, *, record: bool, prefix: str | None = None
+    ) -> int:
+        """Send a finding's message with its buttons; returns the message id that carries the buttons."""
+        text = texts.finding_message(finding)
+        if prefix:
+            text = f"{prefix}\n{text}"
+        chunks = texts.split_message(text)
+        message_id = 0
+        for index, chunk in enumerate(chunks):
+            markup = self._keyboard(finding) if index == len(chunks) - 1 else None
+            message = await self.bot.send_message(chat_id, chunk, reply_markup=markup)
+            message_id = message.message_id
+            if record:
+                await self.findings.pool.execute(
+                    "INSERT INTO reconbot.alert_messages (chat_id, message_id, finding_id) VALUES ($1, $2, $3) "
+                    "ON CONFLICT DO NOTHING",
+                    chat_id,
+                    message.message_id,
+                    finding.id,
+                )
+        return message_id
+
+    async def refresh(self, chat_id: int, finding: StoredFinding) -> None:
+        """Edit every message announcing this finding in this chat to its current state."""
+        message_ids = await self.findings.pool.fetch(
+            "SELECT message_id FROM reconbot.alert_messages WHERE finding_id = $1 AND chat_id = $2 ORDER BY message_id",
+            finding.id,
+            chat_id,
+        )
+        text = texts.split_message(texts.finding_message(finding))[-1]
+        for row in message_ids:
+            try:
+                await self.bot.edit_message_text(
+                    text=text, chat_id=chat_id, message_id=row["message_id"], reply_markup=self._keyboard(finding)
+                )
+            except TelegramBadRequest as exc:
+                if not any(reason in str(exc).lower() for reason in HARMLESS_EDIT_ERRORS):
+                    raise

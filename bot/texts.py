@@ -1,0 +1,209 @@
+"""Every message the bot writes, as Telegram HTML with each dynamic value escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from aiogram import html
+
+from services.findings import StoredFinding
+from services.model import CheckResult, FindingKind
+
+MESSAGE_LIMIT = 4096
+
+KIND_TITLES = {
+    FindingKind.ORPHAN: "🚨 <b>Orphan position</b>: open on the exchange, not tracked in the DB",
+    FindingKind.GHOST: "👻 <b>Ghost position</b>: active in the DB, not on the exchange",
+    FindingKind.QUANTITY_MISMATCH: "⚖️ <b>Quantity mismatch</b>: exchange and DB disagree on the size",
+}
+KIND_SHORT = {
+    FindingKind.ORPHAN: "orphan",
+    FindingKind.GHOST: "ghost",
+    FindingKind.QUANTITY_MISMATCH: "size mismatch",
+}
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("status", "accounts, last checks, open findings"),
+    ("findings", "open findings with their buttons"),
+    ("positions", "exchange vs DB side by side: /positions [account]"),
+    ("scan", "look for orphans now"),
+    ("reconcile", "look for ghosts and size mismatches now"),
+    ("closeghost", "mark a ghost closed: /closeghost <position id>"),
+    ("whoami", "your Telegram user id and this chat's id"),
+    ("help", "what this bot does"),
+)
+
+
+def when(moment: datetime | str | None) -> str:
+    if moment is None:
+        return "unknown"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def code(value: Any) -> str:
+    return html.code(str(value)) if value not in (None, "") else "unknown"
+
+
+def finding_headline(finding: StoredFinding) -> str:
+    return (
+        f"<b>{html.quote(finding.market)} {finding.side.upper()}</b> · {html.quote(finding.account)} "
+        f"({html.quote(finding.exchange)})"
+    )
+
+
+def _db_rows(details: dict[str, Any]) -> str:
+    rows = details.get("db_rows") or []
+    return ", ".join(f"#{html.quote(str(r['id']))}" for r in rows) or "none"
+
+
+def finding_body(finding: StoredFinding) -> list[str]:
+    """The lines that describe a finding, as detected."""
+    d = finding.details
+    lines = [KIND_TITLES[finding.kind], finding_headline(finding)]
+    if finding.kind is FindingKind.ORPHAN:
+        lines += [
+            f"Contracts: {code(d.get('exchange_quantity'))}",
+            f"Entry: {code(d.get('entry_price'))} · Mark: {code(d.get('mark_price'))}",
+            f"Unrealized PnL: {code(d.get('unrealized_pnl'))} · Leverage: "
+            + (html.code(f"{d['leverage']}x") if d.get("leverage") else "unknown"),
+        ]
+        if d.get("stop_loss"):
+            lines.append(f"Stop-loss: {code(d['stop_loss'])}")
+        else:
+            lines.append("⚠️ <b>NO STOP LOSS</b>" + ("" if d.get("stop_loss_known") else " known"))
+    elif finding.kind is FindingKind.GHOST:
+        opened = [r.get("opened_at") for r in d.get("db_rows") or [] if r.get("opened_at")]
+        lines += [
+            f"DB position {_db_rows(d)} · size {code(d.get('db_quantity'))}",
+            f"In the DB since: {when(min(opened)) if opened else 'unknown'}",
+        ]
+    else:
+        lines += [
+            f"Exchange: {code(d.get('exchange_quantity'))} · DB: {code(d.get('db_quantity'))} ({_db_rows(d)})",
+            f"Difference: {code(d.get('difference'))}",
+        ]
+    lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
+    return lines
+
+
+def finding_state_line(finding: StoredFinding) -> str | None:
+    """What happened to a finding since it was announced; None while it is simply open."""
+    by = html.quote(finding.closed_by or "")
+    if finding.state == "resolved":
+        return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
+    if finding.state == "fixed":
+        return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
+    if finding.state == "snoozed":
+        return f"🔕 Snoozed by {by} until {when(finding.snoozed_until)}"
+    if finding.state == "acknowledged":
+        return f"👍 Acknowledged by {by}: no reminders"
+    return None
+
+
+def finding_message(finding: StoredFinding) -> str:
+    lines = finding_body(finding)
+    state = finding_state_line(finding)
+    if state:
+        lines += ["", state]
+    return "\n".join(lines)
+
+
+def finding_details(finding: StoredFinding) -> str:
+    d = finding.details
+    lines = [
+        f"<b>Finding #{finding.id}</b> · {KIND_SHORT[finding.kind]} · state {html.quote(finding.state)}",
+        finding_headline(finding),
+    ]
+    labels = [
+        ("exchange size", "exchange_quantity"),
+        ("DB size", "db_quantity"),
+        ("difference", "difference"),
+        ("entry price", "entry_price"),
+        ("mark price", "mark_price"),
+        ("unrealized PnL", "unrealized_pnl"),
+        ("leverage", "leverage"),
+        ("stop-loss", "stop_loss"),
+        ("category", "category"),
+    ]
+    lines += [f"{label}: {code(d.get(key))}" for label, key in labels if d.get(key) not in (None, "")]
+    for row in d.get("db_rows") or []:
+        listed = "" if row.get("listed", True) else " (symbol not listed on the venue)"
+        lines.append(
+            f"DB #{html.quote(str(row['id']))}: {html.quote(row['symbol'])} size {code(row['quantity'])}, "
+            f"opened {when(row.get('opened_at'))}{listed}"
+        )
+    lines.append(f"first seen {when(finding.first_seen)}, last seen {when(finding.last_seen)}")
+    state = finding_state_line(finding)
+    if state:
+        lines.append(state)
+    return "\n".join(lines)
+
+
+def check_summary(result: CheckResult, title: str, findings: Sequence[StoredFinding]) -> str:
+    """The answer to /scan and /reconcile: all clear or what was found, and which accounts were not read."""
+    lines = [f"<b>{html.quote(title)}</b>: {len(result.accounts)} account(s) checked"]
+    for status in result.accounts:
+        if status.checked:
+            lines.append(f"✔️ {html.quote(status.account)}: {status.positions} open position(s)")
+        else:
+            lines.append(f"❓ {html.quote(status.account)}: <b>not checked</b>: {html.quote(status.error or '')}")
+    if findings:
+        counts: dict[FindingKind, int] = {}
+        for finding in findings:
+            counts[finding.kind] = counts.get(finding.kind, 0) + 1
+        lines.append("Found: " + ", ".join(f"{n} {KIND_SHORT[k]}" for k, n in counts.items()) + " (below)")
+    elif result.unchecked:
+        lines.append("Nothing found on the accounts that could be read.")
+    else:
+        lines.append("✅ All clear.")
+    if result.pending:
+        lines.append(f"{len(result.pending)} position(s) too new to judge; checked again next round.")
+    return "\n".join(lines)
+
+
+def help_text(watching: Iterable[str]) -> str:
+    accounts = ", ".join(html.quote(a) for a in watching) or "no accounts"
+    lines = [
+        "<b>reconbot</b> keeps the trading bot's database honest about its futures positions.",
+        f"Watching: {accounts}.",
+        "",
+        "It alerts on <b>orphans</b> (open on the exchange, not in the DB: no stop-loss, nobody watching), "
+        "<b>ghosts</b> (active in the DB, gone from the exchange) and <b>size mismatches</b>. "
+        "Fixes always ask for confirmation; only operators may approve them.",
+        "",
+    ]
+    lines += [f"/{name} — {html.quote(description)}" for name, description in COMMANDS]
+    return "\n".join(lines)
+
+
+def refusal(user_id: int | None) -> str:
+    return (
+        "Sorry, you are not allowed to use this bot. "
+        f"Your Telegram user id is <code>{user_id}</code>; ask an admin to add it to the configuration."
+    )
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split on line boundaries into chunks Telegram accepts; a single overlong line is cut as a last resort."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current.strip():
+        chunks.append(current)
+    return chunks or [text[:limit]]

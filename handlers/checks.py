@@ -1,0 +1,46 @@
+"""/scan and /reconcile: check now and answer with what was found, or all clear."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot import texts
+from bot.context import BotContext
+from bot.keyboards import finding_keyboard
+from bot.replies import answer_long
+from bot.roles import Role
+from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
+
+VIEW = {"role": Role.VIEWER}
+
+
+async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind], title: str) -> None:
+    await message.answer(f"Checking {len(ctx.settings.accounts)} account(s)…")
+    filed = await ctx.reconciler.check(kinds)
+    found = [f for f in filed.live if f.kind in kinds]
+    await answer_long(message, texts.check_summary(filed.result, title, found))
+    alerted_here = str(message.chat.id) in {d.address for d in ctx.destinations if d.channel == "telegram"}
+    new_ids = {f.id for f in filed.new}
+    for finding in found:
+        if alerted_here and finding.id in new_ids:
+            continue  # this chat receives it as an alert from the outbox
+        keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
+        await answer_long(message, texts.finding_message(finding), keyboard)
+
+
+async def scan(message: Message, ctx: BotContext) -> None:
+    await _check(message, ctx, ORPHANS_ONLY, "Orphan scan")
+
+
+async def reconcile(message: Message, ctx: BotContext) -> None:
+    await _check(message, ctx, RECONCILIATION, "Reconciliation")
+
+
+def create_router() -> Router:
+    """A fresh router per dispatcher (a router can belong to only one)."""
+    router = Router(name="checks")
+    router.message(Command("scan"), flags=VIEW)(scan)
+    router.message(Command("reconcile"), flags=VIEW)(reconcile)
+    return router

@@ -1,0 +1,122 @@
+"""Two-tap fixes: /closeghost and the Confirm / Cancel buttons every fix goes through."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiogram import F, Router, html
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message, User
+
+from bot.callbacks import ConfirmAction, ConfirmChoice
+from bot.context import BotContext
+from bot.keyboards import confirm_keyboard
+from bot.roles import Role, actor_name
+from services.confirmations import CLOSE_GHOST
+from services.report import decimal_text
+
+log = logging.getLogger(__name__)
+OPERATE = {"role": Role.OPERATOR}
+POSITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CLOSEGHOST_USAGE = "Usage: /closeghost &lt;position id&gt;, e.g. /closeghost 123"
+
+
+async def ask_confirmation(
+    message: Message,
+    user: User,
+    ctx: BotContext,
+    *,
+    action: str,
+    target: str,
+    question: str,
+    finding_id: int | None = None,
+) -> None:
+    """Send the question with Confirm / Cancel; nothing changes until Confirm."""
+    confirmation = await ctx.runtime.confirmations.create(
+        action=action,
+        target=target,
+        question=question,
+        user_id=user.id,
+        chat_id=message.chat.id,
+        finding_id=finding_id,
+    )
+    minutes = ctx.settings.telegram.confirm_ttl_s / 60
+    await message.answer(
+        f"{html.quote(question)}\n<i>Valid for {minutes:g} min, for {html.quote(actor_name(user.id, user.username))}"
+        " only.</i>",
+        reply_markup=confirm_keyboard(confirmation.id),
+    )
+
+
+async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
+    args = (command.args or "").split()
+    if len(args) != 1 or not POSITION_ID.match(args[0]):
+        await message.answer(CLOSEGHOST_USAGE)
+        return
+    row = await ctx.runtime.repository.get(args[0])
+    if row is None:
+        await message.answer(f"No position #{html.quote(args[0])} in the DB.")
+        return
+    side = row.side.upper() if row.side else "?"
+    question = f"Mark position #{row.id} {row.symbol} {side} {decimal_text(row.quantity)} as closed?"
+    assert message.from_user is not None
+    await ask_confirmation(message, message.from_user, ctx, action=CLOSE_GHOST, target=row.id, question=question)
+
+
+async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
+    user = query.from_user
+    claim = await ctx.runtime.confirmations.claim(
+        callback_data.confirmation_id, user.id, "cancelled", actor_name(user.id, user.username)
+    )
+    message = query.message if isinstance(query.message, Message) else None
+    if claim.confirmation is None:
+        # Someone else's confirmation, or one already used: its message keeps its buttons and its outcome.
+        await query.answer(claim.refusal or "Not possible.", show_alert=True)
+        if message is not None and claim.expired:
+            await message.edit_text(html.quote(claim.refusal or ""))
+        return
+    text = "Cancelled; nothing changed."
+    await query.answer(text)
+    if message is not None:
+        await message.edit_text(f"{html.quote(claim.confirmation.question)}\n{html.quote(text)}")
+
+
+async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
+    user = query.from_user
+    actor = actor_name(user.id, user.username)
+    claim = await ctx.runtime.confirmations.claim(callback_data.confirmation_id, user.id, "confirmed", actor)
+    message = query.message if isinstance(query.message, Message) else None
+    if claim.confirmation is None:
+        await query.answer(claim.refusal or "Not possible.", show_alert=True)
+        if message is not None and claim.expired:
+            await message.edit_text(html.quote(claim.refusal or ""))
+        return
+    confirmation = claim.confirmation
+    await query.answer("Checking both sides again…")
+    finding = await ctx.runtime.findings.get(confirmation.finding_id) if confirmation.finding_id else None
+    if confirmation.action == CLOSE_GHOST:
+        outcomes = await ctx.runtime.fixes.close_ghosts(confirmation.target.split(","), f"telegram {actor}")
+        done = all(o.done for o in outcomes)
+        summary = "; ".join(o.message for o in outcomes)
+        if done and finding is None:
+            finding = await ctx.runtime.findings.live_ghost_for_position(outcomes[0].target.removeprefix("position #"))
+    else:
+        outcome = await ctx.runtime.fixes.apply(confirmation.action, confirmation.target, finding, f"telegram {actor}")
+        done, summary = outcome.done, outcome.message
+    if done and finding is not None:
+        await ctx.runtime.findings.mark_fixed(finding.id, actor, summary, ctx.destinations)
+        ctx.reconciler.wake()
+    result = f"✅ Done: {summary}" if done else f"Nothing changed: {summary}"
+    log.info("confirmation #%s by %s: %s", confirmation.id, actor, result)
+    if message is not None:
+        await message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(result)}")
+
+
+def create_router() -> Router:
+    """A fresh router per dispatcher (a router can belong to only one)."""
+    router = Router(name="fixes")
+    router.message(Command("closeghost"), flags=OPERATE)(closeghost)
+    router.callback_query(ConfirmAction.filter(F.choice == ConfirmChoice.CANCEL), flags=OPERATE)(cancel)
+    router.callback_query(ConfirmAction.filter(F.choice == ConfirmChoice.CONFIRM), flags=OPERATE)(confirm)
+    return router

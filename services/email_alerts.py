@@ -1,0 +1,70 @@
+"""Alerts by e-mail over SMTP (STARTTLS by default), drained from the outbox like every channel."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+from services import plain_text
+from services.delivery import Deliverer, PermanentDeliveryError
+from services.findings import FindingsStore
+from services.outbox import Destination, Outbox, OutboxItem
+from services.settings import EmailSettings
+
+CHANNEL = "email"
+PREFIXES = {"alert": "", "reminder": "Still open:", "update": "Update:"}
+
+
+def email_destinations(settings: EmailSettings | None) -> list[Destination]:
+    return [Destination(CHANNEL, address) for address in settings.recipients] if settings else []
+
+
+class EmailDelivery(Deliverer):
+    channel = CHANNEL
+
+    def __init__(self, findings: FindingsStore, outbox: Outbox, settings: EmailSettings):
+        super().__init__(findings, outbox)
+        self.settings = settings
+
+    async def compose(self, item: OutboxItem) -> EmailMessage | None:
+        message = EmailMessage()
+        message["From"] = self.settings.sender
+        message["To"] = item.destination
+        if item.kind == "notice":
+            text = str(item.body.get("text", ""))
+            message["Subject"] = f"[reconbot] {text.splitlines()[0][:120] if text else 'notice'}"
+            message.set_content(text)
+            return message
+        finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
+        if finding is None:
+            return None
+        if item.kind == "reminder" and finding.state != "open":
+            return None
+        prefix = PREFIXES.get(item.kind, "")
+        if item.kind == "update":
+            prefix = {"resolved": "Resolved:", "fixed": "Fixed:"}.get(finding.state, "Update:")
+        message["Subject"] = plain_text.subject(finding, prefix)
+        message.set_content(plain_text.finding_text(finding))
+        return message
+
+    async def deliver(self, item: OutboxItem) -> None:
+        message = await self.compose(item)
+        if message is not None:
+            await asyncio.to_thread(self._send, message)
+
+    def _send(self, message: EmailMessage) -> None:
+        settings = self.settings
+        try:
+            with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s) as smtp:
+                if settings.starttls:
+                    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+                    smtp.starttls(context=context)
+                if settings.username and settings.password:
+                    smtp.login(settings.username, settings.password.get_secret_value())
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise PermanentDeliveryError(f"recipient refused: {exc.recipients}") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise RuntimeError(f"SMTP authentication failed ({exc.smtp_code})") from None

@@ -1,0 +1,332 @@
+"""Findings with a life: stored by fingerprint, so the same drift seen again is the same finding.
+
+States: open → snoozed / acknowledged → resolved (drift gone) or fixed (someone fixed it). A check files
+its result in one transaction: new findings, findings that persist, findings that resolved, each account's
+check status, and an outbox row for every alert that has to go out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services import outbox
+from services.model import CheckResult, Finding, FindingKind, PositionKey, Side
+from services.outbox import Destination
+from services.report import finding_dict
+
+LIVE_STATES = ("open", "snoozed", "acknowledged")
+_COLUMNS = (
+    "id, fingerprint, kind, account, exchange, market, side, state, details, first_seen, last_seen, "
+    "snoozed_until, reminded_at, closed_at, closed_by, resolution"
+)
+_ADVISORY_LOCK = 0x66696E64  # serialises filing of concurrent checks
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFinding:
+    id: int
+    fingerprint: str
+    kind: FindingKind
+    account: str
+    exchange: str
+    market: str
+    side: Side
+    state: str
+    details: dict[str, Any]
+    first_seen: datetime
+    last_seen: datetime
+    snoozed_until: datetime | None
+    reminded_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    resolution: str | None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def key(self) -> PositionKey:
+        return PositionKey(self.account, self.market, self.side)
+
+    @property
+    def db_position_ids(self) -> list[str]:
+        return list(self.details.get("db_position_ids") or [])
+
+
+def _stored(record: asyncpg.Record) -> StoredFinding:
+    details = record["details"]
+    return StoredFinding(
+        id=record["id"],
+        fingerprint=record["fingerprint"],
+        kind=FindingKind(record["kind"]),
+        account=record["account"],
+        exchange=record["exchange"],
+        market=record["market"],
+        side=Side(record["side"]),
+        state=record["state"],
+        details=json.loads(details) if isinstance(details, str) else details,
+        first_seen=record["first_seen"],
+        last_seen=record["last_seen"],
+        snoozed_until=record["snoozed_until"],
+        reminded_at=record["reminded_at"],
+        closed_at=record["closed_at"],
+        closed_by=record["closed_by"],
+        resolution=record["resolution"],
+    )
+
+
+def finding_details(finding: Finding) -> dict[str, Any]:
+    """What an alert shows, frozen at detection: sizes, prices, DB rows and whether a stop-loss is known."""
+    details = finding_dict(finding)
+    position = finding.exchange_position
+    details["stop_loss_known"] = bool(position and position.stop_loss_known)
+    details["hedged"] = bool(position and position.hedged)
+    details["category"] = position.category if position else None
+    details["difference"] = None if finding.difference is None else format(finding.difference.normalize(), "f")
+    details["db_rows"] = [
+        {
+            "id": row.id,
+            "symbol": row.symbol,
+            "quantity": format(row.quantity.normalize(), "f"),
+            "opened_at": row.opened_at.isoformat() if row.opened_at else None,
+            "listed": row.market_listed,
+        }
+        for row in finding.db_positions
+    ]
+    return details
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """When to remind about open findings and when an unreadable account deserves its own alert."""
+
+    remind_after: timedelta = timedelta(hours=1)
+    unchecked_after: int = 3
+
+
+@dataclass(frozen=True)
+class FiledCheck:
+    """A check and what filing it changed."""
+
+    result: CheckResult
+    new: tuple[StoredFinding, ...]
+    resolved: tuple[StoredFinding, ...]
+    live: tuple[StoredFinding, ...]
+    reminded: tuple[StoredFinding, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+class FindingsStore:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def file(
+        self, result: CheckResult, destinations: Sequence[Destination], policy: AlertPolicy | None = None
+    ) -> FiledCheck:
+        """Record a check: insert new findings, refresh persisting ones, resolve vanished ones, queue alerts,
+        end expired snoozes, queue reminders, and raise or clear unreadable-account alerts."""
+        checked = [a.account for a in result.accounts if a.checked]
+        kinds = [k.value for k in result.kinds]
+        pending = {(k.account, k.market, k.side.value) for k in result.pending}
+        new: list[StoredFinding] = []
+        resolved: list[StoredFinding] = []
+        live: list[StoredFinding] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK)
+            existing = {
+                f.fingerprint: f
+                for f in map(
+                    _stored,
+                    await conn.fetch(
+                        f"SELECT {_COLUMNS} FROM reconbot.findings "
+                        "WHERE state = ANY($1::text[]) AND account = ANY($2::text[]) AND kind = ANY($3::text[])",
+                        list(LIVE_STATES),
+                        checked,
+                        kinds,
+                    ),
+                )
+            }
+            for finding in result.findings:
+                details = json.dumps(finding_details(finding))
+                if finding.fingerprint in existing:
+                    record = await conn.fetchrow(
+                        f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
+                        f"WHERE id = $1 RETURNING {_COLUMNS}",
+                        existing.pop(finding.fingerprint).id,
+                        details,
+                    )
+                    live.append(_stored(record))
+                    continue
+                record = await conn.fetchrow(
+                    f"INSERT INTO reconbot.findings (fingerprint, kind, account, exchange, market, side, state, "
+                    f"details) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7::jsonb) RETURNING {_COLUMNS}",
+                    finding.fingerprint,
+                    finding.kind.value,
+                    finding.key.account,
+                    finding.exchange,
+                    finding.key.market,
+                    finding.key.side.value,
+                    details,
+                )
+                stored = _stored(record)
+                new.append(stored)
+                live.append(stored)
+                await outbox.enqueue_many(conn, destinations, "alert", finding_id=stored.id)
+            for gone in existing.values():
+                if (gone.account, gone.market, gone.side.value) in pending:
+                    live.append(gone)  # inside the grace window again: neither drift nor resolved yet
+                    continue
+                closed = await self._close(conn, gone.id, "resolved", "reconbot", "drift no longer seen")
+                if closed is not None:
+                    resolved.append(closed)
+                    await outbox.enqueue_many(conn, destinations, "update", finding_id=closed.id)
+            policy = policy or AlertPolicy()
+            notices = await self._record_accounts(conn, result, policy.unchecked_after)
+            for text in notices:
+                await outbox.enqueue_many(conn, destinations, "notice", body={"text": text})
+            reminded = await self._remind(conn, destinations, policy.remind_after)
+        return FiledCheck(result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices))
+
+    async def _remind(
+        self, conn: asyncpg.Connection, destinations: Sequence[Destination], remind_after: timedelta
+    ) -> list[StoredFinding]:
+        """End snoozes that ran out, then remind about findings open longer than ``remind_after`` since the
+        last alert or reminder."""
+        woken = await conn.fetch(
+            f"UPDATE reconbot.findings SET state = 'open', snoozed_until = NULL, reminded_at = NULL "
+            f"WHERE state = 'snoozed' AND snoozed_until <= now() RETURNING {_COLUMNS}"
+        )
+        for record in woken:
+            await outbox.enqueue_many(conn, destinations, "update", finding_id=record["id"])
+        due = await conn.fetch(
+            f"UPDATE reconbot.findings SET reminded_at = now() "
+            f"WHERE state = 'open' AND coalesce(reminded_at, first_seen) <= now() - $1::interval "
+            f"RETURNING {_COLUMNS}",
+            remind_after,
+        )
+        reminded = sorted(map(_stored, due), key=lambda f: f.id)
+        for finding in reminded:
+            await outbox.enqueue_many(conn, destinations, "reminder", finding_id=finding.id)
+        return reminded
+
+    @staticmethod
+    async def _record_accounts(conn: asyncpg.Connection, result: CheckResult, unchecked_after: int) -> list[str]:
+        """Keep each account's last check; returns the notices due: newly unreadable, or readable again."""
+        notices: list[str] = []
+        for status in result.accounts:
+            record = await conn.fetchrow(
+                """INSERT INTO reconbot.account_checks AS c
+                       (account, exchange, checked_at, ok, error, positions, failures_in_row, failing_since,
+                        last_ok_at)
+                   VALUES ($1, $2, now(), $3, $4, $5, CASE WHEN $3 THEN 0 ELSE 1 END,
+                           CASE WHEN $3 THEN NULL ELSE now() END, CASE WHEN $3 THEN now() END)
+                   ON CONFLICT (account) DO UPDATE SET
+                       exchange = EXCLUDED.exchange, checked_at = now(), ok = $3, error = $4, positions = $5,
+                       failures_in_row = CASE WHEN $3 THEN 0 ELSE c.failures_in_row + 1 END,
+                       failing_since = CASE WHEN $3 THEN NULL ELSE coalesce(c.failing_since, now()) END,
+                       last_ok_at = CASE WHEN $3 THEN now() ELSE c.last_ok_at END
+                   RETURNING failures_in_row, failing_since, alerted_at""",
+                status.account,
+                status.exchange,
+                status.checked,
+                status.error,
+                status.positions,
+            )
+            if not status.checked and record["failures_in_row"] >= unchecked_after and record["alerted_at"] is None:
+                since = record["failing_since"].strftime("%H:%M UTC")
+                notices.append(
+                    f"{status.account}: exchange not reachable since {since} "
+                    f"({record['failures_in_row']} checks in a row): {status.error}"
+                )
+                await conn.execute(
+                    "UPDATE reconbot.account_checks SET alerted_at = now() WHERE account = $1", status.account
+                )
+            elif status.checked and record["alerted_at"] is not None:
+                notices.append(f"{status.account}: reachable again; its positions are being checked.")
+                await conn.execute(
+                    "UPDATE reconbot.account_checks SET alerted_at = NULL WHERE account = $1", status.account
+                )
+        return notices
+
+    @staticmethod
+    async def _close(
+        conn: asyncpg.Connection, finding_id: int, state: str, by: str, resolution: str
+    ) -> StoredFinding | None:
+        record = await conn.fetchrow(
+            f"UPDATE reconbot.findings SET state = $2, closed_at = now(), closed_by = $3, resolution = $4 "
+            f"WHERE id = $1 AND state = ANY($5::text[]) RETURNING {_COLUMNS}",
+            finding_id,
+            state,
+            by,
+            resolution,
+            list(LIVE_STATES),
+        )
+        return _stored(record) if record else None
+
+    async def mark_fixed(
+        self, finding_id: int, by: str, resolution: str, destinations: Sequence[Destination]
+    ) -> StoredFinding | None:
+        """Close a live finding as fixed and queue the edit of its alerts; None if it was no longer live."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            closed = await self._close(conn, finding_id, "fixed", by, resolution)
+            if closed is not None:
+                await outbox.enqueue_many(conn, destinations, "update", finding_id=finding_id)
+        return closed
+
+    async def set_state(
+        self,
+        finding_id: int,
+        state: str,
+        *,
+        by: str,
+        destinations: Sequence[Destination],
+        snoozed_until: datetime | None = None,
+    ) -> StoredFinding | None:
+        """Snooze or acknowledge a live finding (guarded); the alerts are edited to say so."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                f"UPDATE reconbot.findings SET state = $2, snoozed_until = $3, closed_by = $4 "
+                f"WHERE id = $1 AND state = ANY($5::text[]) RETURNING {_COLUMNS}",
+                finding_id,
+                state,
+                snoozed_until,
+                by,
+                list(LIVE_STATES),
+            )
+            if record is not None:
+                await outbox.enqueue_many(conn, destinations, "update", finding_id=finding_id)
+        return _stored(record) if record else None
+
+    async def get(self, finding_id: int) -> StoredFinding | None:
+        record = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM reconbot.findings WHERE id = $1", finding_id)
+        return _stored(record) if record else None
+
+    async def live(self, accounts: Iterable[str] | None = None) -> list[StoredFinding]:
+        """Open, snoozed and acknowledged findings, oldest first."""
+        records = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM reconbot.findings WHERE state = ANY($1::text[]) "
+            "AND ($2::text[] IS NULL OR account = ANY($2::text[])) ORDER BY id",
+            list(LIVE_STATES),
+            None if accounts is None else list(accounts),
+        )
+        return [_stored(r) for r in records]
+
+    async def live_ghost_for_position(self, position_id: str) -> StoredFinding | None:
+        record = await self.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM reconbot.findings WHERE kind = 'ghost' AND state = ANY($1::text[]) "
+            "AND details -> 'db_position_ids' ? $2 ORDER BY id LIMIT 1",
+            list(LIVE_STATES),
+            position_id,
+        )
+        return _stored(record) if record else None
+
+    async def account_checks(self) -> dict[str, asyncpg.Record]:
+        records = await self.pool.fetch("SELECT * FROM reconbot.account_checks")
+        return {r["account"]: r for r in records}

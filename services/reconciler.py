@@ -1,0 +1,143 @@
+"""From a check to alerts: run the monitor, file the result as findings, apply the safe auto-fix, queue what
+must be said, and tell the listeners (console, an embedding program's callback, the deliverers)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from services import outbox
+from services.findings import AlertPolicy, FiledCheck, StoredFinding
+from services.model import ALL_KINDS, FindingKind
+from services.outbox import Destination
+from services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[FiledCheck], Awaitable[None] | None]
+AUTO_FIX_ACTOR = "reconbot (auto-fix)"
+
+
+@dataclass(frozen=True)
+class AutoFix:
+    """Mark confirmed ghosts closed without asking, at most ``max_per_run`` at a time."""
+
+    enabled: bool = False
+    max_per_run: int = 3
+
+
+@dataclass
+class _Batch:
+    kinds: set[FindingKind]
+    done: asyncio.Future[FiledCheck] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Reconciler:
+    def __init__(
+        self,
+        runtime: Runtime,
+        destinations: Sequence[Destination],
+        listeners: Sequence[Listener] = (),
+        *,
+        policy: AlertPolicy | None = None,
+        auto_fix: AutoFix | None = None,
+    ):
+        self.runtime = runtime
+        self.destinations = list(destinations)
+        self.listeners = list(listeners)
+        self.policy = policy or AlertPolicy()
+        self.auto_fix = auto_fix or AutoFix()
+        self.wakeups: list[Callable[[], None]] = []
+        self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None
+        self.last: FiledCheck | None = None
+
+    def wake(self) -> None:
+        """Tell every deliverer that the outbox has new rows."""
+        for wakeup in self.wakeups:
+            wakeup()
+
+    async def check(
+        self, kinds: frozenset[FindingKind] = ALL_KINDS, accounts: Sequence[str] | None = None
+    ) -> FiledCheck:
+        """One confirmed check, filed; checks never overlap within one process."""
+        async with self._lock:
+            result = await self.runtime.monitor.check(kinds, accounts)
+            filed = await self.runtime.findings.file(result, self.destinations, self.policy)
+            if self.auto_fix.enabled and FindingKind.GHOST in kinds:
+                filed = await self._auto_fix(filed)
+        self.last = filed
+        self.wake()
+        for listener in self.listeners:
+            try:
+                outcome = listener(filed)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                log.exception("a check listener failed")
+        return filed
+
+    async def scheduled_check(self, kinds: frozenset[FindingKind], window_s: float = 0.0) -> FiledCheck:
+        """Like ``check``, but requests arriving within ``window_s`` of the first share one snapshot: when the
+        orphan scan and the reconciliation fall due together, the exchanges are read once for both."""
+        if self._batch is not None:
+            self._batch.kinds |= kinds
+            return await asyncio.shield(self._batch.done)
+        batch = self._batch = _Batch(set(kinds))
+        try:
+            await asyncio.sleep(window_s)
+        finally:
+            self._batch = None
+        try:
+            filed = await self.check(frozenset(batch.kinds))
+        except BaseException as exc:
+            batch.done.set_exception(exc)
+            batch.done.exception()  # retrieved here so an unawaited batch does not warn
+            raise
+        batch.done.set_result(filed)
+        return filed
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait for a running check to finish (bounded); True when none is running any more."""
+        try:
+            async with asyncio.timeout(timeout_s), self._lock:
+                return True
+        except TimeoutError:
+            return False
+
+    async def _auto_fix(self, filed: FiledCheck) -> FiledCheck:
+        """Close confirmed ghosts nobody chose to keep. Never on an unchecked account (they yield no findings);
+        more ghosts at once than the limit looks systemic, so then nothing is fixed and a human is asked."""
+        ghosts = [f for f in filed.live if f.kind is FindingKind.GHOST and f.state == "open"]
+        if not ghosts:
+            return filed
+        if len(ghosts) > self.auto_fix.max_per_run:
+            notice = (
+                f"{len(ghosts)} ghost positions confirmed at once, more than the auto-fix limit of "
+                f"{self.auto_fix.max_per_run}; none was closed automatically. Please review them."
+            )
+            await self._notify(notice)
+            return replace(filed, notices=(*filed.notices, notice))
+        fixed: list[StoredFinding] = []
+        for ghost in ghosts:
+            outcomes = await self.runtime.fixes.close_ghosts(ghost.db_position_ids, AUTO_FIX_ACTOR)
+            if outcomes and all(o.done for o in outcomes):
+                summary = "; ".join(o.message for o in outcomes)
+                closed = await self.runtime.findings.mark_fixed(ghost.id, AUTO_FIX_ACTOR, summary, self.destinations)
+                if closed is not None:
+                    fixed.append(closed)
+            else:
+                log.info("auto-fix left finding #%s open: %s", ghost.id, "; ".join(o.message for o in outcomes))
+        fixed_ids = {f.id for f in fixed}
+        return replace(
+            filed,
+            live=tuple(f for f in filed.live if f.id not in fixed_ids),
+            resolved=(*filed.resolved, *fixed),
+        )
+
+    async def _notify(self, text: str) -> None:
+        async with self.runtime.database.pool.acquire() as conn:
+            await outbox.enqueue_many(conn, self.destinations, "notice", body={"text": text})

@@ -1,0 +1,81 @@
+"""Scheduled checks with APScheduler: orphans every ``scan.orphan_interval_s``, reconciliation every
+``scan.reconcile_interval_s``, both at start-up.
+
+A job never overlaps itself (``max_instances=1``), missed runs are coalesced, and a job that raises is
+logged with its traceback and simply runs again next time. When both jobs fall due together, the first
+waits briefly for the second so one snapshot serves both.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
+from services.reconciler import Reconciler
+from services.settings import ScanSettings
+
+log = logging.getLogger(__name__)
+
+JOBS = {"orphan scan": ORPHANS_ONLY, "reconciliation": RECONCILIATION}
+
+
+class CheckScheduler:
+    def __init__(self, reconciler: Reconciler, scan: ScanSettings):
+        self.reconciler = reconciler
+        self.scan = scan
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.runs = 0
+        self.failures = 0
+
+    def _interval(self, name: str) -> float:
+        return self.scan.orphan_interval_s if name == "orphan scan" else self.scan.reconcile_interval_s
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        for name, kinds in JOBS.items():
+            interval = self._interval(name)
+            self.scheduler.add_job(
+                self._run,
+                IntervalTrigger(seconds=interval, jitter=self.scan.jitter_s or None, timezone=UTC),
+                args=[name, kinds],
+                id=name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval / 2)),
+                next_run_time=now,
+            )
+        self.scheduler.start()
+
+    def _partner_due_in(self, name: str) -> float | None:
+        """Seconds until the other job runs, if that is soon enough to share this job's snapshot."""
+        window = self.scan.jitter_s + 1.0
+        now = datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            if job.id != name and job.next_run_time is not None:
+                wait = (job.next_run_time - now).total_seconds()
+                if wait <= window:
+                    return max(0.0, wait) + 0.2
+        return None
+
+    async def _run(self, name: str, kinds: frozenset[FindingKind]) -> None:
+        self.runs += 1
+        try:
+            await self.reconciler.scheduled_check(kinds, self._partner_due_in(name) or 0.0)
+        except Exception:
+            self.failures += 1
+            log.exception("scheduled %s failed; it runs again in %ss", name, self._interval(name))
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        if not self.scheduler.running:
+            return {}
+        return {job.name: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def shutdown(self) -> None:
+        """Take no new work; a check already running is left to finish."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
