@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -89,11 +90,45 @@ def _moment(value: Any) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None
 
 
+MARKETS_TTL_S = 6 * 3600.0
+
+
+class MarketCache:
+    """One market list per venue endpoint, loaded once and shared by every account there through ccxt's
+    ``set_markets_from_exchange``; reloaded after ``ttl_s`` so new listings resolve."""
+
+    def __init__(self, ttl_s: float = MARKETS_TTL_S):
+        self.ttl_s = ttl_s
+        self._sources: dict[tuple[Any, ...], tuple[float, ccxt.Exchange]] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    @staticmethod
+    def key(account: AccountSettings) -> tuple[Any, ...]:
+        return (account.exchange, account.testnet, account.demo_trading, account.api_base_url)
+
+    async def ensure(self, gateway: ExchangeGateway) -> None:
+        key = self.key(gateway.account)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            now = time.monotonic()
+            entry = self._sources.get(key)
+            if entry is not None and now - entry[0] < self.ttl_s:
+                if gateway.client.markets is not entry[1].markets:
+                    gateway.client.set_markets_from_exchange(entry[1])
+                return
+            await gateway.guard(gateway.client.load_markets(reload=entry is not None))
+            if not gateway.client.markets:
+                raise ExchangeUnavailable("bad response: the venue listed no markets")
+            self._sources[key] = (now, gateway.client)
+
+
 class ExchangeGateway:
     """Reads one account's positions through ccxt's unified API."""
 
-    def __init__(self, account: AccountSettings, client: ccxt.Exchange | None = None):
+    def __init__(
+        self, account: AccountSettings, client: ccxt.Exchange | None = None, markets: MarketCache | None = None
+    ):
         self.account = account
+        self.markets = markets or MarketCache()
         api_key, secret = account.credentials()
         self.client = client or create_client(
             account.exchange,
@@ -104,7 +139,6 @@ class ExchangeGateway:
             demo_trading=account.demo_trading,
             timeout_ms=int(account.timeout_s * 1000),
         )
-        self._markets_lock = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -118,7 +152,8 @@ class ExchangeGateway:
         """A whole read may queue behind the rate limiter and page, but never hangs forever."""
         return max(30.0, self.account.timeout_s * 6)
 
-    async def _guard(self, coroutine: Any) -> Any:
+    async def guard(self, coroutine: Any) -> Any:
+        """Await a ccxt call within the deadline; every failure becomes ExchangeUnavailable with a reason."""
         try:
             async with asyncio.timeout(self._deadline()):
                 return await coroutine
@@ -129,18 +164,16 @@ class ExchangeGateway:
             raise ExchangeUnavailable(reason) from None
 
     async def load_markets(self) -> None:
-        async with self._markets_lock:
-            if not self.client.markets:
-                await self._guard(self.client.load_markets())
+        await self.markets.ensure(self)
 
     async def positions(self) -> list[ExchangePosition]:
         """Every non-zero position of every category, or ExchangeUnavailable."""
         await self.load_markets()
         if self.exchange_id == "bybit":
-            pages = await self._guard(asyncio.gather(*(self._bybit_rows(q) for q in BYBIT_POSITION_QUERIES)))
+            pages = await self.guard(asyncio.gather(*(self._bybit_rows(q) for q in BYBIT_POSITION_QUERIES)))
             unified = [self.client.parse_position(row) for rows in pages for row in rows]
         else:
-            unified = await self._guard(self.client.fetch_positions())
+            unified = await self.guard(self.client.fetch_positions())
         return self._convert(unified)
 
     async def _bybit_rows(self, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -243,7 +276,7 @@ class ExchangeGateway:
         params: dict[str, Any] = {"reduceOnly": True}
         if position.hedged:
             params["hedged"] = True
-        return await self._guard(
+        return await self.guard(
             self.client.create_order(position.symbol, "market", side, float(position.quantity), None, params)
         )
 

@@ -318,6 +318,15 @@ class FindingsStore:
         )
         return [_stored(r) for r in records]
 
+    async def live_fingerprints(self) -> set[str]:
+        """Drift already confirmed and announced: seen again, it needs no second read."""
+        return {
+            r["fingerprint"]
+            for r in await self.pool.fetch(
+                "SELECT fingerprint FROM reconbot.findings WHERE state = ANY($1::text[])", list(LIVE_STATES)
+            )
+        }
+
     async def live_ghost_for_position(self, position_id: str) -> StoredFinding | None:
         record = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM reconbot.findings WHERE kind = 'ghost' AND state = ANY($1::text[]) "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from services.detector import DetectionRules, detect
@@ -70,27 +70,36 @@ class Monitor:
         return findings, pending
 
     async def check(
-        self, kinds: frozenset[FindingKind] = ALL_KINDS, accounts: Sequence[str] | None = None
+        self,
+        kinds: frozenset[FindingKind] = ALL_KINDS,
+        accounts: Sequence[str] | None = None,
+        confirmed: Collection[str] = (),
     ) -> CheckResult:
-        """Read, detect, wait ``verify_delay_s``, re-read the accounts with findings, keep what persists."""
+        """Read, detect, and confirm what is new with a second read ``verify_delay_s`` later.
+
+        Drift that was already confirmed in an earlier round (its fingerprint is in ``confirmed``) needs no
+        second read; an account whose candidates are all known is reported from the first read.
+        """
         started = self._clock()
         names = self.account_names(accounts)
         first = await self.reader.read(names)
         candidates, pending = self._detect(first, kinds)
         final = dict(first)
-        findings: list[Finding] = []
-        if candidates:
-            suspect = sorted({f.key.account for f in candidates}, key=names.index)
+        findings = [f for f in candidates if f.fingerprint in confirmed]
+        suspect = sorted({f.key.account for f in candidates if f.fingerprint not in confirmed}, key=names.index)
+        if suspect:
+            findings = [f for f in findings if f.key.account not in suspect]
             await self._sleep(self.scan.verify_delay_s)
             second = await self.reader.read(suspect)
             final.update(second)
             seen_first = {f.fingerprint for f in candidates}
-            confirmed, pending_again = self._detect(second, kinds)
-            findings = [f for f in confirmed if f.fingerprint in seen_first]
+            confirmed_now, pending_again = self._detect(second, kinds)
+            findings += [f for f in confirmed_now if f.fingerprint in seen_first]
             pending = [key for key in pending if key.account not in second] + pending_again
             for snapshot in second.values():
                 if not snapshot.checked:
                     log.info("%s: confirming read failed: %s", snapshot.account.name, snapshot.error)
+        findings.sort(key=lambda f: (names.index(f.key.account), f.key, f.kind))
         result = CheckResult(
             accounts=tuple(final[name].status() for name in names),
             findings=tuple(findings),

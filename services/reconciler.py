@@ -65,7 +65,8 @@ class Reconciler:
     ) -> FiledCheck:
         """One confirmed check, filed; checks never overlap within one process."""
         async with self._lock:
-            result = await self.runtime.monitor.check(kinds, accounts)
+            known = await self.runtime.findings.live_fingerprints()
+            result = await self.runtime.monitor.check(kinds, accounts, known)
             filed = await self.runtime.findings.file(result, self.destinations, self.policy)
             if self.auto_fix.enabled and FindingKind.GHOST in kinds:
                 filed = await self._auto_fix(filed)

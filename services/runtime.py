@@ -12,7 +12,7 @@ import ccxt.async_support as ccxt
 from services import migrations
 from services.confirmations import ConfirmationStore
 from services.database import Database, DatabaseError
-from services.exchange import ExchangeGateway
+from services.exchange import ExchangeGateway, MarketCache
 from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
@@ -68,8 +68,9 @@ class Runtime:
         except BaseException:
             await self.database.close()
             raise
+        markets = MarketCache()
         self.gateways = {
-            account.name: ExchangeGateway(account, self._clients.get(account.name))
+            account.name: ExchangeGateway(account, self._clients.get(account.name), markets)
             for account in self.settings.accounts
         }
         self._monitor = Monitor(self.settings.scan, self.gateways, self._repository, clock=self._clock)

@@ -10,6 +10,8 @@ import pytest
 
 from services.embedding import OrphanedPositionMonitor, PositionReconciliation
 from services.exchange import ExchangeGateway
+from services.model import ORPHANS_ONLY
+from services.monitor import Monitor
 from services.positions import PositionsRepository
 from services.settings import AccountSettings, PositionsSettings, ScanSettings
 from tests.helpers import account_config, insert_positions, prepare_database
@@ -135,3 +137,22 @@ async def test_a_failing_callback_does_not_stop_the_monitor(parts):
     monitor = OrphanedPositionMonitor(repository, gateways, alert_callback=broken, scan=SCAN)
     result = await monitor.manual_scan()
     assert len(result[bybit.name]) == 1
+
+
+async def test_drift_already_confirmed_needs_no_second_read(parts):
+    repository, gateways, _binance, bybit = parts
+    bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    monitor = Monitor(SCAN, gateways, repository)
+    await monitor.check(ORPHANS_ONLY)
+    bybit.clear_requests()
+    first = await monitor.check(ORPHANS_ONLY)
+    assert bybit.request_count("positions") == 2 * 3, "a new candidate is read twice (3 categories each)"
+    bybit.clear_requests()
+    known = await monitor.check(ORPHANS_ONLY, confirmed={f.fingerprint for f in first.findings})
+    assert bybit.request_count("positions") == 3, "known drift is reported from the first read"
+    assert [f.fingerprint for f in known.findings] == [f.fingerprint for f in first.findings]
+    bybit.set_position("SOLUSDT", "short", Decimal("2"))
+    bybit.clear_requests()
+    both = await monitor.check(ORPHANS_ONLY, confirmed={f.fingerprint for f in first.findings})
+    assert bybit.request_count("positions") == 2 * 3, "something new: that account is read again"
+    assert sorted(f.key.market for f in both.findings) == ["AVLUSDT", "SOLUSDT"]

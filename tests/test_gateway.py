@@ -208,3 +208,26 @@ async def test_side_is_part_of_the_key(new_account, gateway_for):
     [position] = await gateway_for(account).positions()
     assert position.side is Side.SHORT
     assert str(position.key) == f"{account.name} ETHUSDT SHORT"
+
+
+async def test_accounts_on_one_endpoint_share_one_market_list(new_account):
+    from services.exchange import MarketCache
+
+    account = new_account("bybit")
+    account.set_position("BTCPERP", "long", Decimal("1"))
+    cache = MarketCache(ttl_s=3600)
+    first = ExchangeGateway(AccountSettings(**account_config(account, name="desk-a")), markets=cache)
+    second = ExchangeGateway(AccountSettings(**account_config(account, name="desk-b")), markets=cache)
+    try:
+        await first.positions()
+        loads = account.request_count("markets")
+        assert loads > 0
+        assert summary(await second.positions()) == [("BTCPERP", "long", Decimal("1"))]
+        assert account.request_count("markets") == loads, "the second account reuses the first one's markets"
+        assert second.client.markets is first.client.markets
+        cache.ttl_s = 0
+        await second.positions()
+        assert account.request_count("markets") > loads, "stale markets are reloaded"
+    finally:
+        await first.close()
+        await second.close()
