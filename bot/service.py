@@ -66,7 +66,8 @@ class Service:
         if self.chatops is not None:
             with contextlib.suppress(RuntimeError):
                 await self.chatops.dispatcher.stop_polling()
-        if not await self.reconciler.wait_idle(check_timeout_s):
+        finished = await self.scheduler.wait_running(check_timeout_s)
+        if not finished or not await self.reconciler.wait_idle(check_timeout_s):
             log.warning("a check was still running after %ss; stopping anyway", check_timeout_s)
         for deliverer in self.deliverers:
             with contextlib.suppress(Exception):

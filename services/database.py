@@ -91,7 +91,7 @@ class Database:
             dsn = await self._embedded.start()
         try:
             self._pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=30
+                dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=120
             )
         except (OSError, asyncpg.PostgresError) as exc:
             await self.close()

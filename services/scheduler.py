@@ -8,6 +8,8 @@ waits briefly for the second so one snapshot serves both.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -30,6 +32,7 @@ class CheckScheduler:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.runs = 0
         self.failures = 0
+        self._running: set[asyncio.Task[None]] = set()
 
     def _interval(self, name: str) -> float:
         return self.scan.orphan_interval_s if name == "orphan scan" else self.scan.reconcile_interval_s
@@ -63,12 +66,28 @@ class CheckScheduler:
         return None
 
     async def _run(self, name: str, kinds: frozenset[FindingKind]) -> None:
+        """The job: APScheduler cancels running jobs when it shuts down, so the check runs in a task of its own
+        and is only shielded from that, to finish (and be waited for) during a graceful stop."""
+        task = asyncio.create_task(self._check(name, kinds), name=f"scheduled {name}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    async def _check(self, name: str, kinds: frozenset[FindingKind]) -> None:
         self.runs += 1
         try:
             await self.reconciler.scheduled_check(kinds, self._partner_due_in(name) or 0.0)
         except Exception:
             self.failures += 1
             log.exception("scheduled %s failed; it runs again in %ss", name, self._interval(name))
+
+    async def wait_running(self, timeout_s: float) -> bool:
+        """Wait for scheduled checks already under way; True when none is left."""
+        if self._running:
+            _done, pending = await asyncio.wait(set(self._running), timeout=timeout_s)
+            return not pending
+        return True
 
     def next_runs(self) -> dict[str, datetime | None]:
         if not self.scheduler.running:

@@ -503,3 +503,30 @@ async def test_health_and_metrics_over_http(database_url, new_account, telegram)
             assert response.status == 503
             assert body["status"] == "stale"
             assert any(p.startswith(f"{bybit.name}: last check") for p in body["problems"])
+
+
+async def test_stop_lets_a_scheduled_check_in_flight_finish(database_url, new_account, telegram):
+    """APScheduler cancels running jobs on shutdown; the check itself must still finish and be filed."""
+    bybit = new_account("bybit")
+    settings = telegram_settings(
+        database_url,
+        [bybit],
+        telegram,
+        scan=fast(),
+        alerts={"console": False},
+        ops={"listen": None},
+        account={"timeout_s": 10},
+    )
+    await prepare_database(database_url)
+    service = await start_service(settings, say=lambda _: None)
+    try:
+        await until(lambda: service.reconciler.last is not None)
+        bybit.set_position("AVLUSDT", "long", Decimal("86"))
+        bybit.fail("timeout", endpoint="positions", times=1)  # the next scheduled read hangs ~3 s
+        await until(lambda: not bybit.faults, timeout=10)
+    finally:
+        started = asyncio.get_running_loop().time()
+        await service.stop(check_timeout_s=20, flush_timeout_s=3)
+    assert asyncio.get_running_loop().time() - started > 1, "stop waited for the check"
+    assert [f.key.market for f in service.reconciler.last.new] == ["AVLUSDT"], "the check in flight was filed"
+    assert [m for m in telegram.messages(ALERT_CHAT) if "AVLUSDT" in m.text], "and its alert flushed"

@@ -1,0 +1,203 @@
+"""Run the benchmarks and print their figures as tables; the same figures are written as JSON.
+
+python -m bench                       # everything (about 6 minutes on 2 cores)
+python -m bench --quick               # skip the largest check and the 100-account comparison
+python -m bench --only detector       # one benchmark: check_cost, seed, detector, phone, footprint
+python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
+python -m bench --compare bench/baseline.json   # show the change against an earlier run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import platform
+import sys
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import check_cost, detector, footprint, seed_comparison, time_to_phone
+from bench.common import ROOT, Databases
+
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint")
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Rows as a fixed-width table; columns are (key, header, format)."""
+    cells = [[header for _, header, _ in columns]]
+    for row in rows:
+        cells.append([("-" if row.get(key) is None else format(row[key], fmt)) for key, _, fmt in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [title]
+    for index, line in enumerate(cells):
+        lines.append("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+        if index == 0:
+            lines.append("  " + "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def growth(rows: list[dict[str, Any]]) -> list[str]:
+    """How check cost grows: per position (should be flat) and with accounts (bounded by the slowest)."""
+    by_key = {(r["accounts"], r["positions_per_account"]): r for r in rows}
+    notes = []
+    for accounts in sorted({r["accounts"] for r in rows}):
+        small, large = by_key.get((accounts, 100)), by_key.get((accounts, 1000))
+        if small and large:
+            notes.append(
+                f"  {accounts:>3} accounts: 10× the positions costs {large['wall_s'] / small['wall_s']:.1f}× the wall "
+                f"time and {large['cpu_s'] / max(small['cpu_s'], 1e-9):.1f}× the CPU"
+            )
+    for positions in sorted({r["positions_per_account"] for r in rows}):
+        one, hundred = by_key.get((1, positions)), by_key.get((100, positions))
+        if one and hundred:
+            notes.append(
+                f"  {positions:>4} positions: 100× the accounts costs {hundred['wall_s'] / one['wall_s']:.1f}× the "
+                f"wall time (sequential reads would cost about 100×)"
+            )
+    return notes
+
+
+def report(results: dict[str, Any]) -> str:
+    parts = [f"reconbot benchmarks — {results['when']} — {results['machine']}"]
+    if "check_cost" in results:
+        parts.append(
+            table(
+                "\n1. One full check (steady state, no drift)",
+                results["check_cost"],
+                [
+                    ("accounts", "accounts", "d"),
+                    ("positions_per_account", "positions/acct", "d"),
+                    ("wall_s", "wall s", ".3f"),
+                    ("cpu_s", "CPU s", ".3f"),
+                    ("peak_mib", "peak MiB", ".1f"),
+                    ("requests", "requests", ".0f"),
+                    ("positions_requests_per_category", "pos. req/category", ".2f"),
+                ],
+            )
+        )
+        parts += growth(results["check_cost"])
+    if "seed" in results:
+        parts.append(
+            table(
+                "\n2. Against the seed's design (two loops, exchanges read in turn)",
+                results["seed"],
+                [
+                    ("accounts", "accounts", "d"),
+                    ("seed_check_wall_s", "seed check s", ".3f"),
+                    ("reconbot_check_wall_s", "reconbot check s", ".3f"),
+                    ("check_wall_ratio", "ratio", ".2f"),
+                    ("seed_requests_per_hour", "seed req/h", ".0f"),
+                    ("reconbot_requests_per_hour", "reconbot req/h", ".0f"),
+                    ("requests_per_hour_ratio", "ratio", ".2f"),
+                ],
+            )
+        )
+    if "detector" in results:
+        d = results["detector"]
+        parts.append(
+            f"\n3. Detector: {d['db_rows']} DB rows × {d['exchange_positions']} exchange positions, "
+            f"{sum(d['findings'].values())} findings: median {d['median_ms']:.1f} ms, worst {d['worst_ms']:.1f} ms"
+        )
+    if "phone" in results:
+        parts.append(
+            table(
+                "\n4. Time to phone (new orphan → Bot API)",
+                results["phone"],
+                [
+                    ("intervals", "intervals", "s"),
+                    ("orphan_interval_s", "scan every s", "g"),
+                    ("grace_s", "grace s", "g"),
+                    ("samples", "samples", "d"),
+                    ("median_s", "median s", ".2f"),
+                    ("worst_s", "worst s", ".2f"),
+                    ("expected_median_s", "expected median s", ".1f"),
+                    ("expected_worst_s", "expected worst s", ".1f"),
+                ],
+            )
+        )
+    if "footprint" in results:
+        f = results["footprint"]
+        parts.append(
+            f"\n5. Idle `run`, {f['accounts']} accounts: {f['rss_mib_median']:.0f} MiB resident "
+            f"(max {f['rss_mib_max']:.0f}), {f['cpu_s_per_minute']:.2f} CPU s per minute"
+        )
+        parts.append("  resident memory of a fresh interpreter after importing only:")
+        parts += [f"    {name:<28} {mib:7.1f} MiB" for name, mib in f["import_rss_mib"].items()]
+    return "\n".join(parts)
+
+
+def compare(current: dict[str, Any], previous: dict[str, Any]) -> str:
+    lines = [f"\nChange against {previous.get('when', 'the earlier run')}:"]
+    old = {(r["accounts"], r["positions_per_account"]): r for r in previous.get("check_cost", [])}
+    for row in current.get("check_cost", []):
+        before = old.get((row["accounts"], row["positions_per_account"]))
+        if before:
+            lines.append(
+                f"  check {row['accounts']}×{row['positions_per_account']}: wall {before['wall_s']:.3f} → "
+                f"{row['wall_s']:.3f} s ({row['wall_s'] / before['wall_s'] - 1:+.0%})"
+            )
+    if "detector" in current and "detector" in previous:
+        lines.append(f"  detector: {previous['detector']['median_ms']:.1f} → {current['detector']['median_ms']:.1f} ms")
+    if "footprint" in current and "footprint" in previous:
+        lines.append(
+            f"  idle run: {previous['footprint']['rss_mib_median']:.0f} → "
+            f"{current['footprint']['rss_mib_median']:.0f} MiB"
+        )
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = set(args.only or BENCHMARKS)
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+    }
+    async with Databases() as databases:
+        if "detector" in wanted:
+            results["detector"] = detector.run()
+        if "check_cost" in wanted:
+            results["check_cost"] = await check_cost.run(databases, quick=args.quick)
+        if "seed" in wanted:
+            results["seed"] = await seed_comparison.run(databases, quick=args.quick)
+        if "phone" in wanted:
+            results["phone"] = await time_to_phone.run(databases, default_samples=args.phone_default)
+        if "footprint" in wanted:
+            results["footprint"] = await footprint.run(databases)
+    return results
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the largest cases")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--phone-default",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N orphans under the default intervals (minutes)",
+    )
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/<time>.json)")
+    parser.add_argument("--compare", type=Path, metavar="JSON", help="an earlier run to compare with")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    warnings.simplefilter("ignore")
+    results = asyncio.run(main(args))
+    text = report(results)
+    if args.compare:
+        text += compare(results, json.loads(args.compare.read_text()))
+    print("\n" + text)
+    out = args.out or RESULTS / f"{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nfigures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,109 @@
+"""The idle footprint of `python main.py run` with 10 accounts: resident memory and CPU per minute between
+checks, and what the memory is made of (each library's import, measured in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from bench.common import ROOT, Databases, accounts_for, emulator_process, scenario
+from emulator.telegram import BotApiEmulator
+
+TOKEN = "123456:FOOTPRINT"
+WARM_UP_S = 20
+SAMPLE_S = 60
+IMPORTS = {
+    "python + psutil": "",
+    "aiohttp": "import aiohttp",
+    "pydantic-settings": "import pydantic_settings",
+    "asyncpg": "import asyncpg",
+    "APScheduler": "import apscheduler.schedulers.asyncio",
+    "prometheus-client": "import prometheus_client",
+    "ccxt (async)": "import ccxt.async_support",
+    "aiogram": "import aiogram, aiogram.types",
+    "everything `run` imports": "import bot.service",
+}
+
+
+def import_rss_mib() -> dict[str, float]:
+    """Resident memory of a fresh interpreter after each import alone."""
+    sizes = {}
+    for name, statement in IMPORTS.items():
+        code = f"{statement}\nimport psutil\nprint(psutil.Process().memory_info().rss)"
+        output = subprocess.run(  # noqa: S603 - our own interpreter and statements
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        sizes[name] = int(output.strip()) / 2**20
+    return sizes
+
+
+async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S) -> dict[str, Any]:
+    bench_accounts = accounts_for(accounts)
+    telegram = BotApiEmulator(token=TOKEN)
+    await telegram.start()
+    try:
+        async with emulator_process(scenario(bench_accounts, 20)) as emulator, databases.fresh() as url:
+            config = {
+                "database": {"url": url},
+                "accounts": [
+                    {
+                        "name": a.name,
+                        "exchange": a.exchange_id,
+                        "api_key": a.api_key,
+                        "secret": a.secret,
+                        "api_base_url": emulator.urls[a.name],
+                    }
+                    for a in bench_accounts
+                ],
+                "telegram": {"api_base_url": telegram.base_url, "alert_chat_ids": [1], "operators": [1]},
+                "alerts": {"console": False},
+                "ops": {"listen": "127.0.0.1:0"},
+            }
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "config.yaml"
+                path.write_text(yaml.safe_dump(config))
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "main.py",
+                    "run",
+                    "--config",
+                    str(path),
+                    cwd=ROOT,
+                    env={**os.environ, "RECONBOT_TELEGRAM__TOKEN": TOKEN},
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                try:
+                    assert process.stdout is not None
+                    while b"reconbot running" not in await asyncio.wait_for(process.stdout.readline(), 120):
+                        pass
+                    await asyncio.sleep(WARM_UP_S)
+                    watched = psutil.Process(process.pid)
+                    cpu_start = sum(watched.cpu_times()[:2])
+                    rss = []
+                    for _ in range(sample_s):
+                        rss.append(watched.memory_info().rss / 2**20)
+                        await asyncio.sleep(1)
+                    cpu_used = sum(watched.cpu_times()[:2]) - cpu_start
+                finally:
+                    process.terminate()
+                    await asyncio.wait_for(process.wait(), 60)
+    finally:
+        await telegram.stop()
+    return {
+        "accounts": accounts,
+        "rss_mib_median": statistics.median(rss),
+        "rss_mib_max": max(rss),
+        "cpu_s_per_minute": cpu_used * 60 / sample_s,
+        "exit_code": process.returncode,
+        "import_rss_mib": import_rss_mib(),
+    }
