@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from aiogram import Bot, html
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.types import InlineKeyboardMarkup
@@ -21,19 +20,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked")
 HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found", "message can't be edited")
-
-
-async def is_alert_message(pool: asyncpg.Pool, chat_id: int, message_id: int, finding_id: int) -> bool:
-    """Whether this message announced this finding as an alert (and so is edited with it through the outbox)."""
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM reconbot.alert_messages "
-            "WHERE chat_id = $1 AND message_id = $2 AND finding_id = $3)",
-            chat_id,
-            message_id,
-            finding_id,
-        )
-    )
 
 
 class TelegramDelivery(Deliverer):
@@ -69,19 +55,18 @@ class TelegramDelivery(Deliverer):
             log.warning("outbox item %s names an unknown finding %s; dropped", item.id, item.finding_id)
             return
         if item.kind == "alert":
-            await self.send_finding(chat_id, finding, record=True)
+            await self.send_finding(chat_id, finding)
         elif item.kind == "reminder":
             if finding.live and finding.state == "open":
-                await self.send_finding(chat_id, finding, record=True, prefix="⏰ <b>Still open</b>")
+                await self.send_finding(chat_id, finding, prefix="⏰ <b>Still open</b>")
         elif item.kind == "update":
             await self.refresh(chat_id, finding)
         else:
             log.warning("outbox item %s has an unknown kind %r; dropped", item.id, item.kind)
 
-    async def send_finding(
-        self, chat_id: int, finding: StoredFinding, *, record: bool, prefix: str | None = None
-    ) -> int:
-        """Send a finding's message with its buttons; returns the message id that carries the buttons."""
+    async def send_finding(self, chat_id: int, finding: StoredFinding, *, prefix: str | None = None) -> int:
+        """Send a finding's message with its buttons and remember it, so later changes edit it; returns the id
+        of the message that carries the buttons."""
         text = texts.finding_message(finding)
         if prefix:
             text = f"{prefix}\n{text}"
@@ -91,28 +76,16 @@ class TelegramDelivery(Deliverer):
             markup = self._keyboard(finding) if index == len(chunks) - 1 else None
             message = await self.bot.send_message(chat_id, chunk, reply_markup=markup)
             message_id = message.message_id
-            if record:
-                await self.findings.pool.execute(
-                    "INSERT INTO reconbot.alert_messages (chat_id, message_id, finding_id) VALUES ($1, $2, $3) "
-                    "ON CONFLICT DO NOTHING",
-                    chat_id,
-                    message.message_id,
-                    finding.id,
-                )
+            await self.findings.record_alert_message(chat_id, message_id, finding.id)
         return message_id
 
     async def refresh(self, chat_id: int, finding: StoredFinding) -> None:
         """Edit every message announcing this finding in this chat to its current state."""
-        message_ids = await self.findings.pool.fetch(
-            "SELECT message_id FROM reconbot.alert_messages WHERE finding_id = $1 AND chat_id = $2 ORDER BY message_id",
-            finding.id,
-            chat_id,
-        )
         text = texts.split_message(texts.finding_message(finding))[-1]
-        for row in message_ids:
+        for message_id in await self.findings.alert_messages(finding.id, chat_id):
             try:
                 await self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=row["message_id"], reply_markup=self._keyboard(finding)
+                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding)
                 )
             except TelegramBadRequest as exc:
                 if not any(reason in str(exc).lower() for reason in HARMLESS_EDIT_ERRORS):

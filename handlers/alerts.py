@@ -11,7 +11,6 @@ from aiogram.types import CallbackQuery, Message
 from bot import texts
 from bot.callbacks import FindingAction, FindingButton
 from bot.context import BotContext
-from bot.delivery import is_alert_message
 from bot.keyboards import finding_keyboard
 from bot.roles import Role, actor_name
 from handlers.fixes import ask_confirmation
@@ -90,7 +89,7 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
     to /findings or /scan) is edited here."""
     if str(message.chat.id) not in {d.address for d in ctx.destinations if d.channel == "telegram"}:
         return False
-    return await is_alert_message(ctx.runtime.findings.pool, message.chat.id, message.message_id, finding.id)
+    return await ctx.runtime.findings.is_alert_message(message.chat.id, message.message_id, finding.id)
 
 
 async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:

@@ -336,6 +336,36 @@ class FindingsStore:
         )
         return _stored(record) if record else None
 
+    async def record_alert_message(self, chat_id: int, message_id: int, finding_id: int) -> None:
+        """Remember a message that announced a finding, so its changes edit that message."""
+        await self.pool.execute(
+            "INSERT INTO reconbot.alert_messages (chat_id, message_id, finding_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            chat_id,
+            message_id,
+            finding_id,
+        )
+
+    async def alert_messages(self, finding_id: int, chat_id: int) -> list[int]:
+        records = await self.pool.fetch(
+            "SELECT message_id FROM reconbot.alert_messages WHERE finding_id = $1 AND chat_id = $2 ORDER BY message_id",
+            finding_id,
+            chat_id,
+        )
+        return [r["message_id"] for r in records]
+
+    async def is_alert_message(self, chat_id: int, message_id: int, finding_id: int) -> bool:
+        """Whether this message announced this finding (and so is edited with it through the outbox)."""
+        return bool(
+            await self.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM reconbot.alert_messages "
+                "WHERE chat_id = $1 AND message_id = $2 AND finding_id = $3)",
+                chat_id,
+                message_id,
+                finding_id,
+            )
+        )
+
     async def account_checks(self) -> dict[str, asyncpg.Record]:
         records = await self.pool.fetch("SELECT * FROM reconbot.account_checks")
         return {r["account"]: r for r in records}
