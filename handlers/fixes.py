@@ -13,7 +13,7 @@ from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.context import BotContext
 from bot.keyboards import confirm_keyboard
 from bot.roles import Role, actor_name
-from services.confirmations import CLOSE_GHOST
+from services.confirmations import CLOSE_GHOST, Confirmation
 from services.report import decimal_text
 
 log = logging.getLogger(__name__)
@@ -64,35 +64,34 @@ async def closeghost(message: Message, command: CommandObject, ctx: BotContext) 
     await ask_confirmation(message, message.from_user, ctx, action=CLOSE_GHOST, target=row.id, question=question)
 
 
-async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
+async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, outcome: str) -> Confirmation | None:
+    """Use the confirmation once; otherwise answer why not. Someone else's confirmation, or one already used,
+    keeps its message as it is; an expired one says so in place of its buttons."""
     user = query.from_user
-    claim = await ctx.runtime.confirmations.claim(
-        callback_data.confirmation_id, user.id, "cancelled", actor_name(user.id, user.username)
-    )
-    message = query.message if isinstance(query.message, Message) else None
+    claim = await ctx.runtime.confirmations.claim(confirmation_id, user.id, outcome, actor_name(user.id, user.username))
     if claim.confirmation is None:
-        # Someone else's confirmation, or one already used: its message keeps its buttons and its outcome.
         await query.answer(claim.refusal or "Not possible.", show_alert=True)
-        if message is not None and claim.expired:
-            await message.edit_text(html.quote(claim.refusal or ""))
+        if isinstance(query.message, Message) and claim.expired:
+            await query.message.edit_text(html.quote(claim.refusal or ""))
+    return claim.confirmation
+
+
+async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
+    confirmation = await _claim(query, ctx, callback_data.confirmation_id, "cancelled")
+    if confirmation is None:
         return
     text = "Cancelled; nothing changed."
     await query.answer(text)
-    if message is not None:
-        await message.edit_text(f"{html.quote(claim.confirmation.question)}\n{html.quote(text)}")
+    if isinstance(query.message, Message):
+        await query.message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(text)}")
 
 
 async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
-    user = query.from_user
-    actor = actor_name(user.id, user.username)
-    claim = await ctx.runtime.confirmations.claim(callback_data.confirmation_id, user.id, "confirmed", actor)
-    message = query.message if isinstance(query.message, Message) else None
-    if claim.confirmation is None:
-        await query.answer(claim.refusal or "Not possible.", show_alert=True)
-        if message is not None and claim.expired:
-            await message.edit_text(html.quote(claim.refusal or ""))
+    confirmation = await _claim(query, ctx, callback_data.confirmation_id, "confirmed")
+    if confirmation is None:
         return
-    confirmation = claim.confirmation
+    actor = actor_name(query.from_user.id, query.from_user.username)
+    message = query.message if isinstance(query.message, Message) else None
     await query.answer("Checking both sides again…")
     finding = await ctx.runtime.findings.get(confirmation.finding_id) if confirmation.finding_id else None
     if confirmation.action == CLOSE_GHOST:
