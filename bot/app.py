@@ -82,6 +82,7 @@ class ChatOps:
         self._backoff = backoff
         self._polling_timeout = polling_timeout
         self._tasks: list[asyncio.Task[None]] = []
+        self._polling = False
 
     async def start(self) -> None:
         """Start polling and delivery; a Telegram outage at start only delays them, it never stops reconbot."""
@@ -107,6 +108,7 @@ class ChatOps:
 
     async def _poll(self) -> None:
         await self._register()
+        self._polling = True
         await self.dispatcher.start_polling(
             self.bot,
             handle_signals=False,
@@ -124,17 +126,33 @@ class ChatOps:
             for task in late:
                 task.cancel()
 
+    async def stop_polling(self) -> None:
+        """End polling through aiogram: cancelling start_polling would leave its polling loop running.
+
+        Before polling has begun (Telegram unreachable since start), the registration task is cancelled."""
+        task = next((t for t in self._tasks if t.get_name() == "telegram-polling"), None)
+        if task is None or task.done():
+            return
+        if not self._polling:
+            task.cancel()
+        else:
+            for _ in range(100):
+                try:
+                    await self.dispatcher.stop_polling()
+                    break
+                except RuntimeError:  # start_polling entered but not yet holding its lock
+                    await asyncio.sleep(0.02)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, 10.0)
+
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Stop taking updates, try to deliver what is queued, then close the session."""
-        with contextlib.suppress(RuntimeError):
-            await self.dispatcher.stop_polling()
+        await self.stop_polling()
         await self._finish_handlers(flush_timeout_s)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.delivery.drain(), flush_timeout_s)
         self.delivery.stop()
         for task in self._tasks:
-            if task.get_name() == "telegram-polling":
-                task.cancel()  # polling has stopped, or is still waiting for Telegram to come back
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 5.0)
         self._tasks = []

@@ -64,8 +64,7 @@ class Service:
         if self.ops is not None:
             await self.ops.stop()
         if self.chatops is not None:
-            with contextlib.suppress(RuntimeError):
-                await self.chatops.dispatcher.stop_polling()
+            await self.chatops.stop_polling()
         finished = await self.scheduler.wait_running(check_timeout_s)
         if not finished or not await self.reconciler.wait_idle(check_timeout_s):
             log.warning("a check was still running after %ss; stopping anyway", check_timeout_s)

@@ -106,4 +106,6 @@ async def telegram_server() -> AsyncIterator[BotApiEmulator]:
 async def telegram(telegram_server: BotApiEmulator) -> AsyncIterator[BotApiEmulator]:
     telegram_server.reset()
     yield telegram_server
+    # Every bot a test started must have stopped polling, or it would steal the next test's updates.
+    await telegram_server.wait_until(lambda: telegram_server.active_polls == 0, timeout=10)
     telegram_server.reset()
