@@ -35,7 +35,6 @@ class BenchAccount:
     exchange_id: str
     api_key: str
     secret: str
-    base_url: str = ""
 
 
 def accounts_for(count: int) -> list[BenchAccount]:
@@ -52,8 +51,8 @@ def markets_for(count: int) -> list[str]:
     return [f"SYN{index + 1:04d}USDT" for index in range(count)]
 
 
-def scenario(accounts: Iterable[BenchAccount], positions: int, drift: float = 0.0) -> dict[str, Any]:
-    """Every account holds ``positions`` longs on synthetic USDT markets; ``drift`` of them are off in the DB."""
+def scenario(accounts: Iterable[BenchAccount], positions: int) -> dict[str, Any]:
+    """Every account holds ``positions`` longs on synthetic USDT markets."""
     markets = markets_for(positions)
     return {
         "synthetic_markets": {"binance": positions, "bybit": positions},
@@ -81,15 +80,13 @@ def scenario(accounts: Iterable[BenchAccount], positions: int, drift: float = 0.
     }
 
 
-def db_rows(accounts: Iterable[BenchAccount], positions: int, drift: float = 0.0) -> list[tuple[Any, ...]]:
-    """Rows matching the scenario, with every ``1/drift``-th row's size off (a quantity mismatch)."""
-    step = int(1 / drift) if drift else 0
+def db_rows(accounts: Iterable[BenchAccount], positions: int) -> list[tuple[Any, ...]]:
+    """Rows matching the scenario exactly, so a check finds nothing."""
     rows = []
     for account in accounts:
         exchange = "binance" if account.venue == "binance" else "bybit"
-        for index, market in enumerate(markets_for(positions)):
-            size = Decimal("2.5") if step and index % step == 0 else Decimal("1.5")
-            rows.append((exchange, account.name, market, "long", size, Decimal("1.25"), "active"))
+        for market in markets_for(positions):
+            rows.append((exchange, account.name, market, "long", Decimal("1.5"), Decimal("1.25"), "active"))
     return rows
 
 
@@ -117,11 +114,6 @@ class Emulator:
     async def total_requests(self, accounts: Iterable[str], endpoint: str | None = None) -> int:
         counts = await asyncio.gather(*(self.request_count(a, endpoint) for a in accounts))
         return sum(counts)
-
-    async def set_positions(self, account: str, positions: list[dict[str, Any]]) -> None:
-        assert self.http is not None
-        async with self.http.put(f"{self.base}/_emulator/{account}/positions", json=positions) as response:
-            response.raise_for_status()
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ import asyncpg
 from services import outbox
 from services.model import CheckResult, Finding, FindingKind, PositionKey, Side
 from services.outbox import Destination
-from services.report import finding_dict
+from services.report import decimal_text, finding_dict
 
 LIVE_STATES = ("open", "snoozed", "acknowledged")
 _COLUMNS = (
@@ -89,12 +89,12 @@ def finding_details(finding: Finding) -> dict[str, Any]:
     details["stop_loss_known"] = bool(position and position.stop_loss_known)
     details["hedged"] = bool(position and position.hedged)
     details["category"] = position.category if position else None
-    details["difference"] = None if finding.difference is None else format(finding.difference.normalize(), "f")
+    details["difference"] = decimal_text(finding.difference)
     details["db_rows"] = [
         {
             "id": row.id,
             "symbol": row.symbol,
-            "quantity": format(row.quantity.normalize(), "f"),
+            "quantity": decimal_text(row.quantity),
             "opened_at": row.opened_at.isoformat() if row.opened_at else None,
             "listed": row.market_listed,
         }
