@@ -24,7 +24,13 @@ from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
     BotCommandScopeChat,
+    BotCommandScopeChatAdministrators,
+    BotCommandScopeChatMember,
+    BotCommandScopeDefault,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -33,13 +39,7 @@ from aiogram.types import (
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from emulator.telegram import (
-    BotApiEmulator,
-    EntityParseError,
-    parse_html,
-    parse_markdown_v2,
-    utf16_len,
-)
+from emulator.telegram import BotApiEmulator, EntityParseError, FloodLimits, parse_html, utf16_len
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 
@@ -68,6 +68,10 @@ def make_router() -> Router:
         await query.answer(f"closed {callback_data.alert_id}")
         assert isinstance(query.message, Message)
         await query.message.edit_text(f"Alert {callback_data.alert_id} <i>closed</i>")
+
+    @router.callback_query()
+    async def stale(query: CallbackQuery) -> None:
+        await query.answer("This button is not valid (any more).", show_alert=True)
 
     return router
 
@@ -223,6 +227,7 @@ async def test_command_reply_and_button_press_end_to_end(tg: BotApiEmulator, pol
     assert [v.method for v in edited.history] == ["sendMessage", "editMessageText"]
     assert edited.history[0].reply_markup is not None and edited.history[-1].reply_markup is None
     await tg.wait_until(lambda: not tg.pending_updates)
+    assert tg.unanswered_callback_queries() == []
 
 
 @session_loop
@@ -320,13 +325,17 @@ async def test_callback_data_limit(bot: Bot) -> None:
         await bot.send_message(ALICE, "bad", reply_markup=text_only)
 
 
+@pytest.mark.parametrize("mode", ["MarkdownV2", "Markdown", "markdownv2"])
 @session_loop
-async def test_markdown_v2(bot: Bot) -> None:
-    with pytest.raises(TelegramBadRequest, match=r"Character '\.' is reserved"):
-        await bot.send_message(ALICE, "PnL 1.5%", parse_mode="MarkdownV2")
-    msg = await bot.send_message(ALICE, r"*PnL* 1\.5% ||secret||", parse_mode="MarkdownV2")
-    assert msg.text == "PnL 1.5% secret"
-    assert [(e.type, e.offset, e.length) for e in msg.entities] == [("bold", 0, 3), ("spoiler", 9, 6)]
+async def test_markdown_is_not_emulated(tg: BotApiEmulator, bot: Bot, mode: str) -> None:
+    with pytest.raises(TelegramBadRequest, match=f"parse_mode {mode} is not emulated: the emulator supports HTML only"):
+        await bot.send_message(ALICE, "*PnL* 1\\.5%", parse_mode=mode)
+    sent = await bot.send_message(ALICE, "plain", parse_mode=None)
+    with pytest.raises(TelegramBadRequest, match="supports HTML only"):
+        await bot.edit_message_text("*x*", chat_id=ALICE, message_id=sent.message_id, parse_mode=mode)
+    with pytest.raises(TelegramBadRequest, match="unsupported parse_mode"):
+        await bot.send_message(ALICE, "x", parse_mode="BBCode")
+    assert [m.text for m in tg.messages(ALICE)] == ["plain"] and tg.message(ALICE, 1).parse_mode is None
 
 
 @session_loop
@@ -352,7 +361,6 @@ async def test_edit_errors_and_markup_removal(tg: BotApiEmulator, bot: Bot) -> N
     with pytest.raises(TelegramBadRequest, match="message to edit not found"):
         await bot.edit_message_text("again", chat_id=ALICE, message_id=msg.message_id)
     assert tg.messages(ALICE) == [] and tg.messages(ALICE, include_deleted=True)[0].deleted
-    assert await bot.send_chat_action(ALICE, "typing") is True
 
 
 @session_loop
@@ -367,6 +375,220 @@ async def test_answer_callback_query_rules(tg: BotApiEmulator, bot: Bot) -> None
         await bot.answer_callback_query(cq_id)
     assert [a.get("text") for a in tg.callback_answers(cq_id)] == ["done", None]
     assert tg.callback_answer(cq_id) == {"callback_query_id": cq_id, "text": "done"}
+
+
+# ------------------------------------------------------------------------------- topics and notifications
+
+FORUM = -100900
+
+
+@session_loop
+async def test_silent_messages_and_forum_topics(tg: BotApiEmulator, bot: Bot) -> None:
+    tg.add_chat(FORUM, "supergroup", title="Ops", is_forum=True)
+    alerts = tg.add_topic(FORUM, "Alerts")
+    assert alerts == 2 and tg.add_topic(FORUM, "Chatter") == 3 and tg.chat(FORUM)["is_forum"] is True
+
+    sent = await bot.send_message(FORUM, "<b>gap</b>", message_thread_id=alerts, disable_notification=True)
+    assert sent.message_thread_id == alerts and sent.is_topic_message is True and sent.message_id == 4
+    loud = await bot.send_message(FORUM, "general")
+    assert loud.message_thread_id is None and not loud.is_topic_message
+    reply = await bot.send_message(FORUM, "follow-up", reply_to_message_id=sent.message_id)
+    assert reply.message_thread_id == alerts
+
+    stored = tg.message(FORUM, sent.message_id)
+    assert (stored.silent, stored.thread_id) == (True, alerts)
+    assert (tg.message(FORUM, loud.message_id).silent, tg.message(FORUM, loud.message_id).thread_id) == (False, None)
+    assert stored.to_api()["is_topic_message"] is True
+
+    for chat_id, thread_id in ((FORUM, 99), (FORUM, 1), (-100901, alerts), (ALICE, alerts)):
+        with pytest.raises(TelegramBadRequest, match="message thread not found"):
+            await bot.send_message(chat_id, "lost", message_thread_id=thread_id)
+    assert tg.calls[-1].description == "Bad Request: message thread not found"
+    assert [m.text for m in tg.messages(FORUM)] == ["gap", "general", "follow-up"]
+    with pytest.raises(ValueError, match="not a forum"):
+        tg.add_topic(-100901, "x")
+
+
+@session_loop
+async def test_user_writes_in_a_topic_and_the_bot_answers_there(tg: BotApiEmulator, polling: Dispatcher) -> None:
+    tg.add_chat(FORUM, "supergroup", is_forum=True)
+    update_id = tg.user_sends(ALICE, "/status", chat_id=FORUM, chat_type="supergroup", thread_id=7)
+    message = next(u for u in tg.pending_updates if u["update_id"] == update_id)["message"]
+    assert (message["message_thread_id"], message["is_topic_message"]) == (7, True)
+    await tg.wait_for(lambda call: call.method == "sendMessage" and call.ok)
+
+    answer = tg.last_message(FORUM)
+    assert answer.thread_id == 7 and answer.params["message_thread_id"] == 7 and answer.silent is False
+    assert answer.message_id == 9  # topic 7 is the id of the topic's creation message
+    with pytest.raises(ValueError, match="not a forum"):
+        tg.user_sends(ALICE, "hi", chat_id=-100901, chat_type="supergroup", thread_id=7)
+
+
+# ------------------------------------------------------------------------------------------ bot commands
+
+
+def names(commands: list) -> list[str]:
+    return [c["command"] if isinstance(c, dict) else c.command for c in commands]
+
+
+@session_loop
+async def test_command_scopes_and_languages(tg: BotApiEmulator, bot: Bot) -> None:
+    group, admin, member = -100600, 501, 502
+    tg.add_chat(group, "supergroup", admins=[admin])
+    scopes = {
+        "default": BotCommandScopeDefault(),
+        "private": BotCommandScopeAllPrivateChats(),
+        "groups": BotCommandScopeAllGroupChats(),
+        "admins": BotCommandScopeAllChatAdministrators(),
+        "alice": BotCommandScopeChat(chat_id=ALICE),
+        "group": BotCommandScopeChat(chat_id=group),
+        "group_admins": BotCommandScopeChatAdministrators(chat_id=group),
+        "member": BotCommandScopeChatMember(chat_id=group, user_id=member),
+    }
+    for name, scope in scopes.items():
+        await bot.set_my_commands([BotCommand(command=name, description=f"{name} list")], scope=scope)
+    await bot.set_my_commands([BotCommand(command="hilfe", description="Hilfe")], language_code="de")
+    for name, scope in scopes.items():
+        assert names(await bot.get_my_commands(scope=scope)) == [name]
+    assert names(await bot.get_my_commands(language_code="de")) == ["hilfe"]
+    assert await bot.get_my_commands(scope=scopes["groups"], language_code="de") == []
+    assert names(tg.commands({"type": "chat_member", "chat_id": group, "user_id": member})) == ["member"]
+
+    assert names(tg.commands_for(ALICE, ALICE)) == ["alice"]
+    assert names(tg.commands_for(333, 333)) == ["private"]
+    assert names(tg.commands_for(member, group)) == ["member"]
+    assert names(tg.commands_for(admin, group)) == ["group_admins"]
+    assert names(tg.commands_for(503, group)) == ["group"]
+    assert names(tg.commands_for(503, -100601)) == ["groups"]
+    assert names(tg.commands_for(503, -100601, is_admin=True)) == ["admins"]
+
+    await bot.delete_my_commands(scope=scopes["group_admins"])
+    assert names(tg.commands_for(admin, group)) == ["group"]
+    await bot.delete_my_commands(scope=scopes["group"])
+    assert names(tg.commands_for(admin, group)) == ["admins"]
+    assert names(tg.commands_for(503, group)) == ["groups"]
+    await bot.set_my_commands([], scope=scopes["private"])  # an empty list unsets the scope
+    assert names(tg.commands_for(333, 333)) == ["default"]
+    assert names(tg.commands_for(333, 333, language_code="de-AT")) == ["hilfe"]
+    tg.user_sends(444, "hallo", language_code="de")
+    assert names(tg.commands_for(444, 444)) == ["hilfe"]
+    await bot.set_my_commands(
+        [BotCommand(command="gruppe", description="x")], scope=scopes["groups"], language_code="de"
+    )
+    assert names(tg.commands_for(444, -100601)) == ["gruppe"]
+    assert names(tg.commands_for(333, -100601)) == ["groups"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"scope": BotCommandScopeChatAdministrators(chat_id=ALICE)}, "can't use specified scope in private chats"),
+        ({"scope": BotCommandScopeChatMember(chat_id=ALICE, user_id=ALICE)}, "can't use specified scope in private"),
+        ({"scope": BotCommandScopeChat(chat_id=-100700)}, "can't change commands in channel chats"),
+        ({"scope": BotCommandScopeChatMember(chat_id=-100600, user_id=0)}, "BotCommandScope: Invalid user_id"),
+        ({"language_code": "english"}, "invalid language code specified"),
+        ({"language_code": "EN"}, "invalid language code specified"),
+    ],
+)
+@session_loop
+async def test_command_scope_errors(tg: BotApiEmulator, bot: Bot, kwargs: dict, error: str) -> None:
+    tg.add_chat(-100700, "channel")
+    with pytest.raises(TelegramBadRequest, match=error):
+        await bot.set_my_commands([BotCommand(command="x", description="x")], **kwargs)
+    with pytest.raises(TelegramBadRequest, match=error):
+        await bot.get_my_commands(**kwargs)
+
+
+@session_loop
+async def test_command_scope_json_errors(tg: BotApiEmulator) -> None:
+    cases = [
+        ('"chat"', "can't parse BotCommandScope: BotCommandScope must be an Object"),
+        ('{"type": "everyone"}', "can't parse BotCommandScope: Unsupported type specified"),
+        ('{"type": "chat"}', "can't parse BotCommandScope: Can't find field \"chat_id\""),
+        ("{", "can't parse BotCommandScope JSON object"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for scope, error in cases:
+            async with http.post(f"{tg.base_url}/bot{TOKEN}/getMyCommands", data={"scope": scope}) as resp:
+                assert (resp.status, (await resp.json())["description"]) == (400, "Bad Request: " + error)
+    with pytest.raises(ValueError, match="Unsupported type"):
+        tg.commands({"type": "everyone"})
+
+
+# -------------------------------------------------------------------------------------- callback queries
+
+
+@session_loop
+async def test_callback_answers_are_recorded_per_query(tg: BotApiEmulator, bot: Bot) -> None:
+    msg = await bot.send_message(ALICE, "pick", reply_markup=keyboard_with("a"))
+    once, twice, never = (tg.user_presses(ALICE, (ALICE, msg.message_id), "a") for _ in range(3))
+    await bot.answer_callback_query(once, text="Done", show_alert=True)
+    await bot.answer_callback_query(twice)
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(twice, text="again")
+
+    record = tg.callback_query(once)
+    assert (record.text, record.show_alert, record.answered_once) == ("Done", True, True)
+    assert (record.data, record.chat_id, record.message_id, record.user["id"]) == ("a", ALICE, msg.message_id, ALICE)
+    assert (tg.callback_query(twice).text, tg.callback_query(twice).show_alert) == (None, False)
+    assert [a.get("text") for a in tg.callback_answers(twice)] == [None, "again"]
+    assert [r.id for r in tg.unanswered_callback_queries()] == [twice, never]
+    assert tg.callback_answer(never) is None and tg.callback_answers(never) == []
+    with pytest.raises(KeyError, match="unknown callback query"):
+        tg.callback_query("nope")
+
+
+@session_loop
+async def test_press_with_arbitrary_data_reaches_the_bot(tg: BotApiEmulator, polling: Dispatcher) -> None:
+    tg.user_sends(ALICE, "/status")
+    await tg.wait_for(lambda call: call.method == "sendMessage" and call.ok)
+    alert = tg.last_message(ALICE)
+    forged = "z" * 60 + "é" * 2
+    assert len(forged.encode()) == 64
+    cq_id = tg.user_presses(ALICE, alert, forged, check_button=False)
+    await tg.wait_for(lambda call: call.method == "answerCallbackQuery" and call.ok)
+    assert tg.callback_query(cq_id).show_alert and "not valid" in tg.callback_query(cq_id).text
+    assert tg.unanswered_callback_queries() == []
+    for bad in ("", "z" * 65, "é" * 33):
+        with pytest.raises(ValueError, match="callback data must be 1-64 bytes"):
+            tg.user_presses(ALICE, alert, bad, check_button=False)
+
+
+# ------------------------------------------------------------------------------------------- deletion
+
+
+@session_loop
+async def test_delete_and_edit_of_missing_messages(tg: BotApiEmulator, bot: Bot) -> None:
+    group = -100800
+    own = await bot.send_message(ALICE, "mine")
+    assert await bot.delete_message(ALICE, own.message_id) is True
+    with pytest.raises(TelegramBadRequest) as excinfo:
+        await bot.delete_message(ALICE, own.message_id)
+    assert excinfo.value.message == "Bad Request: message to delete not found"
+    with pytest.raises(TelegramBadRequest) as excinfo:
+        await bot.edit_message_text("changed", chat_id=ALICE, message_id=own.message_id)
+    assert excinfo.value.message == "Bad Request: message to edit not found"
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_reply_markup(chat_id=ALICE, message_id=own.message_id, reply_markup=keyboard_with("x"))
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(ALICE, 999)
+
+    tg.user_sends(ALICE, "incoming")
+    assert await bot.delete_message(ALICE, 2) is True  # a bot may delete what it received in private
+
+    tg.user_sends(ALICE, "in a group", chat_id=group, chat_type="supergroup")
+    with pytest.raises(TelegramBadRequest) as excinfo:
+        await bot.delete_message(group, 1)
+    assert excinfo.value.message == "Bad Request: message can't be deleted"
+    old = await bot.send_message(ALICE, "old")
+    tg.message(ALICE, old.message_id).date -= 49 * 3600
+    with pytest.raises(TelegramBadRequest, match="message can't be deleted"):
+        await bot.delete_message(ALICE, old.message_id)
+
+    tg.add_chat(group, "supergroup", admins=[tg.bot_id])
+    tg.message(group, 1).date -= 49 * 3600
+    assert await bot.delete_message(group, 1) is True
+    assert tg.message(group, 1).deleted and not tg.message(ALICE, old.message_id).deleted
 
 
 # -------------------------------------------------------------------------------------- fault injection
@@ -419,22 +641,45 @@ async def test_down_server(tg: BotApiEmulator, bot: Bot) -> None:
 
 @session_loop
 async def test_flood_limits(tg: BotApiEmulator, bot: Bot) -> None:
-    await bot.send_message(ALICE, "a")
-    await bot.send_message(ALICE, "b")
-    assert tg.max_sends_in_window(1.0, ALICE) == 2
+    for text in "abc":
+        await bot.send_message(ALICE, text)
+    assert tg.max_sends_in_window(1.0, ALICE) == 3
 
     tg.enforce_flood_limits = True
     with pytest.raises(TelegramRetryAfter) as excinfo:
-        await bot.send_message(ALICE, "c")
+        await bot.send_message(ALICE, "a burst of 3 is the default allowance")
     assert excinfo.value.retry_after == 1
-    assert len(tg.send_times(ALICE)) == 2
+    assert tg.calls[-1].response["parameters"] == {"retry_after": 1}
+    assert len(tg.send_times(ALICE)) == 3
 
     group = -100777
     for n in range(20):
         await bot.send_message(group, f"g{n}")
-    with pytest.raises(TelegramRetryAfter):
+    with pytest.raises(TelegramRetryAfter) as excinfo:
         await bot.send_message(group, "one too many")
-    assert len(tg.send_times(group)) == 20 and len(tg.send_times()) == 22
+    assert 55 <= excinfo.value.retry_after <= 60
+    assert len(tg.send_times(group)) == 20 and len(tg.send_times()) == 23
+    assert tg.max_sends_in_window(60.0, group) == 20
+
+
+@session_loop
+async def test_flood_limits_refill_and_are_configurable(tg: BotApiEmulator, bot: Bot) -> None:
+    tg.enforce_flood_limits = True
+    tg.flood_limits = FloodLimits(private_per_second=5, private_burst=2, global_per_second=4)
+    await bot.send_message(ALICE, "1")
+    await bot.send_message(ALICE, "2")
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(ALICE, "3")
+    await asyncio.sleep(0.25)
+    await bot.send_message(ALICE, "refilled")
+    await bot.send_message(222, "fourth accepted send within a second")
+    with pytest.raises(TelegramRetryAfter) as excinfo:
+        await bot.send_message(333, "fifth, in any chat")
+    assert excinfo.value.retry_after == 1
+    assert [m.text for m in tg.messages(ALICE)] == ["1", "2", "refilled"] and tg.messages(333) == []
+
+    tg.reset()
+    assert tg.flood_limits == FloodLimits() and tg.enforce_flood_limits is False
 
 
 # ------------------------------------------------------------------------------------------ long polling
@@ -533,26 +778,3 @@ def test_parse_html_table(markup: str, text: str, entities: list[tuple[str, int,
 def test_parse_html_errors(markup: str, error: str) -> None:
     with pytest.raises(EntityParseError, match=error.replace("(", r"\(")):
         parse_html(markup)
-
-
-@pytest.mark.parametrize(
-    ("markup", "expected"),
-    [
-        ("🏟 🏟__🏟 _🏟_ __", ("🏟 🏟🏟 🏟 ", [("underline", 5, 6), ("italic", 8, 2)])),
-        ("🏟 🏟```🏟\n🏟```", ("🏟 🏟🏟", [("pre", 5, 2)])),
-        ("[telegram\\.org](https://telegram.dog?)", ("telegram.org", [("text_link", 0, 12)])),
-        (">asd\n>q||e||w||\nasdad", ("asd\nqew\nasdad", [("expandable_blockquote", 0, 8), ("spoiler", 5, 1)])),
-        ("abc\n> \n> \n>\ndef", ("abc\n \n \n\ndef", [("blockquote", 4, 5)])),
-        ("🏟 🏟_abac * asd _", "Can't find end of Italic entity at byte offset 21"),
-        ("🏟 🏟```a ", "Can't find end of PreCode entity at byte offset 9"),
-        (">*b\n>ld \n>bo\nld*\nasd\ndef", "Can't find end of Bold entity at byte offset 1"),
-        ("🏟 🏟!", "Character '!' is reserved and must be escaped with the preceding '\\\\'"),
-    ],
-)
-def test_parse_markdown_v2_table(markup: str, expected: tuple[str, list[tuple[str, int, int]]] | str) -> None:
-    if isinstance(expected, str):
-        with pytest.raises(EntityParseError, match=expected):
-            parse_markdown_v2(markup)
-        return
-    text, entities = parse_markdown_v2(markup)
-    assert (text, [(e["type"], e["offset"], e["length"]) for e in entities]) == expected
