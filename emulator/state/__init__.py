@@ -1,0 +1,39 @@
+"""Venue-neutral state of the exchange emulator: markets, accounts, positions, balances, fills, protective
+orders, faults, tampering, the request log and per-IP request weight.
+
+Venue modules (``emulator/venues``) print this state in their venue's JSON; nothing in this package knows a
+wire format, so a new venue needs no change here.
+"""
+
+from emulator.state.account import EmulatedAccount, VenueRules
+from emulator.state.limits import IpLimiter, Verdict
+from emulator.state.markets import MarketSpec
+from emulator.state.orders import PROTECTIVE_TYPES, ProtectiveOrder
+from emulator.state.records import (
+    ENDPOINT_GROUPS,
+    FAULT_KINDS,
+    SIDES,
+    EmulatedOrder,
+    Fault,
+    Position,
+    RecordedRequest,
+    Tamper,
+)
+
+__all__ = [
+    "ENDPOINT_GROUPS",
+    "FAULT_KINDS",
+    "PROTECTIVE_TYPES",
+    "SIDES",
+    "EmulatedAccount",
+    "EmulatedOrder",
+    "Fault",
+    "IpLimiter",
+    "MarketSpec",
+    "Position",
+    "ProtectiveOrder",
+    "RecordedRequest",
+    "Tamper",
+    "VenueRules",
+    "Verdict",
+]
