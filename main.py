@@ -7,19 +7,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import asyncpg
+
 from services import migrations
-from services.database import Database, DatabaseError
-from services.fixes import FixOutcome
+from services.database import Database, DatabaseError, first_line
+from services.fixes import FixOutcome, ghost_plan
 from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
 from services.positions import PositionsRepository
-from services.redaction import install_redaction
-from services.report import EXIT_DRIFT, EXIT_OK, EXIT_UNKNOWN, exit_code, render_json, render_text
+from services.redaction import install_redaction, redact
+from services.report import EXIT_DRIFT, EXIT_OK, EXIT_UNKNOWN, exit_code, fix_question, render_text, result_dict
 from services.runtime import Runtime
 from services.settings import ConfigError, Settings, load_settings
 
@@ -95,42 +98,74 @@ def configure_logging(verbose: bool) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+def _error(message: str, secrets: Sequence[str] = ()) -> int:
+    print(f"error: {redact(message, secrets)}", file=sys.stderr)
     return EXIT_UNKNOWN
 
 
-async def _confirm(question: str) -> bool:
-    """Ask on the terminal; end of input counts as no."""
+async def _confirm(question: str, *, to_stderr: bool = False) -> bool:
+    """Ask on the terminal (on stderr when stdout carries JSON); end of input counts as no."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    stream.write(f"{question} [y/N] ")
+    stream.flush()
     try:
-        answer = await asyncio.to_thread(input, f"{question} [y/N] ")
-    except EOFError:
+        answer = await asyncio.to_thread(sys.stdin.readline)
+    except (EOFError, OSError):
         return False
     return answer.strip().lower() in ("y", "yes")
 
 
-def _print_outcomes(outcomes: Sequence[FixOutcome]) -> None:
-    for outcome in outcomes:
-        print(("fixed: " if outcome.done else "not changed: ") + outcome.message)
+def _outcome_line(outcome: FixOutcome) -> str:
+    return ("fixed: " if outcome.done else "not changed: ") + outcome.message
+
+
+def _outcome_dict(outcome: FixOutcome) -> dict[str, object]:
+    return {
+        "position_id": outcome.position_ids[0] if len(outcome.position_ids) == 1 else list(outcome.position_ids),
+        "action": str(outcome.action),
+        "done": outcome.done,
+        "status": str(outcome.status),
+        "message": outcome.message,
+    }
+
+
+def _cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
 
 
 async def cmd_check(settings: Settings, args: argparse.Namespace, kinds: frozenset[FindingKind]) -> int:
+    """scan / reconcile: one report (text, or exactly one JSON document on stdout), then the optional fixes."""
     fixing = bool(getattr(args, "fix", False))
+    human = sys.stderr if args.json else sys.stdout
     async with Runtime(settings, require_schema=fixing) as runtime:
         try:
             result = await runtime.monitor.check(kinds, args.account)
         except KeyError as exc:
             return _error(str(exc.args[0]))
         title = "scan" if kinds == ORPHANS_ONLY else "reconcile"
-        print(render_json(result) if args.json else render_text(result, title))
+        if not args.json:
+            print(render_text(result, title))
+        outcomes: list[FixOutcome] = []
         ghosts = result.of_kind(FindingKind.GHOST)
         if fixing and ghosts:
             ids = [pid for finding in ghosts for pid in finding.db_position_ids]
             listing = ", ".join(f"#{pid}" for pid in ids)
-            if not args.yes and not await _confirm(f"Mark {len(ids)} ghost position(s) {listing} as closed?"):
+            question = f"Mark {len(ids)} ghost position(s) {listing} as closed?"
+            if not args.yes and not await _confirm(question, to_stderr=args.json):
                 print("Nothing changed.", file=sys.stderr)
             else:
-                _print_outcomes(await runtime.fixes.close_ghosts(ids, f"cli:{getpass.getuser()}"))
+                for finding in ghosts:
+                    outcome = await runtime.fixes.apply(ghost_plan(finding), _cli_actor())
+                    outcomes.append(outcome)
+                    print(_outcome_line(outcome), file=human)
+        if args.json:
+            document = result_dict(result)
+            if fixing:
+                document["fixes"] = [_outcome_dict(o) for o in outcomes]
+            print(json.dumps(document, indent=2))
         return exit_code(result)
 
 
@@ -140,13 +175,15 @@ async def cmd_closeghost(settings: Settings, args: argparse.Namespace) -> int:
         if row is None:
             print(f"not changed: position #{args.position_id} does not exist", file=sys.stderr)
             return EXIT_DRIFT
-        side = row.side.upper() if row.side else "?"
-        question = f"Mark position #{row.id} {row.symbol} {side} {row.quantity} as closed?"
-        if not args.yes and not await _confirm(question):
+        plan = await runtime.fixes.plan_close_ghost(args.position_id, actor=_cli_actor())
+        if isinstance(plan, FixOutcome):
+            print(_outcome_line(plan))
+            return EXIT_DRIFT
+        if not args.yes and not await _confirm(fix_question(plan)):
             print("Nothing changed.", file=sys.stderr)
             return EXIT_DRIFT
-        outcome = await runtime.fixes.close_ghost(args.position_id, f"cli:{getpass.getuser()}")
-        _print_outcomes([outcome])
+        outcome = await runtime.fixes.apply(plan, _cli_actor())
+        print(_outcome_line(outcome))
         return EXIT_OK if outcome.done else EXIT_DRIFT
 
 
@@ -184,7 +221,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 async def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse, load the config, run one command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose or args.command == "run")
     if args.command == "demo":
         return await cmd_demo(args)
     try:
@@ -211,7 +248,9 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return await cmd_migrate(settings)
     except DatabaseError as exc:
-        return _error(str(exc))
+        return _error(str(exc), settings.secrets())
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        return _error(f"database error: {type(exc).__name__}: {first_line(exc)}", settings.secrets())
     return _error(f"unknown command {args.command}")
 
 

@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 from bench.common import Databases, accounts_for, db_rows, emulator_process, scenario, settings_for
-from services.exchange import ExchangeUnavailable
 from services.model import ALL_KINDS
 from services.reconciler import Reconciler
 from services.runtime import Runtime
 from services.scheduler import CheckScheduler
+from services.venues import VenueError
 
 SPEED_UP = 100
 ORPHAN_S, RECONCILE_S = 300 / SPEED_UP, 600 / SPEED_UP
@@ -28,7 +28,7 @@ HOUR_S = 3600 / SPEED_UP
 async def seed_pass(runtime: Runtime) -> None:
     """One iteration of a seed loop: every exchange in turn, then the DB."""
     for gateway in runtime.gateways.values():
-        with contextlib.suppress(ExchangeUnavailable):
+        with contextlib.suppress(VenueError):
             await gateway.positions()
     await runtime.repository.active({g.account.db_exchange or "" for g in runtime.gateways.values()})
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
+
+# Ids are PostgreSQL bigserials: a press naming anything outside 1 … 2⁶³−1 is forged and matches no handler.
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class FindingButton(StrEnum):
@@ -22,7 +27,7 @@ class FindingAction(CallbackData, prefix="f"):
     """A button on an alert: what to do with which finding."""
 
     action: FindingButton
-    finding_id: int
+    finding_id: RowId
 
 
 class ConfirmChoice(StrEnum):
@@ -33,5 +38,5 @@ class ConfirmChoice(StrEnum):
 class ConfirmAction(CallbackData, prefix="c"):
     """Confirm or Cancel on a confirmation message."""
 
-    confirmation_id: int
+    confirmation_id: RowId
     choice: ConfirmChoice

@@ -9,20 +9,13 @@ from typing import Any
 from aiogram import html
 
 from services.findings import StoredFinding
+from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
 from services.model import CheckResult, FindingKind
+from services.report import fix_question
+
+__all__ = ["fix_question"]
 
 MESSAGE_LIMIT = 4096
-
-KIND_TITLES = {
-    FindingKind.ORPHAN: "🚨 <b>Orphan position</b>: open on the exchange, not tracked in the DB",
-    FindingKind.GHOST: "👻 <b>Ghost position</b>: active in the DB, not on the exchange",
-    FindingKind.QUANTITY_MISMATCH: "⚖️ <b>Quantity mismatch</b>: exchange and DB disagree on the size",
-}
-KIND_SHORT = {
-    FindingKind.ORPHAN: "orphan",
-    FindingKind.GHOST: "ghost",
-    FindingKind.QUANTITY_MISMATCH: "size mismatch",
-}
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", "accounts, last checks, open findings"),
@@ -34,6 +27,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("whoami", "your Telegram user id and this chat's id"),
     ("help", "what this bot does"),
 )
+
+
+def kind_title(kind: FindingKind) -> str:
+    names = KINDS[kind]
+    return f"{names.emoji} <b>{names.alert}</b>: {names.headline}"
 
 
 def when(moment: datetime | str | None) -> str:
@@ -63,7 +61,7 @@ def _db_rows(details: dict[str, Any]) -> str:
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
-    lines = [KIND_TITLES[finding.kind], finding_headline(finding)]
+    lines = [kind_title(finding.kind), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
         lines += [
             f"Contracts: {code(d.get('exchange_quantity'))}",
@@ -80,6 +78,11 @@ def finding_body(finding: StoredFinding) -> list[str]:
         lines += [
             f"DB position {_db_rows(d)} · size {code(d.get('db_quantity'))}",
             f"In the DB since: {when(min(opened)) if opened else 'unknown'}",
+        ]
+    elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
+        lines += [
+            f"{html.quote(d.get('note') or '')}: reconbot cannot compare it, so it never calls it a ghost or fixes it.",
+            f"To fix: {html.quote(SYMBOL_MAPPING_HINT)}.",
         ]
     else:
         lines += [
@@ -115,7 +118,7 @@ def finding_message(finding: StoredFinding) -> str:
 def finding_details(finding: StoredFinding) -> str:
     d = finding.details
     lines = [
-        f"<b>Finding #{finding.id}</b> · {KIND_SHORT[finding.kind]} · state {html.quote(finding.state)}",
+        f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {html.quote(finding.state)}",
         finding_headline(finding),
     ]
     labels = [
@@ -155,7 +158,7 @@ def check_summary(result: CheckResult, title: str, findings: Sequence[StoredFind
         counts: dict[FindingKind, int] = {}
         for finding in findings:
             counts[finding.kind] = counts.get(finding.kind, 0) + 1
-        lines.append("Found: " + ", ".join(f"{n} {KIND_SHORT[k]}" for k, n in counts.items()) + " (below)")
+        lines.append("Found: " + ", ".join(count_text(k, n, chat=True) for k, n in counts.items()) + " (below)")
     elif result.unchecked:
         lines.append("Nothing found on the accounts that could be read.")
     else:
@@ -207,3 +210,4 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     if current.strip():
         chunks.append(current)
     return chunks or [text[:limit]]
+

@@ -11,36 +11,19 @@ from aiogram.types import CallbackQuery, Message
 from bot import texts
 from bot.callbacks import FindingAction, FindingButton
 from bot.context import BotContext
-from bot.keyboards import finding_keyboard
+from bot.keyboards import buttons_for, finding_keyboard
 from bot.roles import Role, actor_name
 from handlers.fixes import ask_confirmation
-from services.confirmations import ADOPT_ORPHAN, CLOSE_GHOST, CLOSE_ORPHAN, SET_DB_QUANTITY
 from services.findings import StoredFinding
-from services.fixes import sizes_seen, sizes_target
-from services.model import FindingKind
-
-# Which buttons belong to which kind of finding; anything else is a forged or stale press.
-BUTTONS = {
-    FindingKind.ORPHAN: {
-        FindingButton.ADOPT,
-        FindingButton.CLOSE_ON_EXCHANGE,
-        FindingButton.SNOOZE,
-        FindingButton.DETAILS,
-    },
-    FindingKind.GHOST: {FindingButton.MARK_CLOSED, FindingButton.KEEP, FindingButton.DETAILS, FindingButton.SNOOZE},
-    FindingKind.QUANTITY_MISMATCH: {
-        FindingButton.SET_SIZE,
-        FindingButton.IGNORE,
-        FindingButton.DETAILS,
-        FindingButton.SNOOZE,
-    },
-}
+from services.fixes import plan_for_finding
+from services.plans import FixAction
 
 
 async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContext) -> StoredFinding | None:
     """The finding a button names, if the press still makes sense; otherwise answer why not."""
     finding = await ctx.runtime.findings.get(data.finding_id)
-    if finding is None or data.action not in BUTTONS[finding.kind]:
+    offered = buttons_for(finding.kind, exchange_orders=True) if finding is not None else ()
+    if finding is None or data.action not in offered:
         await query.answer("This button does not belong to any finding.", show_alert=True)
         return None
     if data.action is not FindingButton.DETAILS and not finding.live:
@@ -97,40 +80,27 @@ async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> No
     await message.edit_text(texts.split_message(texts.finding_message(finding))[-1], reply_markup=keyboard)
 
 
+FIX_BUTTONS = {
+    FindingButton.MARK_CLOSED: FixAction.CLOSE_GHOST,
+    FindingButton.ADOPT: FixAction.ADOPT_ORPHAN,
+    FindingButton.CLOSE_ON_EXCHANGE: FixAction.CLOSE_ORPHAN,
+    FindingButton.SET_SIZE: FixAction.SET_DB_QUANTITY,
+}
+
+
 async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None or not isinstance(query.message, Message):
         return
-    d = finding.details
-    where = f"{finding.market} {finding.side.upper()} on {finding.account}"
-    ids = finding.db_position_ids
-    if callback_data.action is FindingButton.MARK_CLOSED:
-        listing = ", ".join(f"#{i}" for i in ids)
-        noun = "position" if len(ids) == 1 else "positions"
-        question = f"Mark {noun} {listing} {finding.market} {finding.side.upper()} {d.get('db_quantity')} as closed?"
-        action, target = CLOSE_GHOST, ",".join(ids)
-    elif callback_data.action is FindingButton.ADOPT:
-        question = f"Adopt {where} ({d.get('exchange_quantity')} contracts) into the DB as an active position?"
-        action, target = ADOPT_ORPHAN, where
-    elif callback_data.action is FindingButton.CLOSE_ON_EXCHANGE:
-        if not ctx.exchange_orders_allowed(finding.account):
-            await query.answer(f"{finding.account} does not allow exchange orders.", show_alert=True)
-            return
-        question = (
-            f"Close {where} ({d.get('exchange_quantity')} contracts) on the exchange with a reduce-only market order?"
-        )
-        action, target = CLOSE_ORPHAN, where
-    else:
-        listing = ", ".join(f"#{i}" for i in ids)
-        question = (
-            f"Set position {listing} {finding.market} {finding.side.upper()} size from {d.get('db_quantity')} "
-            f"to {d.get('exchange_quantity')} (the exchange's)?"
-        )
-        action, target = SET_DB_QUANTITY, sizes_target(sizes_seen(finding))
+    if callback_data.action is FindingButton.CLOSE_ON_EXCHANGE and not ctx.exchange_orders_allowed(finding.account):
+        await query.answer(f"{finding.account} does not allow exchange orders.", show_alert=True)
+        return
+    plan = plan_for_finding(finding, FIX_BUTTONS[callback_data.action])
+    if plan is None:
+        await query.answer("This finding cannot be fixed that way; fix it by hand.", show_alert=True)
+        return
     await query.answer()
-    await ask_confirmation(
-        query.message, query.from_user, ctx, action=action, target=target, question=question, finding_id=finding.id
-    )
+    await ask_confirmation(query.message, query.from_user, ctx, plan=plan, finding_id=finding.id)
 
 
 def create_router() -> Router:

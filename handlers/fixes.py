@@ -8,13 +8,16 @@ import re
 from aiogram import F, Router, html
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
+from pydantic import ValidationError
 
+from bot import texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.context import BotContext
 from bot.keyboards import confirm_keyboard
 from bot.roles import Role, actor_name
-from services.confirmations import CLOSE_GHOST, Confirmation
-from services.report import decimal_text
+from services.confirmations import Confirmation
+from services.fixes import FixOutcome, FixStatus
+from services.plans import FixPlan
 
 log = logging.getLogger(__name__)
 OPERATE = {"role": Role.OPERATOR}
@@ -23,23 +26,12 @@ CLOSEGHOST_USAGE = "Usage: /closeghost &lt;position id&gt;, e.g. /closeghost 123
 
 
 async def ask_confirmation(
-    message: Message,
-    user: User,
-    ctx: BotContext,
-    *,
-    action: str,
-    target: str,
-    question: str,
-    finding_id: int | None = None,
+    message: Message, user: User, ctx: BotContext, *, plan: FixPlan, finding_id: int | None = None
 ) -> None:
-    """Send the question with Confirm / Cancel; nothing changes until Confirm."""
+    """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan."""
+    question = texts.fix_question(plan)
     confirmation = await ctx.runtime.confirmations.create(
-        action=action,
-        target=target,
-        question=question,
-        user_id=user.id,
-        chat_id=message.chat.id,
-        finding_id=finding_id,
+        plan=plan, question=question, user_id=user.id, chat_id=message.chat.id, finding_id=finding_id
     )
     minutes = ctx.settings.telegram.confirm_ttl_s / 60
     await message.answer(
@@ -54,14 +46,16 @@ async def closeghost(message: Message, command: CommandObject, ctx: BotContext) 
     if len(args) != 1 or not POSITION_ID.match(args[0]):
         await message.answer(CLOSEGHOST_USAGE)
         return
-    row = await ctx.runtime.repository.get(args[0])
-    if row is None:
+    if await ctx.runtime.repository.get(args[0]) is None:
         await message.answer(f"No position #{html.quote(args[0])} in the DB.")
         return
-    side = row.side.upper() if row.side else "?"
-    question = f"Mark position #{row.id} {row.symbol} {side} {decimal_text(row.quantity)} as closed?"
     assert message.from_user is not None
-    await ask_confirmation(message, message.from_user, ctx, action=CLOSE_GHOST, target=row.id, question=question)
+    actor = actor_name(message.from_user.id, message.from_user.username)
+    plan = await ctx.runtime.fixes.plan_close_ghost(args[0], f"telegram {actor}")
+    if isinstance(plan, FixOutcome):
+        await message.answer(f"Nothing changed: {html.quote(plan.message)}")
+        return
+    await ask_confirmation(message, message.from_user, ctx, plan=plan)
 
 
 async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, outcome: str) -> Confirmation | None:
@@ -90,24 +84,29 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     confirmation = await _claim(query, ctx, callback_data.confirmation_id, "confirmed")
     if confirmation is None:
         return
-    actor = actor_name(query.from_user.id, query.from_user.username)
+    shown = actor_name(query.from_user.id, query.from_user.username)
     message = query.message if isinstance(query.message, Message) else None
     await query.answer("Checking both sides again…")
-    finding = await ctx.runtime.findings.get(confirmation.finding_id) if confirmation.finding_id else None
-    if confirmation.action == CLOSE_GHOST:
-        outcomes = await ctx.runtime.fixes.close_ghosts(confirmation.target.split(","), f"telegram {actor}")
-        done = all(o.done for o in outcomes)
-        summary = "; ".join(o.message for o in outcomes)
-        if done and finding is None:
-            finding = await ctx.runtime.findings.live_ghost_for_position(outcomes[0].target.removeprefix("position #"))
-    else:
-        outcome = await ctx.runtime.fixes.apply(confirmation.action, confirmation.target, finding, f"telegram {actor}")
-        done, summary = outcome.done, outcome.message
-    if done and finding is not None:
-        await ctx.runtime.findings.mark_fixed(finding.id, actor, summary, ctx.destinations)
-        ctx.reconciler.wake()
-    result = f"✅ Done: {summary}" if done else f"Nothing changed: {summary}"
-    log.info("confirmation #%s by %s: %s", confirmation.id, actor, result)
+    try:
+        plan = confirmation.plan
+    except ValidationError:
+        log.error("confirmation #%s holds a payload that is not a plan; refused", confirmation.id)
+        if message is not None:
+            await message.edit_text(
+                f"{html.quote(confirmation.question)}\nNothing changed: this confirmation is damaged."
+            )
+        return
+    outcome = await ctx.runtime.fixes.apply(
+        plan,
+        f"telegram {shown}",
+        finding_id=confirmation.finding_id,
+        confirmation_id=confirmation.id,
+        shown_as=shown,
+    )
+    ctx.reconciler.wake()
+    prefix = {FixStatus.DONE: "✅ Done: ", FixStatus.UNKNOWN: "❓ Unknown: "}.get(outcome.status, "Nothing changed: ")
+    result = prefix + outcome.message
+    log.info("confirmation #%s by %s: %s", confirmation.id, shown, result)
     if message is not None:
         await message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(result)}")
 

@@ -13,6 +13,7 @@ from bot.context import BotContext
 from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
 from bot.roles import Role
+from services.kinds import count_text
 from services.model import DbPosition, FindingKind, PositionKey
 from services.report import decimal_text
 from services.snapshot import AccountSnapshot
@@ -42,7 +43,7 @@ async def status(message: Message, ctx: BotContext) -> None:
     for finding in live:
         counts[finding.kind] = counts.get(finding.kind, 0) + 1
         quiet += finding.state != "open"
-    summary = ", ".join(f"{n} {texts.KIND_SHORT[k]}" for k, n in counts.items()) or "none"
+    summary = ", ".join(count_text(k, n, chat=True) for k, n in counts.items()) or "none"
     lines.append(f"Open findings: {summary}" + (f" ({quiet} snoozed or acknowledged)" if quiet else ""))
     runs = ctx.next_runs()
     if runs:

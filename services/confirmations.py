@@ -1,21 +1,18 @@
-"""Two-tap fixes: a confirmation is a single-use, expiring permission to apply one fix, held in PostgreSQL so
-a double tap, a second device or a restart cannot use it twice."""
+"""Two-tap fixes: a confirmation is a single-use, expiring permission to apply one plan, held in PostgreSQL so
+a double tap, a second device or a restart cannot use it twice. It stores the plan, the values the operator
+was shown, so the fix applies exactly those or nothing."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from services import audit
-
-# The fixes a confirmation can stand for.
-CLOSE_GHOST = "close_ghost"
-ADOPT_ORPHAN = "adopt_orphan"
-CLOSE_ORPHAN = "close_orphan"
-SET_DB_QUANTITY = "set_db_quantity"
-ACTIONS = (CLOSE_GHOST, ADOPT_ORPHAN, CLOSE_ORPHAN, SET_DB_QUANTITY)
+from services.plans import FixPlan, plan_from_json, plan_to_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +28,14 @@ class Confirmation:
     expires_at: datetime
     used_at: datetime | None
     outcome: str | None
+    payload: Any = None
+    actor: str | None = None
+
+    @property
+    def plan(self) -> FixPlan:
+        """The stored plan; raises pydantic's ValidationError if the payload was tampered with."""
+        payload = self.payload if isinstance(self.payload, str) else json.dumps(self.payload)
+        return plan_from_json(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +55,32 @@ def _confirmation(record: asyncpg.Record) -> Confirmation:
     return Confirmation(**dict(record))
 
 
+def target_of(plan: FixPlan) -> str:
+    """How the audit trail names what a confirmation is about."""
+    ids = getattr(plan, "position_ids", None)
+    return ",".join(ids) if ids else plan.where
+
+
 class ConfirmationStore:
     def __init__(self, pool: asyncpg.Pool, ttl: timedelta):
         self.pool = pool
         self.ttl = ttl
 
     async def create(
-        self, *, action: str, target: str, question: str, user_id: int, chat_id: int, finding_id: int | None = None
+        self, *, plan: FixPlan, question: str, user_id: int, chat_id: int, finding_id: int | None = None
     ) -> Confirmation:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown fix action {action!r}")
         record = await self.pool.fetchrow(
-            "INSERT INTO reconbot.confirmations (action, target, finding_id, question, user_id, chat_id, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING *",
-            action,
-            target,
+            "INSERT INTO reconbot.confirmations "
+            "(action, target, finding_id, question, user_id, chat_id, expires_at, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8::jsonb) RETURNING *",
+            str(plan.action),
+            target_of(plan),
             finding_id,
             question,
             user_id,
             chat_id,
             self.ttl.total_seconds(),
+            plan_to_json(plan),
         )
         return _confirmation(record)
 
@@ -77,11 +88,12 @@ class ConfirmationStore:
         """Use a confirmation once (outcome 'confirmed' or 'cancelled'); expiry is audited."""
         async with self.pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
-                "UPDATE reconbot.confirmations SET used_at = now(), outcome = $3 "
+                "UPDATE reconbot.confirmations SET used_at = now(), outcome = $3, actor = $4 "
                 "WHERE id = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > now() RETURNING *",
                 confirmation_id,
                 user_id,
                 outcome,
+                actor,
             )
             if record is not None:
                 return Claim(_confirmation(record))
@@ -96,8 +108,9 @@ class ConfirmationStore:
             if existing.used_at is not None:
                 return Claim(None, f"This confirmation was already used ({existing.outcome}); nothing changed.")
             await conn.execute(
-                "UPDATE reconbot.confirmations SET used_at = now(), outcome = 'expired' WHERE id = $1",
+                "UPDATE reconbot.confirmations SET used_at = now(), outcome = 'expired', actor = $2 WHERE id = $1",
                 confirmation_id,
+                actor,
             )
             await audit.record(
                 conn,
@@ -106,6 +119,7 @@ class ConfirmationStore:
                 target=existing.target,
                 outcome="expired",
                 reason=f"confirmation #{existing.id} expired at {existing.expires_at.isoformat()}",
+                confirmation_id=existing.id,
             )
             return Claim(
                 None, "This confirmation expired; nothing changed. Ask again to get a fresh one.", expired=True

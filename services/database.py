@@ -15,10 +15,25 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "reconbot"
+CONNECT_TIMEOUT_S = 30.0
 
 
 class DatabaseError(Exception):
     """The database could not be reached or is not in the shape reconbot needs."""
+
+
+class DatabaseUnreachable(DatabaseError):
+    """The server did not answer (down, restarting, out of connections): worth waiting for, not a config error."""
+
+
+# Answers that mean "not now", as opposed to a wrong address, password or database name.
+_TRANSIENT = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.ConnectionFailureError,
+)
 
 
 class EmbeddedServer:
@@ -90,12 +105,20 @@ class Database:
             self._embedded = EmbeddedServer(self._settings.data_dir)
             dsn = await self._embedded.start()
         try:
-            self._pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=120
-            )
-        except (OSError, asyncpg.PostgresError) as exc:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                self._pool = await asyncpg.create_pool(
+                    dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=120
+                )
+        except (*_TRANSIENT, TimeoutError) as exc:
             await self.close()
-            raise DatabaseError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise DatabaseUnreachable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            raise DatabaseError(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+        except (ValueError, TypeError) as exc:
+            await self.close()
+            # The parser's message may quote the URL, password included: name the problem, not the value.
+            raise DatabaseError(f"database.url is malformed ({type(exc).__name__}); check its form") from None
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -106,6 +129,12 @@ class Database:
             await embedded.stop()
 
 
-def _first_line(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:g}s"
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -59,11 +59,13 @@ def detect(
     """Compare both sides key by key (account, market, side).
 
     Several active DB rows on one key are one position to the exchange, so their sizes are summed.
-    A position inside the grace window is reported as pending rather than as a finding.
+    A position inside the grace window is reported as pending rather than as a finding. A row whose symbol is
+    no market of its venue is an unknown symbol: it is never matched, so it can never look like a ghost.
     """
     db_by_key: dict[PositionKey, list[DbPosition]] = defaultdict(list)
+    unmapped: dict[PositionKey, list[DbPosition]] = defaultdict(list)
     for row in db_positions:
-        db_by_key[row.key].append(row)
+        (db_by_key if row.market_listed else unmapped)[row.key].append(row)
     exchange_by_key: dict[PositionKey, ExchangePosition] = {}
     for position in exchange_positions:
         if position.quantity != 0:
@@ -103,6 +105,11 @@ def detect(
                 pending.append(key)
             else:
                 findings.append(Finding(FindingKind.GHOST, key, _exchange_of(rows), None, _by_id(rows)))
+
+    if FindingKind.UNKNOWN_SYMBOL in kinds:
+        # A row whose symbol is no market of its venue cannot be compared: never a ghost, never fixed.
+        for key, rows in unmapped.items():
+            findings.append(Finding(FindingKind.UNKNOWN_SYMBOL, key, _exchange_of(rows), None, _by_id(rows)))
 
     findings.sort(key=lambda f: (f.key, f.kind))
     pending.sort()

@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from services.exchange import ExchangeGateway
 from services.model import ORPHANS_ONLY, RECONCILIATION, CheckResult, Finding, FindingKind
 from services.monitor import Monitor
 from services.positions import PositionsRepository
 from services.settings import ScanSettings
+from services.venues import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _PeriodicCheck:
     def __init__(
         self,
         repository: PositionsRepository,
-        exchange_managers: Mapping[str, ExchangeGateway],
+        exchange_managers: Mapping[str, Gateway],
         position_manager: Any = None,
         alert_callback: AlertCallback | None = None,
         *,

@@ -1,41 +1,84 @@
-"""Fixes: the detection path backwards. Re-read both sides, refuse if the finding no longer holds, then make
-one guarded change and its audit row in a single transaction. Refusals are audited too."""
+"""Fixes: the detection path backwards, one way for every caller (a Confirm button, ``closeghost``,
+``reconcile --fix``, auto-fix).
+
+A fix carries a plan: the action and the exact values the operator was shown. Applying it re-reads both sides,
+refuses if anything differs from the plan ("changed since you were asked"), then makes one guarded change and
+its audit row in a single transaction, and closes the finding it fixed. Refusals are audited too; so is an
+order whose answer was lost, as ``unknown`` until a re-read settles what happened.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
 from services import audit
-from services.confirmations import ADOPT_ORPHAN, CLOSE_GHOST, CLOSE_ORPHAN, SET_DB_QUANTITY
-from services.detector import detect, is_young
-from services.exchange import ExchangeGateway, ExchangeUnavailable
-from services.findings import StoredFinding
-from services.model import ExchangePosition, Finding, FindingKind
+from services.detector import is_young
+from services.findings import FindingsStore, StoredFinding
+from services.kinds import unknown_symbol_text
+from services.model import ExchangePosition, Finding, FindingKind, PositionKey, Side
 from services.monitor import Monitor
+from services.outbox import Destination
+from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixAction, FixPlan, RowSeen, SetDbQuantity
 from services.positions import PositionRow, PositionsRepository
 from services.report import decimal_text
-from services.snapshot import assign_rows
+from services.snapshot import AccountSnapshot, assign_rows
+from services.venues import AnswerLost, Gateway, VenueError
 
 log = logging.getLogger(__name__)
 
 GHOST_EXIT_REASON = "reconciliation: position not found on exchange"
+SETTLE_READS = 3
+SETTLE_PAUSE_S = 1.0
+
+
+class FixStatus(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
 class FixOutcome:
-    """What a fix did, or why it did nothing; ``message`` is fit to show a trader as is."""
+    """What a fix did, or why it did nothing; ``message`` is one line fit to show a trader."""
 
+    action: FixAction
     target: str
-    done: bool
+    status: FixStatus
     message: str
-    before: PositionRow | None = None
-    after: PositionRow | None = None
+    position_ids: tuple[str, ...] = ()
+    before: Any = None
+    after: Any = None
+
+    @property
+    def done(self) -> bool:
+        return self.status is FixStatus.DONE
+
+
+class Refused(Exception):
+    """Raised inside a fix to stop it with a reason; becomes an audited refusal."""
+
+    def __init__(self, reason: str, before: Any = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.before = before
+
+
+def changed(what: str, now: Decimal | None, approved: Decimal | None, row_id: str | None = None) -> Refused:
+    """The refusal when a side moved after the question was asked: what it is now, what was approved."""
+    now_text = decimal_text(now) if now is not None else "none"
+    head = f"position #{row_id} changed meanwhile" if row_id else "changed since you were asked"
+    return Refused(f"{head}: {what} now {now_text}, you approved {decimal_text(approved)}; nothing changed — ask again")
 
 
 def _position_dict(position: ExchangePosition) -> dict[str, Any]:
@@ -49,159 +92,316 @@ def _position_dict(position: ExchangePosition) -> dict[str, Any]:
     }
 
 
-def sizes_seen(finding: StoredFinding) -> dict[str, Decimal]:
-    """The size of each DB row as the finding's alert showed it."""
-    return {str(r["id"]): Decimal(str(r["quantity"])) for r in finding.details.get("db_rows") or []}
+# -- plans from what the operator saw ----------------------------------------------------------------------------
 
 
-def sizes_target(sizes: Mapping[str, Decimal]) -> str:
-    """A set-size confirmation's target: each row with the size the operator is shown, ``17=1.5,18=2``."""
-    return ",".join(f"{pid}={decimal_text(size)}" for pid, size in sizes.items())
+def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | None:
+    """The plan a button on this finding's alert stands for, with the values that alert showed."""
+    d = finding.details
+    base = {"account": finding.account, "market": finding.market, "side": finding.side}
+    rows = tuple(
+        RowSeen(id=str(r["id"]), symbol=str(r["symbol"]), quantity=Decimal(str(r["quantity"])))
+        for r in d.get("db_rows") or []
+    )
+    exchange_quantity = Decimal(d["exchange_quantity"]) if d.get("exchange_quantity") is not None else None
+    if action is FixAction.CLOSE_GHOST and finding.kind is FindingKind.GHOST and rows:
+        return CloseGhost(**base, rows=rows)
+    if finding.kind is FindingKind.ORPHAN and exchange_quantity is not None:
+        if action is FixAction.ADOPT_ORPHAN:
+            entry = Decimal(d["entry_price"]) if d.get("entry_price") else None
+            return AdoptOrphan(**base, quantity=exchange_quantity, entry_price=entry)
+        if action is FixAction.CLOSE_ORPHAN:
+            return CloseOrphan(**base, quantity=exchange_quantity, hedged=bool(d.get("hedged")))
+    if (
+        action is FixAction.SET_DB_QUANTITY
+        and finding.kind is FindingKind.QUANTITY_MISMATCH
+        and len(rows) == 1
+        and exchange_quantity is not None
+    ):
+        return SetDbQuantity(**base, row=rows[0], exchange_quantity=exchange_quantity)
+    return None
 
 
-def parse_sizes(target: str) -> dict[str, Decimal] | None:
-    """The rows and sizes of a ``sizes_target``; None when the target names no sizes."""
-    sizes: dict[str, Decimal] = {}
-    for part in target.split(","):
-        pid, sep, size = part.partition("=")
-        if not sep:
-            return None
-        try:
-            sizes[pid.strip()] = Decimal(size.strip())
-        except InvalidOperation:
-            return None
-    return sizes
+def ghost_plan(finding: Finding) -> CloseGhost:
+    """Close the rows of a ghost found by a check, at the sizes that check read."""
+    rows = tuple(RowSeen(id=p.id, symbol=p.symbol, quantity=p.quantity) for p in finding.db_positions)
+    return CloseGhost(account=finding.key.account, market=finding.key.market, side=finding.key.side, rows=rows)
 
 
+# -- the service ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
 class FixService:
-    def __init__(self, monitor: Monitor, repository: PositionsRepository):
-        self.monitor = monitor
-        self.repository = repository
+    monitor: Monitor
+    repository: PositionsRepository
+    findings: FindingsStore
+    destinations: Sequence[Destination] = ()
+    _running: set[asyncio.Task[FixOutcome]] = field(default_factory=set)
 
     @property
-    def gateways(self) -> Mapping[str, ExchangeGateway]:
+    def gateways(self) -> Mapping[str, Gateway]:
         return self.monitor.gateways
 
+    # -- the one entry point -----------------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        plan: FixPlan,
+        actor: str,
+        *,
+        finding_id: int | None = None,
+        confirmation_id: int | None = None,
+        shown_as: str | None = None,
+    ) -> FixOutcome:
+        """Apply a plan exactly as shown or not at all, then close the finding it fixed.
+
+        The fix runs to its end even if the caller is cancelled (a handler during shutdown): ``drain`` waits for
+        it, and a fix that must be abandoned is audited as interrupted, so no confirmation is ever consumed
+        without an outcome in the audit log. ``shown_as`` is how the fixer appears on the edited alert (default:
+        ``actor``, as in the audit trail)."""
+        task = asyncio.create_task(
+            self._apply(plan, actor, finding_id, confirmation_id, shown_as or actor), name=f"fix {plan.action}"
+        )
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for fixes under way (bounded); the ones still running are interrupted and audited so."""
+        if not self._running:
+            return True
+        _done, late = await asyncio.wait(set(self._running), timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+        return not late
+
+    async def _apply(
+        self, plan: FixPlan, actor: str, finding_id: int | None, confirmation_id: int | None, shown_as: str
+    ) -> FixOutcome:
+        target = _target(plan)
+        try:
+            outcome = await self._dispatch(plan, actor, confirmation_id)
+        except Refused as refusal:
+            outcome = await self._refuse(plan, actor, target, refusal.reason, refusal.before, confirmation_id)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._interrupted(plan, actor, target, confirmation_id))
+            raise
+        if outcome.done:
+            await self._close_finding(plan, outcome, shown_as, finding_id)
+        return outcome
+
+    async def _dispatch(self, plan: FixPlan, actor: str, confirmation_id: int | None) -> FixOutcome:
+        if isinstance(plan, CloseGhost):
+            return await self._close_ghost(plan, actor, confirmation_id)
+        if isinstance(plan, AdoptOrphan):
+            return await self._adopt(plan, actor, confirmation_id)
+        if isinstance(plan, CloseOrphan):
+            return await self._close_orphan(plan, actor, confirmation_id)
+        return await self._set_quantity(plan, actor, confirmation_id)
+
+    async def _close_finding(self, plan: FixPlan, outcome: FixOutcome, actor: str, finding_id: int | None) -> None:
+        if finding_id is None and isinstance(plan, CloseGhost):
+            ghost = await self.findings.live_ghost_for_position(plan.rows[0].id)
+            finding_id = ghost.id if ghost else None
+        if finding_id is not None:
+            await self.findings.mark_fixed(finding_id, actor, outcome.message, self.destinations)
+
+    # -- audit helpers ------------------------------------------------------------------------------------------
+
     async def _refuse(
-        self, actor: str, action: str, target: str, reason: str, before: dict[str, Any] | None = None
+        self, plan: FixPlan, actor: str, target: str, reason: str, before: Any, confirmation_id: int | None
     ) -> FixOutcome:
         async with self.repository.pool.acquire() as conn:
             await audit.record(
-                conn, actor=actor, action=action, target=target, outcome="refused", reason=reason, before=before
+                conn,
+                actor=actor,
+                action=plan.action,
+                target=target,
+                outcome="refused",
+                reason=reason,
+                before=before,
+                confirmation_id=confirmation_id,
             )
-        log.info("%s %s refused for %s: %s", action, target, actor, reason)
-        return FixOutcome(target, False, reason)
+        log.info("%s %s refused for %s: %s", plan.action, target, actor, reason)
+        return FixOutcome(plan.action, target, FixStatus.REFUSED, reason, _ids(plan), before)
 
-    def _owner(self, row: PositionRow) -> ExchangeGateway | None:
+    async def _interrupted(self, plan: FixPlan, actor: str, target: str, confirmation_id: int | None) -> None:
+        async with self.repository.pool.acquire() as conn:
+            await audit.record(
+                conn,
+                actor=actor,
+                action=plan.action,
+                target=target,
+                outcome="interrupted",
+                reason="reconbot stopped before this fix finished; check the position before asking again",
+                confirmation_id=confirmation_id,
+            )
+
+    # -- reading both sides again ---------------------------------------------------------------------------------
+
+    def _gateway(self, account: str) -> Gateway:
+        gateway = self.gateways.get(account)
+        if gateway is None:
+            raise Refused(f"{account} is not a configured account")
+        return gateway
+
+    async def _read(self, account: str) -> AccountSnapshot:
+        self._gateway(account)
+        snapshot = (await self.monitor.reader.read([account]))[account]
+        if not snapshot.checked:
+            raise Refused(f"cannot check {account}: {snapshot.error}")
+        return snapshot
+
+    @staticmethod
+    async def _markets(gateway: Gateway | None) -> None:
+        """Symbols resolve through the venue's market list, so it must be loaded before rows are judged."""
+        if gateway is None:
+            return
+        try:
+            await gateway.load_markets()
+        except VenueError as exc:
+            raise Refused(f"cannot check {gateway.name}: {exc.reason}") from None
+
+    @staticmethod
+    def _exchange_position(snapshot: AccountSnapshot, key: PositionKey) -> ExchangePosition | None:
+        return next((p for p in snapshot.exchange_positions if p.key == key), None)
+
+    def owner(self, row: PositionRow) -> Gateway | None:
         accounts = [g.account for g in self.gateways.values()]
         by_account_column = self.repository.settings.columns.account is not None
         owners = [name for name, rows in assign_rows([row], accounts, by_account_column).items() if rows]
         return self.gateways[owners[0]] if owners else None
 
-    # -- ghosts -------------------------------------------------------------------------------------------
+    # -- ghosts -----------------------------------------------------------------------------------------------
 
-    async def close_ghost(self, position_id: str, actor: str) -> FixOutcome:
-        return (await self.close_ghosts([position_id], actor))[0]
-
-    async def close_ghosts(self, position_ids: Sequence[str], actor: str) -> list[FixOutcome]:
-        """Mark ghosts closed, each only if it is still active and still absent from its exchange.
-
-        Each account involved is re-read once for the whole batch.
-        """
-        rows: dict[str, PositionRow | None] = {pid: await self.repository.get(pid) for pid in position_ids}
-        owners = {pid: self._owner(row) for pid, row in rows.items() if row is not None}
-        reads: dict[str, list[ExchangePosition] | str] = {}
-        for gateway in {g.name: g for g in owners.values() if g is not None}.values():
-            try:
-                reads[gateway.name] = await gateway.positions()
-            except ExchangeUnavailable as exc:
-                reads[gateway.name] = exc.reason
-        return [await self._close_one(pid, rows[pid], owners.get(pid), reads, actor) for pid in position_ids]
-
-    async def _close_one(
-        self,
-        pid: str,
-        row: PositionRow | None,
-        gateway: ExchangeGateway | None,
-        reads: Mapping[str, list[ExchangePosition] | str],
-        actor: str,
-    ) -> FixOutcome:
-        target = f"position #{pid}"
-        before = row.as_dict() if row else None
-
-        async def refuse(reason: str) -> FixOutcome:
-            return await self._refuse(actor, CLOSE_GHOST, target, reason, before)
-
+    async def plan_close_ghost(self, position_id: str, actor: str) -> CloseGhost | FixOutcome:
+        """The plan ``closeghost ID`` asks about, after re-reading the row and its exchange; or the audited
+        refusal, so a position that is open is refused before anyone is asked to confirm."""
+        row = await self.repository.get(position_id)
         if row is None:
-            return await refuse(f"{target} does not exist")
+            return FixOutcome(
+                FixAction.CLOSE_GHOST,
+                f"position #{position_id}",
+                FixStatus.REFUSED,
+                f"position #{position_id} does not exist",
+            )
+        gateway = self.owner(row)
+        try:
+            await self._markets(gateway)
+            self._check_row(row, gateway, None)
+            assert gateway is not None and row.side is not None and row.quantity is not None and row.symbol
+            market, _ = gateway.resolve_market(row.symbol)
+            snapshot = await self._read(gateway.name)
+            self._check_absent(snapshot, PositionKey(gateway.name, market, row.side), f"position #{row.id}")
+        except Refused as refusal:
+            plan_stub = CloseGhost(
+                account=gateway.name if gateway else "?",
+                market=row.symbol or "?",
+                side=row.side or Side.LONG,
+                rows=(RowSeen(id=row.id, symbol=row.symbol or "?", quantity=row.quantity or Decimal(0)),),
+            )
+            return await self._refuse(
+                plan_stub, actor, f"position #{row.id}", refusal.reason, refusal.before or row.as_dict(), None
+            )
+        seen = RowSeen(id=row.id, symbol=row.symbol, quantity=row.quantity)
+        return CloseGhost(account=gateway.name, market=market, side=row.side, rows=(seen,))
+
+    def _check_row(self, row: PositionRow | None, gateway: Gateway | None, seen: RowSeen | None) -> None:
+        pid = seen.id if seen else (row.id if row else "?")
+        target = f"position #{pid}"
+        if row is None:
+            raise Refused(f"{target} does not exist")
+        before = row.as_dict()
         if row.status != self.repository.settings.values.active:
-            return await refuse(f"{target} is not active (status {row.status})")
+            raise Refused(f"{target} is not active (status {row.status})", before)
         if gateway is None:
-            return await refuse(f"{target} is on {row.exchange}, which no configured account watches")
-        if row.side is None:
-            return await refuse(f"{target} has an unknown side value")
+            raise Refused(f"{target} is on {row.exchange}, which no configured account watches", before)
+        if row.problem or row.side is None or row.quantity is None or not row.symbol:
+            raise Refused(f"{target} cannot be read: {row.problem}", before)
+        _market, listed = gateway.resolve_market(row.symbol)
+        if not listed:
+            raise Refused(unknown_symbol_text([row.id], row.symbol, gateway.exchange_id), before)
+        if seen is not None and row.quantity != seen.quantity:
+            raise changed("DB size", row.quantity, seen.quantity, row.id)
         grace = self.monitor.rules.grace
         if is_young(row.opened_at, self.monitor.now(), grace):
-            return await refuse(f"{target} was opened less than {grace.total_seconds():g}s ago; wait for it to fill")
-        read = reads[gateway.name]
-        if isinstance(read, str):
-            return await refuse(f"cannot check {gateway.name}: {read}")
-        market, _listed = gateway.resolve_market(row.symbol)
-        for position in read:
-            if position.market == market and position.side is row.side:
-                return await refuse(
-                    f"{target} is open on {gateway.name}: {position.market} {position.side.upper()} "
-                    f"{decimal_text(position.quantity)}"
-                )
+            raise Refused(f"{target} was opened less than {grace.total_seconds():g}s ago; wait for it to fill", before)
+
+    def _check_absent(self, snapshot: AccountSnapshot, key: PositionKey, target: str) -> None:
+        position = self._exchange_position(snapshot, key)
+        if position is not None:
+            raise Refused(
+                f"{target} is open on {key.account}: {position.market} {position.side.upper()} "
+                f"{decimal_text(position.quantity)}"
+            )
+
+    async def _close_ghost(self, plan: CloseGhost, actor: str, confirmation_id: int | None) -> FixOutcome:
+        gateway = self._gateway(plan.account)
+        await self._markets(gateway)
+        rows = {seen.id: await self.repository.get(seen.id) for seen in plan.rows}
+        for seen in plan.rows:
+            row = rows[seen.id]
+            self._check_row(row, self.owner(row) if row else None, seen)
+            assert row is not None and row.symbol is not None
+            if gateway.resolve_market(row.symbol)[0] != plan.market or row.side is not plan.side:
+                raise Refused(f"position #{row.id} no longer tracks {plan.where}", row.as_dict())
+        snapshot = await self._read(plan.account)
+        self._check_absent(snapshot, PositionKey(plan.account, plan.market, plan.side), _target(plan))
+        afters: list[PositionRow] = []
         async with self.repository.pool.acquire() as conn, conn.transaction():
-            after = await self.repository.close_if_active(conn, pid, GHOST_EXIT_REASON)
-            if after is not None:
+            for seen in plan.rows:
+                before = rows[seen.id]
+                assert before is not None
+                after = await self.repository.close_if_active(conn, seen.id, GHOST_EXIT_REASON, expected=before)
+                if after is None:
+                    raise await self._changed_meanwhile(seen.id, before)
+                afters.append(after)
                 await audit.record(
                     conn,
                     actor=actor,
-                    action=CLOSE_GHOST,
-                    target=target,
+                    action=plan.action,
+                    target=f"position #{seen.id}",
                     outcome="done",
                     reason=GHOST_EXIT_REASON,
-                    before=before,
+                    before=before.as_dict(),
                     after=after.as_dict(),
+                    confirmation_id=confirmation_id,
                 )
-        if after is None:
-            return await refuse(f"{target} was closed meanwhile; nothing changed")
-        log.info("close_ghost %s done by %s", target, actor)
-        message = f"{target} {row.symbol} {row.side.upper()} {decimal_text(row.quantity)} marked closed"
-        return FixOutcome(target, True, message, row, after)
+        listing = ", ".join(f"#{seen.id}" for seen in plan.rows)
+        noun = "position" if len(plan.rows) == 1 else "positions"
+        message = f"{noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} marked closed"
+        log.info("close_ghost %s done by %s", listing, actor)
+        return FixOutcome(plan.action, _target(plan), FixStatus.DONE, message, plan.position_ids, after=afters)
 
-    # -- findings -----------------------------------------------------------------------------------------
-
-    async def recheck(self, finding: StoredFinding) -> tuple[Finding | None, str | None]:
-        """Read the finding's account again; the finding as it stands now, or why it no longer holds."""
-        snapshot = (await self.monitor.reader.read([finding.account]))[finding.account]
-        if not snapshot.checked:
-            return None, f"cannot check {finding.account}: {snapshot.error}"
-        detection = detect(
-            snapshot.db_positions,
-            snapshot.exchange_positions,
-            self.monitor.rules,
-            self.monitor.now(),
-            frozenset({finding.kind}),
+    async def _changed_meanwhile(self, position_id: str, before: PositionRow) -> Refused:
+        """Why a guarded write found nothing to change: the trading bot closed or resized the row first."""
+        now = await self.repository.get(position_id)
+        if now is None or now.status != self.repository.settings.values.active:
+            return Refused(f"position #{position_id} was closed meanwhile; nothing changed", before.as_dict())
+        return Refused(
+            f"position #{position_id} changed meanwhile (size now {decimal_text(now.quantity)}); nothing changed",
+            before.as_dict(),
         )
-        for current in detection.findings:
-            if current.fingerprint == finding.fingerprint:
-                return current, None
-        where = f"{finding.market} {finding.side.upper()} on {finding.account}"
-        if finding.key in detection.pending:
-            return None, f"{where} changed moments ago; look again in a minute"
-        return None, f"the {finding.kind.value.replace('_', ' ')} on {where} no longer holds; nothing to fix"
 
-    async def adopt_orphan(self, finding: StoredFinding, actor: str) -> FixOutcome:
-        """Insert an active DB row for an orphan, with the exchange's size and entry price."""
-        target = f"{finding.market} {finding.side.upper()} on {finding.account}"
-        current, why_not = await self.recheck(finding)
-        if current is None or current.exchange_position is None:
-            return await self._refuse(actor, ADOPT_ORPHAN, target, why_not or "not an orphan")
-        position = current.exchange_position
-        account = self.gateways[finding.account].account
+    # -- orphans ------------------------------------------------------------------------------------------------
+
+    async def _current_orphan(self, plan: AdoptOrphan | CloseOrphan) -> ExchangePosition:
+        snapshot = await self._read(plan.account)
+        key = PositionKey(plan.account, plan.market, plan.side)
+        position = self._exchange_position(snapshot, key)
+        if position is None or any(row.key == key for row in snapshot.db_positions):
+            raise Refused(f"the orphan on {plan.where} no longer holds; nothing to fix")
+        if position.quantity != plan.quantity:
+            raise changed("exchange", position.quantity, plan.quantity)
+        return position
+
+    async def _adopt(self, plan: AdoptOrphan, actor: str, confirmation_id: int | None) -> FixOutcome:
+        position = await self._current_orphan(plan)
+        account = self._gateway(plan.account).account
         try:
             async with self.repository.pool.acquire() as conn, conn.transaction():
                 row = await self.repository.insert_if_untracked(
@@ -210,139 +410,159 @@ class FixService:
                     account=account.db_account,
                     symbol=position.market,
                     side=position.side,
-                    quantity=position.quantity,
+                    quantity=plan.quantity,
                     entry_price=position.entry_price,
                 )
                 if row is not None:
                     await audit.record(
                         conn,
                         actor=actor,
-                        action=ADOPT_ORPHAN,
+                        action=plan.action,
                         target=f"position #{row.id}",
                         outcome="done",
-                        reason=f"adopted {target}",
+                        reason=f"adopted {plan.where}",
                         before=_position_dict(position),
                         after=row.as_dict(),
+                        confirmation_id=confirmation_id,
                     )
         except asyncpg.PostgresError as exc:
-            return await self._refuse(
-                actor, ADOPT_ORPHAN, target, f"the positions table refused the row: {exc.__class__.__name__}: {exc}"
-            )
+            raise Refused(f"the positions table refused the row: {type(exc).__name__}: {exc}") from None
         if row is None:
-            return await self._refuse(actor, ADOPT_ORPHAN, target, f"{target} is already tracked in the DB")
-        size = decimal_text(position.quantity)
-        return FixOutcome(f"position #{row.id}", True, f"{target} {size} adopted as position #{row.id}", None, row)
+            raise Refused(f"{plan.where} is already tracked in the DB")
+        message = f"{plan.where} {decimal_text(plan.quantity)} adopted as position #{row.id}"
+        return FixOutcome(plan.action, f"position #{row.id}", FixStatus.DONE, message, (row.id,), after=row)
 
-    async def close_orphan(self, finding: StoredFinding, actor: str) -> FixOutcome:
-        """Close an orphan on the exchange with a reduce-only market order, if the account allows orders."""
-        target = f"{finding.market} {finding.side.upper()} on {finding.account}"
-        gateway = self.gateways.get(finding.account)
-        if gateway is None:
-            return await self._refuse(actor, CLOSE_ORPHAN, target, f"{finding.account} is not configured")
+    async def _close_orphan(self, plan: CloseOrphan, actor: str, confirmation_id: int | None) -> FixOutcome:
+        gateway = self._gateway(plan.account)
         if not gateway.account.allow_exchange_orders:
-            return await self._refuse(
-                actor, CLOSE_ORPHAN, target, f"{finding.account} does not allow exchange orders (allow_exchange_orders)"
-            )
-        current, why_not = await self.recheck(finding)
-        if current is None or current.exchange_position is None:
-            return await self._refuse(actor, CLOSE_ORPHAN, target, why_not or "not an orphan")
-        position = current.exchange_position
+            raise Refused(f"{plan.account} does not allow exchange orders (allow_exchange_orders)")
+        position = await self._current_orphan(plan)
+        client_order_id = f"reconbot-{uuid.uuid4().hex[:20]}"
+        before = {**_position_dict(position), "client_order_id": client_order_id}
         try:
-            order = await gateway.close_position(position)
-        except ExchangeUnavailable as exc:
-            return await self._refuse(
-                actor, CLOSE_ORPHAN, target, f"the order was not accepted: {exc.reason}", _position_dict(position)
-            )
-        order_id = str(order.get("id") or "?")
-        size = decimal_text(position.quantity)
+            ack = await gateway.close_position(position, client_order_id)
+        except AnswerLost as lost:
+            return await self._settle_lost_order(plan, actor, confirmation_id, before, lost.reason)
+        except VenueError as exc:
+            raise Refused(f"the order was not accepted: {exc.reason}", before) from None
         async with self.repository.pool.acquire() as conn:
             await audit.record(
                 conn,
                 actor=actor,
-                action=CLOSE_ORPHAN,
+                action=plan.action,
+                target=_target(plan),
+                outcome="done",
+                reason=f"reduce-only market order {ack.order_id}",
+                before=before,
+                after={"order_id": ack.order_id, "status": ack.status, "filled": decimal_text(ack.filled)},
+                confirmation_id=confirmation_id,
+            )
+        message = f"{plan.where} {decimal_text(plan.quantity)} closed on the exchange (order {ack.order_id})"
+        return FixOutcome(plan.action, _target(plan), FixStatus.DONE, message)
+
+    async def _settle_lost_order(
+        self, plan: CloseOrphan, actor: str, confirmation_id: int | None, before: dict[str, Any], why: str
+    ) -> FixOutcome:
+        """The order's answer never came: audit ``unknown`` at once, then re-read the position to learn what
+        happened, and record that."""
+        target = _target(plan)
+        async with self.repository.pool.acquire() as conn:
+            entry = await audit.record(
+                conn,
+                actor=actor,
+                action=plan.action,
+                target=target,
+                outcome="unknown",
+                reason=f"{why}; re-reading the position to find out whether the order executed",
+                before=before,
+                confirmation_id=confirmation_id,
+            )
+        key = PositionKey(plan.account, plan.market, plan.side)
+        for attempt in range(SETTLE_READS):
+            await asyncio.sleep(SETTLE_PAUSE_S * attempt)
+            snapshot = (await self.monitor.reader.read([plan.account]))[plan.account]
+            if not snapshot.checked:
+                continue
+            position = self._exchange_position(snapshot, key)
+            remaining = position.quantity if position else Decimal(0)
+            if remaining < plan.quantity:
+                reason = f"{why}; the re-read shows {plan.where} " + (
+                    "closed" if position is None else f"reduced to {decimal_text(remaining)}"
+                )
+                await audit.settle(self.repository.pool, entry, "done", reason)
+                return FixOutcome(plan.action, target, FixStatus.DONE, f"{target} closed on the exchange ({reason})")
+            if attempt == SETTLE_READS - 1:
+                reason = f"{why}; the re-read shows {plan.where} still open at {decimal_text(remaining)}: not executed"
+                await audit.settle(self.repository.pool, entry, "refused", reason)
+                return FixOutcome(plan.action, target, FixStatus.REFUSED, reason)
+        reason = f"{why}; {plan.account} could not be re-read, so whether the order executed is unknown: check it"
+        return FixOutcome(plan.action, target, FixStatus.UNKNOWN, reason)
+
+    # -- sizes ----------------------------------------------------------------------------------------------------
+
+    async def _set_quantity(self, plan: SetDbQuantity, actor: str, confirmation_id: int | None) -> FixOutcome:
+        snapshot = await self._read(plan.account)
+        key = PositionKey(plan.account, plan.market, plan.side)
+        position = self._exchange_position(snapshot, key)
+        rows = [row for row in snapshot.db_positions if row.key == key]
+        target = f"position #{plan.row.id}"
+        if position is None:
+            raise Refused(f"the quantity mismatch on {plan.where} no longer holds; nothing to fix")
+        if position.quantity != plan.exchange_quantity:
+            raise changed("exchange", position.quantity, plan.exchange_quantity)
+        if len(rows) != 1:
+            ids = ", ".join(f"#{r.id}" for r in rows)
+            raise Refused(f"{len(rows)} rows ({ids or 'none'}) track this position; fix their sizes by hand")
+        if rows[0].id != plan.row.id:
+            raise Refused(f"{target} no longer tracks {plan.where}; nothing changed")
+        if rows[0].quantity != plan.row.quantity:
+            raise changed("DB size", rows[0].quantity, plan.row.quantity, plan.row.id)
+        async with self.repository.pool.acquire() as conn, conn.transaction():
+            before = await self.repository.get(plan.row.id, conn)
+            after = None
+            if before is not None and before.quantity == plan.row.quantity:
+                after = await self.repository.set_quantity_if(conn, before, plan.exchange_quantity)
+            if after is None:
+                raise Refused(f"{target} changed meanwhile; nothing changed", before.as_dict() if before else None)
+            await audit.record(
+                conn,
+                actor=actor,
+                action=plan.action,
                 target=target,
                 outcome="done",
-                reason=f"reduce-only market order {order_id}",
-                before=_position_dict(position),
-                after={"order_id": order_id, "status": order.get("status"), "filled": order.get("filled")},
-            )
-        return FixOutcome(target, True, f"{target} {size} closed on the exchange (order {order_id})")
-
-    async def set_db_quantity(
-        self, finding: StoredFinding, actor: str, seen: Mapping[str, Decimal] | None = None
-    ) -> FixOutcome:
-        """Set the DB row's size to the exchange's, guarded by the size the operator saw: ``seen`` maps row
-        ids to the sizes the confirmation named (default: the sizes the alert showed). If the trading bot
-        changed the row since, nothing changes and the refusal says so."""
-        target = f"{finding.market} {finding.side.upper()} on {finding.account}"
-        if seen is None:
-            seen = sizes_seen(finding)
-        current, why_not = await self.recheck(finding)
-        if current is None or current.exchange_position is None or not current.db_positions:
-            return await self._refuse(actor, SET_DB_QUANTITY, target, why_not or "not a size mismatch")
-        if len(current.db_positions) != 1:
-            ids = ", ".join(f"#{p.id}" for p in current.db_positions)
-            return await self._refuse(
-                actor,
-                SET_DB_QUANTITY,
-                target,
-                f"{len(current.db_positions)} rows ({ids}) track this position; fix their sizes by hand",
-            )
-        db_row = current.db_positions[0]
-        new_size = current.exchange_position.quantity
-        expected = seen.get(db_row.id)
-        if expected is None:
-            return await self._refuse(
-                actor,
-                SET_DB_QUANTITY,
-                f"position #{db_row.id}",
-                f"position #{db_row.id} now tracks {target}, not the row you confirmed; nothing changed",
-            )
-        if expected != db_row.quantity:
-            return await self._refuse(
-                actor,
-                SET_DB_QUANTITY,
-                f"position #{db_row.id}",
-                f"position #{db_row.id} changed meanwhile: its size is {decimal_text(db_row.quantity)}, not the "
-                f"{decimal_text(expected)} you confirmed; nothing changed",
-            )
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            before = await self.repository.get(db_row.id, conn)
-            after = await self.repository.set_quantity_if(conn, db_row.id, expected, new_size)
-            if after is not None:
-                await audit.record(
-                    conn,
-                    actor=actor,
-                    action=SET_DB_QUANTITY,
-                    target=f"position #{db_row.id}",
-                    outcome="done",
-                    reason=f"size set to the exchange's {decimal_text(new_size)}",
-                    before=before.as_dict() if before else None,
-                    after=after.as_dict(),
-                )
-        if after is None:
-            return await self._refuse(
-                actor,
-                SET_DB_QUANTITY,
-                f"position #{db_row.id}",
-                f"position #{db_row.id} changed meanwhile; nothing changed",
+                reason=f"size set to the exchange's {decimal_text(plan.exchange_quantity)}",
+                before=before.as_dict(),
+                after=after.as_dict(),
+                confirmation_id=confirmation_id,
             )
         message = (
-            f"position #{db_row.id} {finding.market} {finding.side.upper()} size "
-            f"{decimal_text(db_row.quantity)} → {decimal_text(new_size)}"
+            f"{target} {plan.market} {plan.side.upper()} size "
+            f"{decimal_text(plan.row.quantity)} → {decimal_text(plan.exchange_quantity)}"
         )
-        return FixOutcome(f"position #{db_row.id}", True, message, before, after)
+        return FixOutcome(plan.action, target, FixStatus.DONE, message, (plan.row.id,), before, after)
 
-    async def apply(self, action: str, target: str, finding: StoredFinding | None, actor: str) -> FixOutcome:
-        """Run a confirmed fix by its action name."""
-        if action == CLOSE_GHOST:
-            return await self.close_ghost(target, actor)
-        if finding is None:
-            return await self._refuse(actor, action, target, "the finding this button belongs to is unknown")
-        if action == ADOPT_ORPHAN and finding.kind is FindingKind.ORPHAN:
-            return await self.adopt_orphan(finding, actor)
-        if action == CLOSE_ORPHAN and finding.kind is FindingKind.ORPHAN:
-            return await self.close_orphan(finding, actor)
-        if action == SET_DB_QUANTITY and finding.kind is FindingKind.QUANTITY_MISMATCH:
-            return await self.set_db_quantity(finding, actor, parse_sizes(target))
-        return await self._refuse(actor, action, target, f"{action} does not apply to a {finding.kind.value}")
+
+def _target(plan: FixPlan) -> str:
+    if isinstance(plan, CloseGhost):
+        return ", ".join(f"position #{pid}" for pid in plan.position_ids)
+    if isinstance(plan, SetDbQuantity):
+        return f"position #{plan.row.id}"
+    return plan.where
+
+
+def _ids(plan: FixPlan) -> tuple[str, ...]:
+    if isinstance(plan, CloseGhost):
+        return plan.position_ids
+    if isinstance(plan, SetDbQuantity):
+        return (plan.row.id,)
+    return ()
+
+
+__all__ = [
+    "GHOST_EXIT_REASON",
+    "FixOutcome",
+    "FixService",
+    "FixStatus",
+    "ghost_plan",
+    "plan_for_finding",
+]

@@ -128,6 +128,25 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "confirmations carry the values shown; outcomes unknown and interrupted; unknown-symbol and protection kinds",
+        """
+        ALTER TABLE reconbot.audit_log DROP CONSTRAINT audit_log_outcome_check;
+        ALTER TABLE reconbot.audit_log ADD CONSTRAINT audit_log_outcome_check
+            CHECK (outcome IN ('done', 'refused', 'expired', 'unknown', 'interrupted'));
+        ALTER TABLE reconbot.audit_log ADD COLUMN confirmation_id bigint, ADD COLUMN settled_at timestamptz;
+        CREATE INDEX audit_log_confirmation ON reconbot.audit_log (confirmation_id)
+            WHERE confirmation_id IS NOT NULL;
+        ALTER TABLE reconbot.confirmations ADD COLUMN payload jsonb, ADD COLUMN actor text;
+        ALTER TABLE reconbot.findings DROP CONSTRAINT findings_kind_check;
+        ALTER TABLE reconbot.findings ADD CONSTRAINT findings_kind_check CHECK (kind IN
+            ('orphan', 'ghost', 'quantity_mismatch', 'unknown_symbol', 'unprotected', 'stray_order'));
+        """,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

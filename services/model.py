@@ -17,10 +17,11 @@ class FindingKind(StrEnum):
     ORPHAN = "orphan"
     GHOST = "ghost"
     QUANTITY_MISMATCH = "quantity_mismatch"
+    UNKNOWN_SYMBOL = "unknown_symbol"
 
 
 ORPHANS_ONLY = frozenset({FindingKind.ORPHAN})
-RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH})
+RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH, FindingKind.UNKNOWN_SYMBOL})
 ALL_KINDS = ORPHANS_ONLY | RECONCILIATION
 
 
@@ -50,8 +51,13 @@ class ExchangePosition:
     mark_price: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     leverage: Decimal | None = None
+    liquidation_price: Decimal | None = None
+    notional: Decimal | None = None
+    margin: Decimal | None = None
+    settle: str | None = None
     stop_loss: Decimal | None = None
     stop_loss_known: bool = False
+    take_profit: Decimal | None = None
     amount_step: Decimal | None = None
     category: str | None = None
     hedged: bool = False

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from services.detector import DetectionRules, detect
-from services.exchange import ExchangeGateway
 from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
 from services.positions import PositionsRepository
 from services.settings import ScanSettings
 from services.snapshot import AccountSnapshot, SnapshotReader
+from services.venues import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Monitor:
     def __init__(
         self,
         scan: ScanSettings,
-        gateways: Mapping[str, ExchangeGateway],
+        gateways: Mapping[str, Gateway],
         repository: PositionsRepository,
         *,
         clock: Clock = utc_now,

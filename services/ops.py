@@ -71,8 +71,8 @@ class OpsServer:
     def __init__(
         self,
         metrics: Metrics,
-        findings: FindingsStore,
-        outbox: Outbox,
+        findings: FindingsStore | None,
+        outbox: Outbox | None,
         accounts: Sequence[str],
         stale_after_s: float,
     ):
@@ -81,8 +81,15 @@ class OpsServer:
         self.outbox = outbox
         self.accounts = list(accounts)
         self.stale_after_s = stale_after_s
+        self.waiting_for: str | None = "starting"
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    def attach(self, findings: FindingsStore, outbox: Outbox) -> None:
+        """The database answers: health now comes from each account's last check."""
+        self.findings = findings
+        self.outbox = outbox
+        self.waiting_for = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -104,7 +111,10 @@ class OpsServer:
             self._runner = None
 
     async def health(self) -> tuple[bool, dict[str, object]]:
-        """Healthy when every account has been checked within ``stale_after_s``; failed checks count as checks."""
+        """Healthy when every account has been checked within ``stale_after_s``; failed checks count as checks.
+        While start-up waits (for the database, say), unhealthy with what it waits for."""
+        if self.findings is None or self.waiting_for is not None:
+            return False, {"status": "starting", "problems": [self.waiting_for or "starting"], "accounts": {}}
         checks = await self.findings.account_checks()
         now = datetime.now(UTC)
         accounts: dict[str, object] = {}
@@ -136,17 +146,21 @@ class OpsServer:
         )
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        if self.findings is not None and self.outbox is not None:
+            await self._refresh(self.findings, self.outbox)
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _refresh(self, findings: FindingsStore, outbox: Outbox) -> None:
         try:
             counts = dict.fromkeys((k.value for k in FindingKind), 0)
-            for row in await self.findings.pool.fetch(
+            for row in await findings.pool.fetch(
                 "SELECT kind, count(*) AS n FROM reconbot.findings WHERE state = ANY($1::text[]) GROUP BY kind",
                 list(LIVE_STATES),
             ):
                 counts[row["kind"]] = row["n"]
             for kind, n in counts.items():
                 self.metrics.open_findings.labels(kind).set(n)
-            self.metrics.outbox_depth.set(await self.outbox.depth())
+            self.metrics.outbox_depth.set(await outbox.depth())
         except Exception:
             log.warning("metrics: could not refresh from the database", exc_info=True)
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -5,14 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.findings import StoredFinding
+from services.kinds import KINDS, SYMBOL_MAPPING_HINT
 from services.model import FindingKind
-
-TITLES = {
-    FindingKind.ORPHAN: "ORPHAN: open on the exchange, not tracked in the DB",
-    FindingKind.GHOST: "GHOST: active in the DB, not on the exchange",
-    FindingKind.QUANTITY_MISMATCH: "QUANTITY MISMATCH: exchange and DB disagree on the size",
-}
-SHORT = {FindingKind.ORPHAN: "Orphan", FindingKind.GHOST: "Ghost", FindingKind.QUANTITY_MISMATCH: "Size mismatch"}
 
 
 def _value(details: dict[str, Any], key: str) -> str:
@@ -22,12 +16,14 @@ def _value(details: dict[str, Any], key: str) -> str:
 
 def subject(finding: StoredFinding, prefix: str = "") -> str:
     head = f"{prefix} " if prefix else ""
-    return f"[reconbot] {head}{SHORT[finding.kind]} {finding.market} {finding.side.upper()} on {finding.account}"
+    return f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
 
 
 def finding_text(finding: StoredFinding) -> str:
     d = finding.details
-    lines = [TITLES[finding.kind], f"{finding.market} {finding.side.upper()} on {finding.account} ({finding.exchange})"]
+    names = KINDS[finding.kind]
+    where = f"{finding.market} {finding.side.upper()} on {finding.account} ({finding.exchange})"
+    lines = [f"{names.title}: {names.headline}", where]
     if finding.kind is FindingKind.ORPHAN:
         lines += [
             f"contracts: {_value(d, 'exchange_quantity')}",
@@ -38,6 +34,8 @@ def finding_text(finding: StoredFinding) -> str:
     elif finding.kind is FindingKind.GHOST:
         ids = ", ".join(f"#{i}" for i in d.get("db_position_ids") or [])
         lines.append(f"DB position {ids}, size {_value(d, 'db_quantity')}; nothing on the exchange")
+    elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
+        lines += [_value(d, "note"), f"to fix: {SYMBOL_MAPPING_HINT}"]
     else:
         ids = ", ".join(f"#{i}" for i in d.get("db_position_ids") or [])
         lines += [

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, replace
 
 from services import outbox
 from services.findings import AlertPolicy, FiledCheck, StoredFinding
+from services.fixes import plan_for_finding
 from services.model import ALL_KINDS, FindingKind
 from services.outbox import Destination
+from services.plans import FixAction
 from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -124,14 +126,16 @@ class Reconciler:
             return replace(filed, notices=(*filed.notices, notice))
         fixed: list[StoredFinding] = []
         for ghost in ghosts:
-            outcomes = await self.runtime.fixes.close_ghosts(ghost.db_position_ids, AUTO_FIX_ACTOR)
-            if outcomes and all(o.done for o in outcomes):
-                summary = "; ".join(o.message for o in outcomes)
-                closed = await self.runtime.findings.mark_fixed(ghost.id, AUTO_FIX_ACTOR, summary, self.destinations)
+            plan = plan_for_finding(ghost, FixAction.CLOSE_GHOST)
+            if plan is None:
+                continue
+            outcome = await self.runtime.fixes.apply(plan, AUTO_FIX_ACTOR, finding_id=ghost.id)
+            if outcome.done:
+                closed = await self.runtime.findings.get(ghost.id)
                 if closed is not None:
                     fixed.append(closed)
             else:
-                log.info("auto-fix left finding #%s open: %s", ghost.id, "; ".join(o.message for o in outcomes))
+                log.info("auto-fix left finding #%s open: %s", ghost.id, outcome.message)
         fixed_ids = {f.id for f in fixed}
         return replace(
             filed,

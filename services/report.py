@@ -6,26 +6,14 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
+from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixPlan
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_ORPHAN = 2
 EXIT_UNKNOWN = 3
-
-KIND_TITLES = {
-    FindingKind.ORPHAN: "ORPHAN",
-    FindingKind.GHOST: "GHOST",
-    FindingKind.QUANTITY_MISMATCH: "QUANTITY MISMATCH",
-}
-
-
-KIND_NOUNS = {
-    FindingKind.ORPHAN: ("orphan", "orphans"),
-    FindingKind.GHOST: ("ghost", "ghosts"),
-    FindingKind.QUANTITY_MISMATCH: ("quantity mismatch", "quantity mismatches"),
-}
-
 
 def exit_code(result: CheckResult) -> int:
     """Nagios/Icinga convention: an orphan is critical (2) and wins; an unchecked account is unknown (3)."""
@@ -39,16 +27,18 @@ def exit_code(result: CheckResult) -> int:
 
 
 def decimal_text(value: Decimal | None) -> str | None:
-    """Plain notation, no exponent and no trailing zeros: 86, 0.5, 1000000."""
+    """Plain notation, no exponent and no trailing zeros: 86, 0.5, 1000000; never "-0"."""
     if value is None:
         return None
+    if value.is_zero():
+        return "0"
     return format(value.normalize(), "f")
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
     position = finding.exchange_position
     ids = finding.db_position_ids
-    return {
+    data = {
         "kind": finding.kind.value,
         "account": finding.key.account,
         "exchange": finding.exchange,
@@ -64,6 +54,9 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "leverage": decimal_text(position.leverage if position else None),
         "stop_loss": decimal_text(position.stop_loss if position else None),
     }
+    if finding.kind is FindingKind.UNKNOWN_SYMBOL:
+        data["note"] = unknown_symbol_text(ids, finding.key.market, finding.exchange)
+    return data
 
 
 def _entry_price(finding: Finding) -> Decimal | None:
@@ -100,7 +93,7 @@ def _stop_loss_text(finding: Finding) -> str:
 def render_finding(finding: Finding) -> list[str]:
     data = finding_dict(finding)
     position = finding.exchange_position
-    title = f"{KIND_TITLES[finding.kind]}  {finding.key.market} {finding.key.side.upper()}"
+    title = f"{KINDS[finding.kind].title}  {finding.key.market} {finding.key.side.upper()}"
     lines = [f"{title}  on {finding.key.account} ({finding.exchange})"]
     rows: list[tuple[str, str | None]] = [
         ("exchange size", data["exchange_quantity"] or "none (not on the exchange)"),
@@ -121,15 +114,16 @@ def render_finding(finding: Finding) -> list[str]:
         opened = [p.opened_at for p in finding.db_positions if p.opened_at]
         if opened:
             rows.append(("in DB since", min(opened).strftime("%Y-%m-%d %H:%M:%S UTC")))
-        if not all(p.market_listed for p in finding.db_positions):
-            rows.append(("note", f"the DB symbol {finding.db_positions[0].symbol!r} is not a market of this venue"))
+        if finding.kind is FindingKind.UNKNOWN_SYMBOL:
+            rows.append(("note", data["note"]))
+            rows.append(("to fix", SYMBOL_MAPPING_HINT))
     lines += [f"  {label:<15} {value if value is not None else 'unknown'}" for label, value in rows]
     return lines
 
 
 def render_text(result: CheckResult, title: str) -> str:
     counts = {kind: len(result.of_kind(kind)) for kind in FindingKind if kind in result.kinds}
-    summary = ", ".join(f"{n} {KIND_NOUNS[k][n != 1]}" for k, n in counts.items())
+    summary = ", ".join(count_text(k, n) for k, n in counts.items())
     lines = [f"{title}: {len(result.accounts)} account(s), {len(result.unchecked)} unchecked; {summary}"]
     lines.append("")
     width = max((len(a.account) for a in result.accounts), default=0)
@@ -149,3 +143,22 @@ def render_text(result: CheckResult, title: str) -> str:
     elif result.unchecked:
         lines.append("Unchecked accounts were not compared: no finding is reported for them until they can be read.")
     return "\n".join(lines)
+
+
+def fix_question(plan: FixPlan) -> str:
+    """What a confirmation will do, with the exact values it will apply (the terminal and Telegram ask alike)."""
+    if isinstance(plan, CloseGhost):
+        listing = ", ".join(f"#{pid}" for pid in plan.position_ids)
+        noun = "position" if len(plan.rows) == 1 else "positions"
+        return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed?"
+    if isinstance(plan, AdoptOrphan):
+        return f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts) into the DB as an active position?"
+    if isinstance(plan, CloseOrphan):
+        return (
+            f"Close {plan.where} ({decimal_text(plan.quantity)} contracts) on the exchange with a reduce-only "
+            "market order?"
+        )
+    return (
+        f"Set position #{plan.row.id} {plan.market} {plan.side.upper()} size from {decimal_text(plan.row.quantity)} "
+        f"to {decimal_text(plan.exchange_quantity)} (the exchange's)?"
+    )

@@ -12,13 +12,23 @@ import ccxt.async_support as ccxt
 from services import migrations
 from services.confirmations import ConfirmationStore
 from services.database import Database, DatabaseError
-from services.exchange import ExchangeGateway, MarketCache
 from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
-from services.outbox import Outbox
+from services.outbox import Destination, Outbox
 from services.positions import PositionsRepository
 from services.settings import Settings
+from services.venues import Gateway, MarketCache, gateway_for
+
+
+def alert_destinations(settings: Settings) -> list[Destination]:
+    """Every place alerts go: each Telegram alert chat (when a bot is configured) and each e-mail recipient."""
+    destinations: list[Destination] = []
+    if settings.telegram.enabled:
+        destinations += [Destination("telegram", str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
+    if settings.alerts.email is not None:
+        destinations += [Destination("email", address) for address in settings.alerts.email.recipients]
+    return destinations
 
 
 class Runtime:
@@ -38,7 +48,7 @@ class Runtime:
         self._clients = clients or {}
         self._clock = clock
         self._require_schema = require_schema
-        self.gateways: dict[str, ExchangeGateway] = {}
+        self.gateways: dict[str, Gateway] = {}
         self._repository: PositionsRepository | None = None
         self._monitor: Monitor | None = None
         self._fixes: FixService | None = None
@@ -70,12 +80,13 @@ class Runtime:
             raise
         markets = MarketCache()
         self.gateways = {
-            account.name: ExchangeGateway(account, self._clients.get(account.name), markets)
+            account.name: gateway_for(account, self._clients.get(account.name), markets)
             for account in self.settings.accounts
         }
         self._monitor = Monitor(self.settings.scan, self.gateways, self._repository, clock=self._clock)
-        self._fixes = FixService(self._monitor, self._repository)
         self.findings = FindingsStore(self.database.pool)
+        self.destinations = alert_destinations(self.settings)
+        self._fixes = FixService(self._monitor, self._repository, self.findings, self.destinations)
         self.outbox = Outbox(self.database.pool)
         self.confirmations = ConfirmationStore(
             self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s)

@@ -11,7 +11,7 @@ import re
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,12 +31,12 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from yarl import URL
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 ENV_PREFIX = "RECONBOT_"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-DEFAULT_DB_EXCHANGE = {"binanceusdm": "binance", "bybit": "bybit"}
 
 _yaml_path: ContextVar[Path | None] = ContextVar("reconbot_yaml_path", default=None)
 
@@ -59,10 +60,18 @@ def _check_identifier(value: str, what: str) -> str:
 
 
 def http_url(value: str | None) -> str | None:
-    """An http(s) base URL without a trailing slash."""
-    if value is not None and not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/") if value else value
+    """An http(s) base URL without a trailing slash, whose host and port parse, so no request built on it can
+    fail later with an error that quotes the whole URL (a bot token included)."""
+    if value is None:
+        return value
+    try:
+        url = URL(value)
+        valid = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except (ValueError, TypeError):
+        valid = False
+    if not valid or re.search(r"\s", value) or not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL with a host (and an optional numeric port)")
+    return value.rstrip("/")
 
 
 BaseUrl = Annotated[str | None, AfterValidator(http_url)]
@@ -141,56 +150,90 @@ class PositionsSettings(_Section):
 
 class AccountSettings(_Section):
     name: str = Field(description="unique name used in commands and alerts")
-    exchange: Literal["binanceusdm", "bybit"] = Field(description="binanceusdm or bybit")
-    api_key: SecretStr | None = Field(default=None, description="inline API key (a private config only)")
-    secret: SecretStr | None = Field(default=None, description="inline secret (a private config only)")
+    exchange: str = Field(description="binanceusdm or bybit")
     api_key_env: str | None = Field(
         default=None, description="environment variable holding the API key (default: RECONBOT_<NAME>_API_KEY)"
     )
     secret_env: str | None = Field(
         default=None, description="environment variable holding the secret (default: RECONBOT_<NAME>_SECRET)"
     )
-    db_exchange: str | None = Field(
-        default=None, description="value of positions.exchange for this account (default: binance or bybit)"
+    api_key: SecretStr | None = Field(
+        default=None, validate_default=True, description="inline API key (a private config only)"
     )
-    db_account: str | None = Field(default=None, description="value of positions.account (default: name)")
+    secret: SecretStr | None = Field(
+        default=None, validate_default=True, description="inline secret (a private config only)"
+    )
+    db_exchange: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="value of positions.exchange for this account (default: binance or bybit)",
+    )
+    db_account: str | None = Field(
+        default=None, validate_default=True, description="value of positions.account (default: name)"
+    )
     api_base_url: BaseUrl = Field(default=None, description="replaces the venue's REST host for every endpoint")
     testnet: bool = Field(default=False, description="use the venue's testnet")
     demo_trading: bool = Field(default=False, description="use the venue's demo-trading environment")
     allow_exchange_orders: bool = Field(default=False, description="allow closing orphans with reduce-only orders")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="per-request timeout")
+    read_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=600,
+        description="a whole read's deadline, every page included (default: 6 × timeout_s, at least 30)",
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not ACCOUNT_NAME.match(value):
-            raise ValueError("use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")
+            raise ValueError(
+                f"{value!r}: use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)"
+            )
         return value
 
-    @model_validator(mode="before")
+    @field_validator("exchange")
     @classmethod
-    def _fill_from_environment(cls, data: Any) -> Any:
+    def _supported(cls, value: str) -> str:
+        from services.venues import SUPPORTED
+
+        if value not in SUPPORTED:
+            raise ValueError(f"{value!r} is not supported ({', '.join(SUPPORTED)})")
+        return value
+
+    @field_validator("api_key", "secret", mode="before")
+    @classmethod
+    def _from_environment(cls, value: Any, info: ValidationInfo) -> Any:
         """Keys come inline, from a named variable, or from RECONBOT_<NAME>_API_KEY / _SECRET."""
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            return data
-        data = dict(data)
-        env_stem = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", data["name"]).upper()
-        for field, env_field, default_env in (
-            ("api_key", "api_key_env", env_stem + "_API_KEY"),
-            ("secret", "secret_env", env_stem + "_SECRET"),
-        ):
-            if data.get(field) not in (None, ""):
-                continue
-            named = data.get(env_field)
-            value = os.environ.get(named or default_env)
-            if named and value is None:
-                raise ValueError(f"{env_field} names {named}, which is not set in the environment")
-            if not value:
-                raise ValueError(f"{field} is not set: give {field}, {env_field} or set {default_env}")
-            data[field] = value
-        data.setdefault("db_exchange", DEFAULT_DB_EXCHANGE.get(data.get("exchange", "")))
-        data.setdefault("db_account", data["name"])
-        return data
+        if value not in (None, ""):
+            return value
+        field = info.field_name or ""
+        env_field = f"{field}_env"
+        named = info.data.get(env_field)
+        name = info.data.get("name")
+        default_env = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + f"_{field.upper()}" if name else None
+        found = os.environ.get(named or default_env or "")
+        if named and found is None:
+            raise ValueError(f"{env_field} names {named}, which is not set in the environment")
+        if not found:
+            where = f" or set {default_env}" if default_env else ""
+            raise ValueError(f"not set: give {field}, {env_field}{where}")
+        return found
+
+    @field_validator("db_exchange", mode="before")
+    @classmethod
+    def _default_db_exchange(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        from services.venues import REGISTRY
+
+        venue = REGISTRY.get(info.data.get("exchange") or "")
+        return venue.default_db_exchange if venue else None
+
+    @field_validator("db_account", mode="before")
+    @classmethod
+    def _default_db_account(cls, value: Any, info: ValidationInfo) -> Any:
+        return info.data.get("name") if value is None else value
 
     @model_validator(mode="after")
     def _one_environment(self) -> AccountSettings:
@@ -382,15 +425,29 @@ def _format_location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     return ".".join(parts) or "config"
 
 
+SECRET_FIELDS = frozenset({"api_key", "secret", "token", "password", "url"})
+
+
+def _echo(loc: tuple[Any, ...], value: Any) -> str:
+    """The offending value, for scalar inputs of fields that cannot hold a secret."""
+    last = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if last in SECRET_FIELDS or isinstance(value, dict | list) or value is None:
+        return ""
+    text = repr(value)
+    return f" (got {text[:60]}{'…' if len(text) > 60 else ''})"
+
+
 def _problems(error: ValidationError, raw: dict[str, Any]) -> list[str]:
     lines = []
-    for item in error.errors(include_url=False, include_input=False):
+    for item in error.errors(include_url=False, include_input=True):
         loc = tuple(p for p in item["loc"] if p not in ("function-after",))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required"
+        elif item["type"] != "value_error":
+            message += _echo(loc, item.get("input"))
         lines.append(f"{_format_location(loc, raw)}: {message}")
     return lines
 

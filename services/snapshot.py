@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.exchange import ExchangeGateway, ExchangeUnavailable
 from services.model import AccountStatus, DbPosition, ExchangePosition
 from services.positions import PositionRow, PositionsRepository
 from services.settings import AccountSettings
+from services.venues import Gateway, VenueError
 
 log = logging.getLogger(__name__)
 
@@ -44,40 +44,52 @@ class AccountSnapshot:
 def assign_rows(
     rows: Sequence[PositionRow], accounts: Sequence[AccountSettings], by_account_column: bool
 ) -> dict[str, list[PositionRow]]:
-    """Give each DB row to the account it belongs to.
+    """Give each DB row to the account it belongs to, by dictionary lookup.
 
     A row names its exchange and, when the schema has an account column, its account. A row without an
     account value belongs to the only account on that exchange; with several, it cannot be placed and is
     logged rather than guessed.
     """
     by_exchange: dict[str, list[AccountSettings]] = {}
+    by_name: dict[tuple[str, str | None], AccountSettings] = {}
     for account in accounts:
         by_exchange.setdefault(account.db_exchange or "", []).append(account)
+        by_name[(account.db_exchange or "", account.db_account)] = account
     assigned: dict[str, list[PositionRow]] = {account.name: [] for account in accounts}
     for row in rows:
-        candidates = by_exchange.get(row.exchange, [])
+        exchange = row.exchange or ""
         if by_account_column and row.account:
-            owners = [a for a in candidates if a.db_account == row.account]
-        else:
-            owners = candidates
-        if len(owners) == 1:
-            assigned[owners[0].name].append(row)
-        elif len(owners) > 1:
+            owner = by_name.get((exchange, row.account))
+            if owner is not None:
+                assigned[owner.name].append(row)
+            continue
+        candidates = by_exchange.get(exchange, ())
+        if len(candidates) == 1:
+            assigned[candidates[0].name].append(row)
+        elif len(candidates) > 1:
             log.warning(
                 "position #%s on %s names no account and %d accounts share that exchange; skipped",
                 row.id,
-                row.exchange,
-                len(owners),
+                exchange,
+                len(candidates),
             )
     return assigned
 
 
-def to_db_positions(rows: Sequence[PositionRow], gateway: ExchangeGateway) -> list[DbPosition]:
-    """Resolve each row's symbol to the venue's market id; rows with an unknown side are logged and skipped."""
+def row_problems(rows: Sequence[PositionRow]) -> str | None:
+    """Why an account's DB rows cannot be compared this round, naming the rows; None when all are readable."""
+    bad = [row for row in rows if row.problem]
+    if not bad:
+        return None
+    first = f"DB row #{bad[0].id}: {bad[0].problem}"
+    return first if len(bad) == 1 else f"{first} (and {len(bad) - 1} more unreadable row(s))"
+
+
+def to_db_positions(rows: Sequence[PositionRow], gateway: Gateway) -> list[DbPosition]:
+    """Resolve each readable row's symbol to the venue's market id; an unlisted symbol stays as written."""
     positions = []
     for row in rows:
-        if row.side is None:
-            log.warning("position #%s has a side reconbot does not know; check positions.values", row.id)
+        if row.problem or row.side is None or row.quantity is None or row.symbol is None:
             continue
         market, listed = gateway.resolve_market(row.symbol)
         positions.append(
@@ -85,9 +97,9 @@ def to_db_positions(rows: Sequence[PositionRow], gateway: ExchangeGateway) -> li
                 id=row.id,
                 account=gateway.name,
                 exchange=gateway.exchange_id,
-                db_exchange=row.exchange,
+                db_exchange=row.exchange or "",
                 symbol=row.symbol,
-                market=market,
+                market=market if listed else row.symbol,
                 side=row.side,
                 quantity=row.quantity,
                 entry_price=row.entry_price,
@@ -102,7 +114,7 @@ def to_db_positions(rows: Sequence[PositionRow], gateway: ExchangeGateway) -> li
 class SnapshotReader:
     """Reads all accounts' exchanges concurrently, and the DB once, at the same time."""
 
-    def __init__(self, gateways: Mapping[str, ExchangeGateway], repository: PositionsRepository):
+    def __init__(self, gateways: Mapping[str, Gateway], repository: PositionsRepository):
         self.gateways = gateways
         self.repository = repository
 
@@ -112,23 +124,25 @@ class SnapshotReader:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        async def read_exchange(gateway: ExchangeGateway) -> tuple[list[ExchangePosition] | str, float]:
+        async def read_exchange(gateway: Gateway) -> tuple[list[ExchangePosition] | str, float]:
             try:
                 result: list[ExchangePosition] | str = await gateway.positions()
-            except ExchangeUnavailable as exc:
+            except VenueError as exc:
                 result = exc.reason
             return result, loop.time() - started
 
         exchange_results, rows = await asyncio.gather(
-            asyncio.gather(*(read_exchange(g) for g in gateways)),
-            self.repository.active(db_exchanges),
+            asyncio.gather(*(read_exchange(g) for g in gateways)), self.repository.active(db_exchanges)
         )
         by_account_column = self.repository.settings.columns.account is not None
         assigned = assign_rows(rows, [g.account for g in gateways], by_account_column)
         snapshots: dict[str, AccountSnapshot] = {}
         for gateway, (result, duration) in zip(gateways, exchange_results, strict=True):
-            if isinstance(result, str):
-                snapshots[gateway.name] = AccountSnapshot(gateway.account, error=result, duration_s=duration)
+            error = row_problems(assigned[gateway.name])
+            if isinstance(result, str) or error:
+                snapshots[gateway.name] = AccountSnapshot(
+                    gateway.account, error=result if isinstance(result, str) else error, duration_s=duration
+                )
                 continue
             snapshots[gateway.name] = AccountSnapshot(
                 gateway.account,

@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 
 from services.embedding import OrphanedPositionMonitor, PositionReconciliation
-from services.exchange import ExchangeGateway
 from services.model import ORPHANS_ONLY
 from services.monitor import Monitor
 from services.positions import PositionsRepository
 from services.settings import AccountSettings, PositionsSettings, ScanSettings
+from services.venues import gateway_for
 from tests.helpers import account_config, insert_positions, prepare_database
 
 
@@ -24,7 +24,7 @@ async def parts(database_url, new_account):
     repository = PositionsRepository(pool, PositionsSettings())
     await repository.inspect()
     binance, bybit = new_account("binance"), new_account("bybit")
-    gateways = {a.name: ExchangeGateway(AccountSettings(**account_config(a))) for a in (binance, bybit)}
+    gateways = {a.name: gateway_for(AccountSettings(**account_config(a))) for a in (binance, bybit)}
     yield repository, gateways, binance, bybit
     for gateway in gateways.values():
         await gateway.close()

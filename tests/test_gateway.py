@@ -6,18 +6,19 @@ from decimal import Decimal
 
 import pytest
 
-from services.exchange import ExchangeGateway, ExchangeUnavailable
 from services.model import Side
 from services.settings import AccountSettings
+from services.venues import MarketCache, VenueError
+from services.venues import gateway_for as open_gateway
 from tests.helpers import account_config
 
 
 @pytest.fixture
 async def gateway_for():
-    made: list[ExchangeGateway] = []
+    made: list = []
 
-    def make(account, **extra) -> ExchangeGateway:
-        gateway = ExchangeGateway(AccountSettings(**account_config(account, **extra)))
+    def make(account, **extra):
+        gateway = open_gateway(AccountSettings(**account_config(account, **extra)))
         gateway.client.timeout_on_exit = 0
         made.append(gateway)
         return gateway
@@ -135,7 +136,7 @@ async def test_every_fault_is_a_reason_never_an_empty_list(
     gateway = gateway_for(account, timeout_s=0.5)
     await gateway.load_markets()
     account.fail(kind, endpoint="positions")
-    with pytest.raises(ExchangeUnavailable) as caught:
+    with pytest.raises(VenueError) as caught:
         await gateway.positions()
     reason = caught.value.reason
     assert reason.startswith(binance_reason if venue == "binance" else bybit_reason), reason
@@ -163,7 +164,7 @@ async def test_a_failure_on_a_later_page_fails_the_whole_read(new_account, gatew
         return await original(request)
 
     gateway.client.privateGetV5PositionList = fail_from_the_second_page
-    with pytest.raises(ExchangeUnavailable, match="exchange not available"):
+    with pytest.raises(VenueError, match="exchange not available"):
         await gateway.positions()
     assert any(pages_asked), "a second page was requested"
 
@@ -172,15 +173,15 @@ async def test_market_loading_failure_is_unchecked_too(new_account, gateway_for)
     for venue in ("binance", "bybit"):
         account = new_account(venue)
         account.fail("no_success_marker", endpoint="markets", times=1)
-        with pytest.raises(ExchangeUnavailable, match="bad response"):
+        with pytest.raises(VenueError, match="bad response"):
             await gateway_for(account).positions()
 
 
 async def test_wrong_secret_is_named_an_authentication_failure(new_account, gateway_for):
     account = new_account("bybit")
-    gateway = ExchangeGateway(AccountSettings(**{**account_config(account), "secret": "not-the-secret"}))
+    gateway = open_gateway(AccountSettings(**{**account_config(account), "secret": "not-the-secret"}))
     try:
-        with pytest.raises(ExchangeUnavailable, match=r"^authentication failed"):
+        with pytest.raises(VenueError, match=r"^authentication failed"):
             await gateway.positions()
     finally:
         await gateway.close()
@@ -211,13 +212,11 @@ async def test_side_is_part_of_the_key(new_account, gateway_for):
 
 
 async def test_accounts_on_one_endpoint_share_one_market_list(new_account):
-    from services.exchange import MarketCache
-
     account = new_account("bybit")
     account.set_position("BTCPERP", "long", Decimal("1"))
     cache = MarketCache(ttl_s=3600)
-    first = ExchangeGateway(AccountSettings(**account_config(account, name="desk-a")), markets=cache)
-    second = ExchangeGateway(AccountSettings(**account_config(account, name="desk-b")), markets=cache)
+    first = open_gateway(AccountSettings(**account_config(account, name="desk-a")), markets=cache)
+    second = open_gateway(AccountSettings(**account_config(account, name="desk-b")), markets=cache)
     try:
         await first.positions()
         loads = account.request_count("markets")

@@ -65,8 +65,10 @@ def test_shipped_config_without_environment_names_each_missing_variable(monkeypa
     with pytest.raises(ConfigError) as caught:
         load_settings(ROOT / "config.yaml")
     assert caught.value.problems == [
-        "accounts[binance-main]: api_key_env names BINANCE_API_KEY, which is not set in the environment",
-        "accounts[bybit-main]: api_key_env names BYBIT_API_KEY, which is not set in the environment",
+        "accounts[binance-main].api_key: api_key_env names BINANCE_API_KEY, which is not set in the environment",
+        "accounts[binance-main].secret: secret_env names BINANCE_API_SECRET, which is not set in the environment",
+        "accounts[bybit-main].api_key: api_key_env names BYBIT_API_KEY, which is not set in the environment",
+        "accounts[bybit-main].secret: secret_env names BYBIT_API_SECRET, which is not set in the environment",
     ]
 
 
@@ -79,7 +81,8 @@ def test_keys_from_reconbot_prefixed_environment(tmp_path, monkeypatch):
 
 def test_missing_keys_say_where_they_may_come_from(tmp_path):
     assert problems(tmp_path, "accounts:\n  - {name: b, exchange: bybit}\n") == [
-        "accounts[b]: api_key is not set: give api_key, api_key_env or set RECONBOT_B_API_KEY"
+        "accounts[b].api_key: not set: give api_key, api_key_env or set RECONBOT_B_API_KEY",
+        "accounts[b].secret: not set: give secret, secret_env or set RECONBOT_B_SECRET",
     ]
 
 
@@ -124,11 +127,12 @@ scan:
         " (letters, digits, _ and $; at most 63)",
         "positions.columns: column symbol 'sym bol' is not a plain SQL identifier"
         " (letters, digits, _ and $; at most 63)",
-        "accounts[binance-main].exchange: Input should be 'binanceusdm' or 'bybit'",
-        "accounts[bybit-main].api_base_url: must be an http:// or https:// URL",
-        "accounts[bybit-main].timeout_s: Input should be greater than 0",
-        "scan.grace_s: Input should be greater than or equal to 0",
-        "scan.quantity_tolerance: Input should be less than 1",
+        "accounts[binance-main].exchange: 'kraken' is not supported (binanceusdm, bybit)",
+        "accounts[bybit-main].api_base_url: must be an http:// or https:// URL with a host"
+        " (and an optional numeric port)",
+        "accounts[bybit-main].timeout_s: Input should be greater than 0 (got 0)",
+        "scan.grace_s: Input should be greater than or equal to 0 (got -1)",
+        "scan.quantity_tolerance: Input should be less than 1 (got 2)",
     ]
 
 
@@ -205,7 +209,7 @@ def test_check_config_command_prints_problems_and_fails(tmp_path):
     )
     assert run.returncode == 3
     assert run.stdout == ""
-    assert run.stderr.strip() == "config: accounts[x].exchange: Input should be 'binanceusdm' or 'bybit'"
+    assert run.stderr.strip() == "config: accounts[x].exchange: 'kraken' is not supported (binanceusdm, bybit)"
 
     good = write(tmp_path, MINIMAL)
     run = subprocess.run(
@@ -238,7 +242,7 @@ def test_telegram_settings_are_validated(tmp_path, monkeypatch):
     text = MINIMAL + "telegram:\n  operators: [alice]\n  api_base_url: telegram.local\n  confirm_ttl_s: 0\n"
     assert problems(tmp_path, text) == [
         "telegram.token: does not look like a bot token from @BotFather (digits:letters)",
-        "telegram.operators[0]: Input should be a valid integer, unable to parse string as an integer",
-        "telegram.api_base_url: must be an http:// or https:// URL",
-        "telegram.confirm_ttl_s: Input should be greater than 0",
+        "telegram.operators[0]: Input should be a valid integer, unable to parse string as an integer (got 'alice')",
+        "telegram.api_base_url: must be an http:// or https:// URL with a host (and an optional numeric port)",
+        "telegram.confirm_ttl_s: Input should be greater than 0 (got 0)",
     ]

@@ -525,13 +525,16 @@ def test_split_message_at_the_exact_limit():
 
 
 async def test_html_characters_in_a_db_symbol_are_shown_literally(harness):
+    """A symbol that is no market of the venue is an unknown symbol, never a ghost; shown literally everywhere."""
     symbol = "<b>X&Y</b>"
     [pid] = await insert_positions(harness.db, [row(harness.binance, symbol, "long", "1")])
     await harness.reconciler.check(RECONCILIATION)
     [alert] = await harness.wait_alerts(1)
-    assert "Ghost position" in alert.text
-    assert "<B>X&Y</B> LONG" in alert.text
-    assert "&lt;B&gt;X&amp;Y&lt;/B&gt;" in alert.html
+    assert "Unknown symbol" in alert.text and "Ghost" not in alert.text
+    assert f"DB row #{pid} symbol '{symbol}' is no market of binanceusdm" in alert.text
+    assert "&lt;b&gt;X&amp;Y&lt;/b&gt; LONG" in alert.html
+    assert "positions.symbols" in alert.text
+    assert alert.button_texts == ["Snooze 1h", "Keep", "Details"]
 
     await harness.press(VIEWER, alert, "Details")
     details = await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith("Finding #"))
@@ -539,14 +542,16 @@ async def test_html_characters_in_a_db_symbol_are_shown_literally(harness):
     assert "(symbol not listed on the venue)" in details.text
 
     [positions] = await harness.say(VIEWER, f"/positions {harness.binance.name}", chat_id=ALERT_CHAT)
-    assert "<B>X&Y</B>" in positions.text
+    assert symbol in positions.text
 
-    question = await ask(harness, OPERATOR, alert, "Mark closed", "Mark position")
-    assert question.text.startswith(f"Mark position #{pid} <B>X&Y</B> LONG 1 as closed?")
-    await harness.press(OPERATOR, question, "Confirm")
-    await harness.edited_to(question, "Done")
-    edited = await harness.edited_to(alert, "Fixed")
-    assert f"position #{pid} {symbol} LONG 1 marked closed" in edited.text
+    forged = await harness.press(OPERATOR, alert, data=f"f:markclosed:{finding_id(alert)}")
+    assert "does not belong" in forged.params["text"]
+    [refusal] = await harness.say(OPERATOR, f"/closeghost {pid}", chat_id=ALERT_CHAT)
+    assert f"DB row #{pid} symbol '{symbol}' is no market of binanceusdm" in refusal.text
+    assert not refusal.has_keyboard
+    assert (await fetch_positions_table(harness.db))[0]["status"] == "active"
+    [audit] = await fetch_audit(harness.db)
+    assert (audit["action"], audit["outcome"]) == ("close_ghost", "refused")
     assert_telegram_accepted_everything(harness)
 
 

@@ -1,0 +1,96 @@
+"""What a confirmation stands for: the fix and the exact values the operator was shown.
+
+A plan is stored with its confirmation and applied only if both sides still hold exactly these values, so a
+Confirm can never write a size, adopt an amount or send an order the operator did not see.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from services.model import Side
+
+
+class FixAction(StrEnum):
+    CLOSE_GHOST = "close_ghost"
+    ADOPT_ORPHAN = "adopt_orphan"
+    CLOSE_ORPHAN = "close_orphan"
+    SET_DB_QUANTITY = "set_db_quantity"
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str
+    market: str
+    side: Side
+
+    @property
+    def where(self) -> str:
+        return f"{self.market} {self.side.upper()} on {self.account}"
+
+
+class RowSeen(BaseModel):
+    """A DB row as the operator saw it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    symbol: str
+    quantity: Decimal
+
+
+class CloseGhost(_Plan):
+    """Mark these rows closed: the exchange holds nothing for them."""
+
+    action: Literal[FixAction.CLOSE_GHOST] = FixAction.CLOSE_GHOST
+    rows: tuple[RowSeen, ...] = Field(min_length=1)
+
+    @property
+    def position_ids(self) -> tuple[str, ...]:
+        return tuple(row.id for row in self.rows)
+
+    @property
+    def quantity(self) -> Decimal:
+        return sum((row.quantity for row in self.rows), Decimal(0))
+
+
+class AdoptOrphan(_Plan):
+    """Insert an active row for an exchange position of exactly this size."""
+
+    action: Literal[FixAction.ADOPT_ORPHAN] = FixAction.ADOPT_ORPHAN
+    quantity: Decimal
+    entry_price: Decimal | None = None
+
+
+class CloseOrphan(_Plan):
+    """Send one reduce-only market order for exactly this size."""
+
+    action: Literal[FixAction.CLOSE_ORPHAN] = FixAction.CLOSE_ORPHAN
+    quantity: Decimal
+    hedged: bool = False
+
+
+class SetDbQuantity(_Plan):
+    """Set one row's size from what the operator saw to the exchange's size they saw."""
+
+    action: Literal[FixAction.SET_DB_QUANTITY] = FixAction.SET_DB_QUANTITY
+    row: RowSeen
+    exchange_quantity: Decimal
+
+
+FixPlan = Annotated[CloseGhost | AdoptOrphan | CloseOrphan | SetDbQuantity, Field(discriminator="action")]
+_ADAPTER: TypeAdapter[FixPlan] = TypeAdapter(FixPlan)
+
+
+def plan_to_json(plan: FixPlan) -> str:
+    return plan.model_dump_json()
+
+
+def plan_from_json(text: str | bytes) -> FixPlan:
+    """A stored plan; a payload that does not parse raises pydantic's ValidationError."""
+    return _ADAPTER.validate_json(text)

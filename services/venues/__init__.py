@@ -1,0 +1,50 @@
+"""Venue adapters, one module per venue, chosen by the config's ``exchange`` value.
+
+Adding a venue means one module here (a ``Gateway`` subclass) and one emulator module for its tests.
+"""
+
+from __future__ import annotations
+
+import ccxt.async_support as ccxt
+
+from services.settings import AccountSettings
+from services.venues.base import Gateway, MarketCache, OrderAck, ReadProgress
+from services.venues.binance import BinanceUsdm
+from services.venues.bybit import Bybit
+from services.venues.errors import (
+    AnswerLost,
+    AuthFailed,
+    BadAnswer,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    VenueError,
+)
+
+REGISTRY: dict[str, type[Gateway]] = {cls.exchange_id: cls for cls in (BinanceUsdm, Bybit)}
+SUPPORTED = tuple(REGISTRY)
+
+
+def gateway_for(
+    account: AccountSettings, client: ccxt.Exchange | None = None, markets: MarketCache | None = None
+) -> Gateway:
+    """The adapter for an account's venue."""
+    return REGISTRY[account.exchange](account, client, markets)
+
+
+__all__ = [
+    "REGISTRY",
+    "SUPPORTED",
+    "AnswerLost",
+    "AuthFailed",
+    "BadAnswer",
+    "Gateway",
+    "MarketCache",
+    "OrderAck",
+    "RateLimited",
+    "ReadProgress",
+    "Rejected",
+    "Unavailable",
+    "VenueError",
+    "gateway_for",
+]

@@ -1,0 +1,261 @@
+"""What every venue adapter shares: one ccxt client per account, a market list shared per venue endpoint, a
+deadline on every read, typed errors, and the rule that a read returns the complete book or raises.
+
+A venue module subclasses ``Gateway`` and fills in how its positions are listed and how one raw row reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
+
+import ccxt.async_support as ccxt
+
+from services.model import ExchangePosition, Side
+from services.settings import AccountSettings
+from services.venues.errors import BadAnswer, Unavailable, VenueError, from_ccxt, order_error
+from services.venues.rows import Row
+
+log = logging.getLogger(__name__)
+
+MARKETS_TTL_S = 6 * 3600.0
+T = TypeVar("T")
+
+
+class ReadProgress:
+    """How far a read got, so a read stopped by its deadline says what it had done."""
+
+    def __init__(self) -> None:
+        self.pages: Counter[str] = Counter()
+
+    def page(self, what: str) -> None:
+        self.pages[what] += 1
+
+    def __str__(self) -> str:
+        return ", ".join(f"{n} page{'s' if n != 1 else ''} of {what} read" for what, n in self.pages.items())
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAck:
+    """The venue's answer to an order: its id and what it says it did."""
+
+    order_id: str
+    client_order_id: str
+    status: str | None = None
+    filled: Decimal | None = None
+
+
+class MarketCache:
+    """One market list per venue endpoint, loaded once and shared by every account there through ccxt's
+    ``set_markets_from_exchange``; reloaded after ``ttl_s`` so new listings resolve."""
+
+    def __init__(self, ttl_s: float = MARKETS_TTL_S):
+        self.ttl_s = ttl_s
+        self._sources: dict[tuple[Any, ...], tuple[float, ccxt.Exchange]] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    @staticmethod
+    def key(account: AccountSettings) -> tuple[Any, ...]:
+        return (account.exchange, account.testnet, account.demo_trading, account.api_base_url)
+
+    async def ensure(self, gateway: Gateway) -> None:
+        key = self.key(gateway.account)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            now = time.monotonic()
+            entry = self._sources.get(key)
+            if entry is not None and now - entry[0] < self.ttl_s:
+                if gateway.client.markets is not entry[1].markets:
+                    gateway.client.set_markets_from_exchange(entry[1])
+                return
+            await gateway.guard(gateway.client.load_markets(reload=entry is not None))
+            if not gateway.client.markets:
+                raise BadAnswer("bad response: the venue listed no markets")
+            self._sources[key] = (now, gateway.client)
+
+
+class Gateway(ABC):
+    """One account on one venue, read and changed through ccxt."""
+
+    exchange_id: ClassVar[str]
+    default_db_exchange: ClassVar[str]
+
+    def __init__(
+        self, account: AccountSettings, client: ccxt.Exchange | None = None, markets: MarketCache | None = None
+    ):
+        self.account = account
+        self.markets = markets or MarketCache()
+        self.client = client or self.create_client(account)
+
+    # -- construction ---------------------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def build_client(
+        cls,
+        *,
+        api_key: str | None,
+        secret: str | None,
+        api_base_url: str | None = None,
+        testnet: bool = False,
+        demo_trading: bool = False,
+        timeout_ms: int = 10_000,
+    ) -> ccxt.Exchange:
+        """A rate-limited ccxt client pointed at the chosen environment, loading only contract markets."""
+
+    @classmethod
+    def create_client(cls, account: AccountSettings) -> ccxt.Exchange:
+        api_key, secret = account.credentials()
+        return cls.build_client(
+            api_key=api_key,
+            secret=secret,
+            api_base_url=account.api_base_url,
+            testnet=account.testnet,
+            demo_trading=account.demo_trading,
+            timeout_ms=int(account.timeout_s * 1000),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.account.name
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.account.secrets()
+
+    def deadline_s(self) -> float:
+        """A whole read may queue behind the rate limiter and page, but never hangs forever."""
+        return self.account.read_deadline_s or max(30.0, self.account.timeout_s * 6)
+
+    # -- failures as typed errors ---------------------------------------------------------------------------
+
+    async def guard(self, coroutine: Awaitable[T], progress: ReadProgress | None = None) -> T:
+        """Await a read within the deadline; every failure becomes a typed ``VenueError`` with a reason."""
+        deadline = self.deadline_s()
+        try:
+            async with asyncio.timeout(deadline) as scope:
+                return await coroutine
+        except VenueError:
+            raise
+        except TimeoutError as exc:
+            if scope.expired():
+                done = f" ({progress})" if progress is not None and progress.pages else ""
+                raise Unavailable(f"the read did not finish within its {deadline:g}s deadline{done}") from None
+            raise from_ccxt(exc, self.account.timeout_s, self.secrets) from None
+        except Exception as exc:
+            raise from_ccxt(exc, self.account.timeout_s, self.secrets) from None
+
+    async def guard_order(self, coroutine: Awaitable[T]) -> T:
+        """Await a request that changes something: a lost answer is ``AnswerLost``, never "not done"."""
+        try:
+            async with asyncio.timeout(self.deadline_s()):
+                return await coroutine
+        except VenueError:
+            raise
+        except TimeoutError:
+            raise order_error(ccxt.RequestTimeout("no answer within the deadline"), None, self.secrets) from None
+        except Exception as exc:
+            raise order_error(exc, self.account.timeout_s, self.secrets) from None
+
+    # -- markets ----------------------------------------------------------------------------------------------
+
+    async def load_markets(self) -> None:
+        await self.markets.ensure(self)
+
+    def market_by_id(self, market_id: str) -> dict[str, Any] | None:
+        candidates = (self.client.markets_by_id or {}).get(market_id) or []
+        contracts = [m for m in candidates if m.get("contract")]
+        return (contracts or candidates or [None])[0]
+
+    def resolve_market(self, symbol: str) -> tuple[str, bool]:
+        """Map a DB symbol (market id or ccxt symbol) to the venue's market id; False when not listed."""
+        text = symbol.strip()
+        for candidate in (text, text.upper()):
+            if self.market_by_id(candidate) is not None:
+                return candidate, True
+            market = (self.client.markets or {}).get(candidate)
+            if market is not None and market.get("contract"):
+                return market["id"], True
+        try:
+            market = self.client.market(text)
+        except Exception:
+            market = None
+        if market is not None and market.get("contract"):
+            return market["id"], True
+        return text.upper(), False
+
+    @staticmethod
+    def category(market: dict[str, Any] | None) -> str | None:
+        if not market:
+            return None
+        if market.get("inverse"):
+            return "inverse"
+        settle = market.get("settle")
+        return f"linear {settle}" if settle else "linear"
+
+    @staticmethod
+    def amount_step(market: dict[str, Any] | None) -> Decimal | None:
+        step = ((market or {}).get("precision") or {}).get("amount")
+        return Decimal(str(step)) if step is not None else None
+
+    # -- positions --------------------------------------------------------------------------------------------
+
+    async def positions(self) -> list[ExchangePosition]:
+        """Every non-zero position of every category, or a ``VenueError``; never a partial list."""
+        await self.load_markets()
+        progress = ReadProgress()
+        rows = await self.guard(self.position_rows(progress), progress)
+        positions: dict[tuple[str, Side], ExchangePosition] = {}
+        for row in rows:
+            position = self.parse_position(row)
+            if position is None:
+                continue
+            key = (position.market, position.side)
+            if key in positions:
+                raise BadAnswer(f"bad response: two rows for {position.market} {position.side.upper()} in one answer")
+            positions[key] = position
+        return list(positions.values())
+
+    @abstractmethod
+    async def position_rows(self, progress: ReadProgress) -> list[Row]:
+        """Every raw position row of the account, all categories and pages."""
+
+    @abstractmethod
+    def parse_position(self, row: Row) -> ExchangePosition | None:
+        """One raw row as a position; None for a zero-size row; ``BadAnswer`` for a row that makes no sense."""
+
+    # -- changes ----------------------------------------------------------------------------------------------
+
+    def close_params(self, position: ExchangePosition) -> dict[str, Any]:
+        """Order parameters that make a market order only reduce ``position``.
+
+        In hedge mode ccxt turns ``hedged`` into the venue's position side (positionSide / positionIdx), which
+        both venues require instead of reduceOnly there."""
+        params: dict[str, Any] = {"reduceOnly": True}
+        if position.hedged:
+            params["hedged"] = True
+        return params
+
+    async def close_position(self, position: ExchangePosition, client_order_id: str) -> OrderAck:
+        """Send one reduce-only market order for the position's exact size and side."""
+        side = "sell" if position.side is Side.LONG else "buy"
+        params = {**self.close_params(position), "clientOrderId": client_order_id}
+        order = await self.guard_order(
+            self.client.create_order(position.symbol, "market", side, float(position.quantity), None, params)
+        )
+        filled = order.get("filled")
+        return OrderAck(
+            order_id=str(order.get("id") or "?"),
+            client_order_id=client_order_id,
+            status=order.get("status"),
+            filled=Decimal(str(filled)) if filled is not None else None,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,52 @@
+"""What every hardened ccxt client shares: refuse empty and unparseable bodies before a parser can turn them
+into an empty list, and point every REST endpoint somewhere else when asked (testnet, proxy, emulator)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ccxt.base.errors import BadResponse
+
+_SCHEME_AND_HOST = re.compile(r"^https?://[^/]+")
+
+
+def require_json_body(exchange_id: str, url: str, body: str | None, response: Any) -> None:
+    """Reject empty and unparseable bodies; ccxt would otherwise pass them on as data."""
+    path = url.split("?", 1)[0]
+    if body is None or not body.strip():
+        raise BadResponse(f"{exchange_id} {path}: empty response body")
+    if response is None:
+        raise BadResponse(f"{exchange_id} {path}: response body is not JSON")
+
+
+def rebase_api_urls(api: Any, base_url: str) -> Any:
+    """Point every REST endpoint of a ccxt ``urls['api']`` tree at ``base_url``, keeping the paths."""
+    base = base_url.rstrip("/")
+    if isinstance(api, dict):
+        return {key: rebase_api_urls(value, base) for key, value in api.items()}
+    if isinstance(api, str):
+        return _SCHEME_AND_HOST.sub(lambda _match: base, api, count=1)
+    return api
+
+
+def configure(client: Any, *, api_base_url: str | None, testnet: bool, demo_trading: bool) -> Any:
+    """Select the venue environment, then rebase its REST URLs when a base URL is configured."""
+    client.has["fetchCurrencies"] = False
+    if testnet:
+        client.set_sandbox_mode(True)
+    if demo_trading:
+        client.enable_demo_trading(True)
+    if api_base_url:
+        client.urls["api"] = rebase_api_urls(client.urls["api"], api_base_url)
+    return client
+
+
+def client_config(api_key: str | None, secret: str | None, timeout_ms: int, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiKey": api_key or "",
+        "secret": secret or "",
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": {"fetchCurrencies": False, **options},
+    }
