@@ -2,7 +2,7 @@
 
 python -m bench                       # everything (about 6 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
-python -m bench --only detector       # one benchmark: check_cost, seed, detector, phone, footprint
+python -m bench --only detector       # one benchmark: check_cost, seed, detector, phone, footprint, chatter
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import check_cost, detector, footprint, seed_comparison, time_to_phone
+from bench import chatter, check_cost, detector, footprint, seed_comparison, time_to_phone
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint")
+BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter")
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -128,6 +128,21 @@ def report(results: dict[str, Any]) -> str:
         )
         parts.append("  resident memory of a fresh interpreter after importing only:")
         parts += [f"    {name:<28} {mib:7.1f} MiB" for name, mib in f["import_rss_mib"].items()]
+    if "chatter" in results:
+        parts.append(
+            table(
+                "\n6. An orphan alert while one chat floods the bot with commands (alert filed → Bot API)",
+                results["chatter"],
+                [
+                    ("case", "case", "s"),
+                    ("design", "pacing", "s"),
+                    ("commands", "commands", "d"),
+                    ("samples", "samples", "d"),
+                    ("median_s", "median s", ".2f"),
+                    ("worst_s", "worst s", ".2f"),
+                ],
+            )
+        )
     return "\n".join(parts)
 
 
@@ -168,6 +183,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["phone"] = await time_to_phone.run(databases, default_samples=args.phone_default)
         if "footprint" in wanted:
             results["footprint"] = await footprint.run(databases)
+        if "chatter" in wanted:
+            results["chatter"] = await chatter.run(databases, samples=1 if args.quick else 3)
     return results
 
 

@@ -10,6 +10,7 @@ import logging
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
@@ -21,7 +22,7 @@ from bot.delivery import TelegramDelivery
 from bot.flood import FloodControl
 from bot.middlewares import AuthMiddleware, RoleMiddleware
 from bot.texts import COMMANDS
-from handlers import alerts, checks, common, fallback, fixes, status
+from handlers import alerts, checks, common, errors, fallback, fixes, status
 from services.outbox import Destination
 from services.settings import Settings, TelegramSettings
 
@@ -36,7 +37,7 @@ def telegram_destinations(settings: Settings) -> list[Destination]:
     return [Destination("telegram", str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
 
 
-def build_bot(settings: TelegramSettings, flood_control: FloodControl | None = None) -> Bot:
+def build_bot(settings: TelegramSettings, flood_control: BaseRequestMiddleware | None = None) -> Bot:
     """A Bot for the configured server, sending HTML, with every call paced and retried."""
     if settings.token is None:
         raise ValueError("telegram.token is not set (RECONBOT_TELEGRAM__TOKEN)")
@@ -60,6 +61,7 @@ def build_dispatcher(ctx: BotContext) -> Dispatcher:
     dispatcher.include_routers(
         *(module.create_router() for module in (common, status, checks, fixes, alerts, fallback))
     )
+    dispatcher.errors.register(errors.on_error)
     return dispatcher
 
 

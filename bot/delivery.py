@@ -10,7 +10,9 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.types import InlineKeyboardMarkup
 
 from bot import texts
+from bot.flood import urgent
 from bot.keyboards import finding_keyboard
+from bot.replies import edit_quietly
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore, StoredFinding
 from services.outbox import Outbox, OutboxItem
@@ -19,7 +21,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked")
-HARMLESS_EDIT_ERRORS = ("message is not modified", "message to edit not found", "message can't be edited")
 
 
 class TelegramDelivery(Deliverer):
@@ -36,7 +37,8 @@ class TelegramDelivery(Deliverer):
     async def deliver(self, item: OutboxItem) -> None:
         """Deliver one item; a chat that can never receive it makes the error permanent."""
         try:
-            await self._deliver(item)
+            with urgent():
+                await self._deliver(item)
         except (TelegramForbiddenError, TelegramNotFound) as exc:
             raise PermanentDeliveryError(str(exc)) from exc
         except TelegramBadRequest as exc:
@@ -83,10 +85,8 @@ class TelegramDelivery(Deliverer):
         """Edit every message announcing this finding in this chat to its current state."""
         text = texts.split_message(texts.finding_message(finding))[-1]
         for message_id in await self.findings.alert_messages(finding.id, chat_id):
-            try:
-                await self.bot.edit_message_text(
+            await edit_quietly(
+                self.bot.edit_message_text(
                     text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding)
                 )
-            except TelegramBadRequest as exc:
-                if not any(reason in str(exc).lower() for reason in HARMLESS_EDIT_ERRORS):
-                    raise
+            )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
 
 from bot.app import ChatOps, build_bot, telegram_destinations
@@ -125,6 +126,7 @@ async def start_service(
     clients: dict | None = None,
     ops: OpsServer | None = None,
     metrics: Metrics | None = None,
+    flood_control: BaseRequestMiddleware | None = None,
 ) -> Service:
     """Check everything, then start; StartupError lists every problem found. ``ops``, when given, is an ops
     server already listening (``run`` starts it first); otherwise one is started here if configured."""
@@ -143,7 +145,7 @@ async def start_service(
         problems = await _check_accounts(runtime, say)
         bot = None
         if settings.telegram.enabled:
-            bot = build_bot(settings.telegram)
+            bot = build_bot(settings.telegram, flood_control)
             try:
                 me = await bot.get_me()
                 say(f"telegram: token works, bot @{me.username}")

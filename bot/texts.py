@@ -210,4 +210,3 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     if current.strip():
         chunks.append(current)
     return chunks or [text[:limit]]
-

@@ -12,6 +12,7 @@ from bot import texts
 from bot.callbacks import FindingAction, FindingButton
 from bot.context import BotContext
 from bot.keyboards import buttons_for, finding_keyboard
+from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
 from handlers.fixes import ask_confirmation
 from services.findings import StoredFinding
@@ -28,8 +29,8 @@ async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContex
         return None
     if data.action is not FindingButton.DETAILS and not finding.live:
         await query.answer(f"Finding #{finding.id} is already {finding.state}; nothing to do.", show_alert=True)
-        if isinstance(query.message, Message):
-            await query.message.edit_reply_markup(reply_markup=None)
+        if isinstance(query.message, Message) and query.message.reply_markup is not None:
+            await edit_quietly(query.message.edit_reply_markup(reply_markup=None))
         return None
     return finding
 
@@ -77,7 +78,9 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
 
 async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
     keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
-    await message.edit_text(texts.split_message(texts.finding_message(finding))[-1], reply_markup=keyboard)
+    await edit_quietly(
+        message.edit_text(texts.split_message(texts.finding_message(finding))[-1], reply_markup=keyboard)
+    )
 
 
 FIX_BUTTONS = {

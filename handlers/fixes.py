@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from bot import texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.context import BotContext
+from bot.flood import urgent
 from bot.keyboards import confirm_keyboard
+from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
 from services.confirmations import Confirmation
 from services.fixes import FixOutcome, FixStatus
@@ -66,7 +68,7 @@ async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, ou
     if claim.confirmation is None:
         await query.answer(claim.refusal or "Not possible.", show_alert=True)
         if isinstance(query.message, Message) and claim.expired:
-            await query.message.edit_text(html.quote(claim.refusal or ""))
+            await edit_quietly(query.message.edit_text(html.quote(claim.refusal or "")))
     return claim.confirmation
 
 
@@ -77,7 +79,7 @@ async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCon
     text = "Cancelled; nothing changed."
     await query.answer(text)
     if isinstance(query.message, Message):
-        await query.message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(text)}")
+        await edit_quietly(query.message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(text)}"))
 
 
 async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
@@ -108,7 +110,8 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     result = prefix + outcome.message
     log.info("confirmation #%s by %s: %s", confirmation.id, shown, result)
     if message is not None:
-        await message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(result)}")
+        with urgent():
+            await edit_quietly(message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(result)}"))
 
 
 def create_router() -> Router:

@@ -90,7 +90,7 @@ async def positions(message: Message, command: CommandObject, ctx: BotContext) -
     if len(wanted) > 1 or (wanted and wanted[0] not in names):
         await message.answer("Usage: /positions [account]\nAccounts: " + ", ".join(html.quote(n) for n in names))
         return
-    snapshots = await ctx.runtime.monitor.reader.read(wanted or names)
+    snapshots = await ctx.runtime.monitor.reader.read_shared(wanted or names)
     for name, snapshot in snapshots.items():
         title = f"<b>{html.quote(name)}</b> ({snapshot.account.exchange}), read {texts.when(snapshot.read_at)}"
         if not snapshot.checked:

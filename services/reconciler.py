@@ -54,7 +54,8 @@ class Reconciler:
         self.auto_fix = auto_fix or AutoFix()
         self.wakeups: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
-        self._batch: _Batch | None = None
+        self._running: _Batch | None = None
+        self._next: _Batch | None = None
         self.last: FiledCheck | None = None
 
     def wake(self) -> None:
@@ -65,13 +66,52 @@ class Reconciler:
     async def check(
         self, kinds: frozenset[FindingKind] = ALL_KINDS, accounts: Sequence[str] | None = None
     ) -> FiledCheck:
-        """One confirmed check, filed; checks never overlap within one process."""
-        async with self._lock:
-            known = await self.runtime.findings.live_fingerprints()
-            result = await self.runtime.monitor.check(kinds, accounts, known)
-            filed = await self.runtime.findings.file(result, self.destinations, self.policy)
-            if self.auto_fix.enabled and FindingKind.GHOST in kinds:
-                filed = await self._auto_fix(filed)
+        """One confirmed check, filed. Checks never overlap within one process, and requests for every account
+        coalesce: one that a running check covers shares its result, the others share the next check. So a burst
+        of /scan commands costs the venues one read, not one each."""
+        if accounts is not None:
+            async with self._lock:
+                return await self._check_now(kinds, accounts)
+        return await self._coalesced(kinds, 0.0)
+
+    async def scheduled_check(self, kinds: frozenset[FindingKind], window_s: float = 0.0) -> FiledCheck:
+        """Like ``check``, but the next check waits ``window_s`` for others to join: when the orphan scan and
+        the reconciliation fall due together, the exchanges are read once for both."""
+        return await self._coalesced(kinds, window_s)
+
+    async def _coalesced(self, kinds: frozenset[FindingKind], window_s: float) -> FiledCheck:
+        running = self._running
+        if running is not None and kinds <= running.kinds:
+            return await asyncio.shield(running.done)
+        if self._next is not None:
+            self._next.kinds |= kinds
+            return await asyncio.shield(self._next.done)
+        batch = self._next = _Batch(set(kinds))
+        try:
+            await asyncio.sleep(window_s)  # even 0 yields once, so a job due at the same moment can join
+            async with self._lock:
+                self._next = None
+                self._running = batch
+                filed = await self._check_now(frozenset(batch.kinds), None)
+        except BaseException as exc:
+            if self._next is batch:
+                self._next = None
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+                batch.done.exception()  # retrieved here so an unawaited batch does not warn
+            raise
+        finally:
+            if self._running is batch:
+                self._running = None
+        batch.done.set_result(filed)
+        return filed
+
+    async def _check_now(self, kinds: frozenset[FindingKind], accounts: Sequence[str] | None) -> FiledCheck:
+        known = await self.runtime.findings.live_fingerprints()
+        result = await self.runtime.monitor.check(kinds, accounts, known)
+        filed = await self.runtime.findings.file(result, self.destinations, self.policy)
+        if self.auto_fix.enabled and FindingKind.GHOST in kinds:
+            filed = await self._auto_fix(filed)
         self.last = filed
         self.wake()
         for listener in self.listeners:
@@ -81,26 +121,6 @@ class Reconciler:
                     await outcome
             except Exception:
                 log.exception("a check listener failed")
-        return filed
-
-    async def scheduled_check(self, kinds: frozenset[FindingKind], window_s: float = 0.0) -> FiledCheck:
-        """Like ``check``, but requests arriving within ``window_s`` of the first share one snapshot: when the
-        orphan scan and the reconciliation fall due together, the exchanges are read once for both."""
-        if self._batch is not None:
-            self._batch.kinds |= kinds
-            return await asyncio.shield(self._batch.done)
-        batch = self._batch = _Batch(set(kinds))
-        try:
-            await asyncio.sleep(window_s)
-        finally:
-            self._batch = None
-        try:
-            filed = await self.check(frozenset(batch.kinds))
-        except BaseException as exc:
-            batch.done.set_exception(exc)
-            batch.done.exception()  # retrieved here so an unawaited batch does not warn
-            raise
-        batch.done.set_result(filed)
         return filed
 
     async def wait_idle(self, timeout_s: float) -> bool:

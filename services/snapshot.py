@@ -117,6 +117,17 @@ class SnapshotReader:
     def __init__(self, gateways: Mapping[str, Gateway], repository: PositionsRepository):
         self.gateways = gateways
         self.repository = repository
+        self._flights: dict[tuple[str, ...], asyncio.Future[dict[str, AccountSnapshot]]] = {}
+
+    async def read_shared(self, names: Sequence[str]) -> dict[str, AccountSnapshot]:
+        """A read for looking (``/positions``): requests for the same accounts while one is under way share it,
+        so a burst of commands costs the venues one read. Checks never share: a confirming read must be new."""
+        key = tuple(names)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = asyncio.ensure_future(self.read(names))
+            flight.add_done_callback(lambda _done: self._flights.pop(key, None))
+        return await asyncio.shield(flight)
 
     async def read(self, names: Sequence[str]) -> dict[str, AccountSnapshot]:
         gateways = [self.gateways[name] for name in names]

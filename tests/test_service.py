@@ -530,3 +530,145 @@ async def test_stop_lets_a_scheduled_check_in_flight_finish(database_url, new_ac
     assert asyncio.get_running_loop().time() - started > 1, "stop waited for the check"
     assert [f.key.market for f in service.reconciler.last.new] == ["AVLUSDT"], "the check in flight was filed"
     assert [m for m in telegram.messages(ALERT_CHAT) if "AVLUSDT" in m.text], "and its alert flushed"
+
+
+# -- start-up through what is transient ------------------------------------------------------------------------
+
+
+class DatabaseProxy:
+    """A TCP port in front of the test's PostgreSQL that refuses connections until opened: a database that is
+    down at boot and comes up later."""
+
+    def __init__(self, database_url: str):
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(database_url)
+        self.socket_dir = parse_qs(parts.query).get("host", [None])[0]
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.database = parts.path.lstrip("/")
+        self.user = parts.username or "postgres"
+        self.server: asyncio.Server | None = None
+        self.open = False
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        if self.socket_dir:
+            upstream = await asyncio.open_unix_connection(f"{self.socket_dir}/.s.PGSQL.{self.target[1]}")
+        else:
+            upstream = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_run_waits_for_a_database_that_is_not_up_yet(tmp_path, database_url, new_account, telegram):
+    bybit = new_account("bybit")
+    bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    await prepare_database(database_url)
+    proxy = DatabaseProxy(database_url)
+    await proxy.start()
+    config = run_config(tmp_path, proxy.url, [bybit], telegram)
+    process = await start_run(config)
+    try:
+        lines = await read_until(process, "ops: GET /healthz")
+        port = int(lines[-1].rsplit(":", 1)[1])
+        await read_until(process, "waiting: database: cannot connect to PostgreSQL")
+        status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 503 and "waiting for database" in body
+        assert process.returncode is None, "still up, not exited"
+        proxy.open = True
+        await read_until(process, "reconbot running", timeout=90)
+        await read_until(process, "NEW ALERT")
+        await until(lambda: telegram.messages(ALERT_CHAT), timeout=30)
+        process.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await proxy.stop()
+    assert process.returncode == 0, output
+    assert TELEGRAM_TOKEN not in output and bybit.secret not in output
+
+
+async def test_run_logs_one_line_per_account_per_check_and_never_the_token(
+    tmp_path, database_url, new_account, telegram
+):
+    bybit, binance = new_account("bybit"), new_account("binance")
+    await prepare_database(database_url)
+    config = run_config(tmp_path, database_url, [bybit, binance], telegram)
+    process = await start_run(config)
+    try:
+        lines = await read_until(process, f"check account={binance.name} result=ok")
+        process.send_signal(signal.SIGTERM)
+        output = "".join(lines) + (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    line = next(x for x in output.splitlines() if f"check account={bybit.name} " in x)
+    for field in ("result=ok", "duration_ms=", "exchange_positions=0", "db_positions=0", "findings=0"):
+        assert field in line, line
+    assert TELEGRAM_TOKEN not in output
+
+
+async def test_an_unreachable_bot_api_warns_without_the_token(tmp_path, database_url, new_account, telegram):
+    bybit = new_account("bybit")
+    await prepare_database(database_url)
+    config = run_config(tmp_path, database_url, [bybit], telegram)
+    data = yaml.safe_load(config.read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    data["telegram"]["api_base_url"] = f"http://127.0.0.1:{closed_port}"
+    config.write_text(yaml.safe_dump(data))
+    process = await start_run(config)
+    try:
+        lines = await read_until(process, "reconbot running")
+        process.send_signal(signal.SIGTERM)
+        output = "".join(lines) + (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert "warning: telegram is not reachable now" in output
+    assert TELEGRAM_TOKEN not in output and TELEGRAM_TOKEN.split(":")[1] not in output
+
+
+async def test_a_malformed_bot_api_url_is_a_config_error_without_the_token(
+    tmp_path, database_url, new_account, telegram
+):
+    bybit = new_account("bybit")
+    config = run_config(tmp_path, database_url, [bybit], telegram)
+    data = yaml.safe_load(config.read_text())
+    data["telegram"]["api_base_url"] = "http://127.0.0.1:notaport"
+    config.write_text(yaml.safe_dump(data))
+    process = await start_run(config)
+    output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 3
+    assert "telegram.api_base_url: must be an http:// or https:// URL" in output
+    assert TELEGRAM_TOKEN not in output

@@ -113,7 +113,7 @@ class Bybit(Gateway):
         side_text = row.text("side", required=False)
         side = _SIDES.get(side_text or "")
         if side is None:
-            raise BadAnswer(f"bad response: {row.where}: side {side_text!r} for a position of size {size}")
+            raise BadAnswer(f"bad response: {row.where}: side {row.raw.get('side')!r} for a position of size {size}")
         index = row.decimal("positionIdx")
         hedge_side = _HEDGE_SIDES.get(int(index)) if index is not None else None
         if index not in (None, 0) and hedge_side is not side:

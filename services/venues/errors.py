@@ -90,9 +90,10 @@ def from_ccxt(exc: BaseException, timeout_s: float | None = None, secrets: Itera
 def order_error(exc: BaseException, timeout_s: float | None = None, secrets: Iterable[str] = ()) -> VenueError:
     """Like ``from_ccxt``, for a request that changes something: a lost answer is not a refusal.
 
-    A timeout, a dropped connection or a 5xx after sending means the venue may have applied the order, so it
-    becomes ``AnswerLost``; a rate limit means it was not processed."""
+    A timeout, a dropped connection or a server error after sending (ccxt's ``OperationFailed`` family, which
+    Binance's "unable to process your request" -1001 joins) means the venue may have applied the order, so it
+    becomes ``AnswerLost``; a rate limit means it was not processed, a rejection that it was refused."""
     error = from_ccxt(exc, timeout_s, secrets)
-    if isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.DDoSProtection):
+    if isinstance(exc, ccxt.OperationFailed) and not isinstance(exc, ccxt.DDoSProtection):
         return AnswerLost(f"the exchange's answer was lost ({error.reason})")
     return error

@@ -1,0 +1,121 @@
+"""Alerts are not starved by chatter: per-chat budgets as Telegram's, alerts before command replies, and one
+busy chat never delays another chat's alert. The pacing alone, then the whole bot through the loopback Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import pytest
+
+from bot.flood import ChatLane, FloodControl, Limit, Priority
+from services.model import ORPHANS_ONLY
+from tests.chatops import ALERT_CHAT, VIEWER, running_chatops, telegram_settings
+
+
+@pytest.fixture
+async def harness(database_url, new_account, telegram):
+    bybit = new_account("bybit")
+    async with running_chatops(telegram_settings(database_url, [bybit], telegram), telegram) as h:
+        h.bybit = bybit
+        yield h
+
+
+async def grant_order(lane: ChatLane, priorities: list[Priority]) -> list[int]:
+    order: list[int] = []
+
+    async def send(index: int, priority: Priority) -> None:
+        await lane.turn(priority)
+        order.append(index)
+
+    await asyncio.gather(*(send(i, p) for i, p in enumerate(priorities)))
+    return order
+
+
+async def test_within_a_chat_alerts_go_before_replies_that_waited_longer():
+    lane = ChatLane(Limit(1, 0.05))
+    order = await grant_order(lane, [Priority.REPLY] * 4 + [Priority.ALERT])
+    assert order[0] == 0, "the first reply was granted at once"
+    assert order[1] == 4, "the alert went next, ahead of three replies queued before it"
+    assert order[2:] == [1, 2, 3], "replies keep their order"
+
+
+async def test_replies_leave_a_groups_reserve_to_alerts():
+    lane = ChatLane(Limit(4, 10.0), reserve=2)
+    started = time.monotonic()
+    for _ in range(2):
+        await lane.turn(Priority.REPLY)
+    blocked = asyncio.create_task(lane.turn(Priority.REPLY))
+    await asyncio.sleep(0.05)
+    assert not blocked.done(), "replies may not use the last two sends of the window"
+    await asyncio.wait_for(lane.turn(Priority.ALERT), 0.5)
+    assert time.monotonic() - started < 0.5, "the alert found room at once"
+    blocked.cancel()
+
+
+async def test_one_busy_chat_never_delays_another():
+    flood = FloodControl(private=Limit(1, 1.0))
+    busy = flood.lane(111)
+    waiting = [asyncio.create_task(busy.turn(Priority.REPLY)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await asyncio.wait_for(flood.lane(222).turn(Priority.ALERT), 0.2)
+    assert time.monotonic() - started < 0.1
+    assert busy.waiting >= 48, "the busy chat is still paced at one a second"
+    for task in waiting:
+        task.cancel()
+
+
+async def test_a_429_holds_only_its_own_chat():
+    flood = FloodControl()
+    flood.lane(111).block(5.0)
+    await asyncio.wait_for(flood.lane(222).turn(Priority.REPLY), 0.2)
+    held = asyncio.create_task(flood.lane(111).turn(Priority.ALERT))
+    await asyncio.sleep(0.1)
+    assert not held.done()
+    held.cancel()
+
+
+async def test_a_cancelled_waiter_passes_its_turn_on():
+    lane = ChatLane(Limit(1, 0.05))
+    await lane.turn(Priority.REPLY)
+    first = asyncio.create_task(lane.turn(Priority.REPLY))
+    second = asyncio.create_task(lane.turn(Priority.REPLY))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.wait_for(second, 1.0)
+
+
+# -- the whole bot -----------------------------------------------------------------------------------------------
+
+
+async def flood_of_help(h, chat_id: int, count: int) -> None:
+    chat_type = "private" if chat_id > 0 else "supergroup"
+    for _ in range(count):
+        h.telegram.user_sends(VIEWER, "/help", chat_id=chat_id, chat_type=chat_type, username=f"user{VIEWER}")
+    await h.telegram.wait_until(lambda: len(h.telegram.messages(chat_id)) >= 2, timeout=10)
+
+
+async def test_a_flood_of_commands_in_a_private_chat_does_not_delay_an_alert(harness):
+    await flood_of_help(harness, VIEWER, 60)
+    harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    filed_at = time.monotonic()
+    await harness.reconciler.check(ORPHANS_ONLY)
+    [alert] = await harness.wait_alerts(1, timeout=10)
+    assert alert.sent_at - filed_at < 2.0, "the alert to the other chat went out at once"
+    assert len(harness.telegram.messages(VIEWER)) < 30, "while the flooding chat is still being answered"
+    assert harness.telegram.max_sends_in_window(0.9, VIEWER) <= 1
+
+
+async def test_a_flood_of_commands_in_the_alert_group_does_not_hold_back_an_alert(harness):
+    await flood_of_help(harness, ALERT_CHAT, 40)
+    await asyncio.sleep(0.5)
+    harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    filed_at = time.monotonic()
+    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.telegram.wait_until(lambda: any("Orphan position" in m.text for m in harness.alerts()), timeout=10)
+    alert = next(m for m in harness.alerts() if "Orphan position" in m.text)
+    assert alert.sent_at - filed_at < 2.0
+    assert harness.telegram.max_sends_in_window(60.0, ALERT_CHAT) <= 20, "the group's limit holds"
+    assert len(harness.alerts()) < 25, "most replies still wait for the group's budget"
