@@ -17,10 +17,10 @@ from typing import NoReturn
 import asyncpg
 
 from services import migrations
-from services.database import Database, DatabaseError, first_line
+from services.database import Database, DatabaseError, DatabaseUnreachable, first_line
 from services.fixes import FixOutcome, ghost_plan
 from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
-from services.positions import PositionsRepository
+from services.positions import open_store
 from services.redaction import install_redaction, redact
 from services.report import EXIT_DRIFT, EXIT_OK, EXIT_UNKNOWN, exit_code, fix_question, render_text, result_dict
 from services.runtime import Runtime
@@ -193,14 +193,35 @@ async def cmd_migrate(settings: Settings) -> int:
     try:
         async with database.pool.acquire() as conn:
             report = await migrations.migrate(conn, settings.positions)
-        await PositionsRepository(database.pool, settings.positions).inspect()
+        store = await open_store(settings, database.pool)
+        try:
+            await store.inspect()
+            notes = store.notes()
+        finally:
+            await store.close()
         for migration in report.applied:
             print(f"applied migration {migration.version}: {migration.description}")
         if report.created_positions_table:
             print(f"created positions table {settings.positions.table}")
         print(f"database ready ({database.description}), schema version {migrations.LATEST_VERSION}")
+        for note in notes:
+            print(note)
     finally:
         await database.close()
+    return EXIT_OK
+
+
+async def cmd_check_config(settings: Settings) -> int:
+    """The config is valid; if the database answers, check the positions mapping against the table too."""
+    print(f"config OK: {len(settings.accounts)} account(s): {', '.join(a.name for a in settings.accounts)}")
+    try:
+        async with Runtime(settings, require_schema=False) as runtime:
+            for note in runtime.repository.notes():
+                print(note)
+            columns = ", ".join(f"{key}={c.name}" for key, c in runtime.repository.map.columns.items())
+            print(f"positions: {settings.positions.table} mapped: {columns}")
+    except DatabaseUnreachable as exc:
+        print(f"database: not reachable now ({exc}); the positions mapping was not checked", file=sys.stderr)
     return EXIT_OK
 
 
@@ -231,10 +252,9 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
             print(f"config: {problem}", file=sys.stderr)
         return EXIT_UNKNOWN
     install_redaction(settings.secrets())
-    if args.command == "check-config":
-        print(f"config OK: {len(settings.accounts)} account(s): {', '.join(a.name for a in settings.accounts)}")
-        return EXIT_OK
     try:
+        if args.command == "check-config":
+            return await cmd_check_config(settings)
         if args.command == "run":
             from bot.service import run_service
 

@@ -101,7 +101,8 @@ def detect(
             if key in exchange_by_key:
                 continue
             opened = max((row.opened_at for row in rows if row.opened_at is not None), default=None)
-            if is_young(opened, now, rules.grace):
+            if is_young(opened, now, rules.grace) or all(row.quantity == 0 for row in rows):
+                # Young, or an entry whose order has not filled yet (size 0): pending until it fills or closes.
                 pending.append(key)
             else:
                 findings.append(Finding(FindingKind.GHOST, key, _exchange_of(rows), None, _by_id(rows)))

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from services import audit
+from services.database import DatabaseError, first_line
 from services.detector import is_young
 from services.findings import FindingsStore, StoredFinding
 from services.kinds import unknown_symbol_text
@@ -29,9 +30,9 @@ from services.model import ExchangePosition, Finding, FindingKind, PositionKey, 
 from services.monitor import Monitor
 from services.outbox import Destination
 from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixAction, FixPlan, RowSeen, SetDbQuantity
-from services.positions import PositionRow, PositionsRepository
+from services.positions import PositionRow, PositionsStore
 from services.report import decimal_text
-from services.snapshot import AccountSnapshot, assign_rows
+from services.snapshot import AccountSnapshot, assign_rows, market_of
 from services.venues import AnswerLost, Gateway, VenueError
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def ghost_plan(finding: Finding) -> CloseGhost:
 @dataclass
 class FixService:
     monitor: Monitor
-    repository: PositionsRepository
+    repository: PositionsStore
     findings: FindingsStore
     destinations: Sequence[Destination] = ()
     _running: set[asyncio.Task[FixOutcome]] = field(default_factory=set)
@@ -212,10 +213,14 @@ class FixService:
 
     # -- audit helpers ------------------------------------------------------------------------------------------
 
+    @property
+    def audit_pool(self) -> asyncpg.Pool:
+        return self.findings.pool
+
     async def _refuse(
         self, plan: FixPlan, actor: str, target: str, reason: str, before: Any, confirmation_id: int | None
     ) -> FixOutcome:
-        async with self.repository.pool.acquire() as conn:
+        async with self.audit_pool.acquire() as conn:
             await audit.record(
                 conn,
                 actor=actor,
@@ -230,7 +235,7 @@ class FixService:
         return FixOutcome(plan.action, target, FixStatus.REFUSED, reason, _ids(plan), before)
 
     async def _interrupted(self, plan: FixPlan, actor: str, target: str, confirmation_id: int | None) -> None:
-        async with self.repository.pool.acquire() as conn:
+        async with self.audit_pool.acquire() as conn:
             await audit.record(
                 conn,
                 actor=actor,
@@ -272,7 +277,7 @@ class FixService:
 
     def owner(self, row: PositionRow) -> Gateway | None:
         accounts = [g.account for g in self.gateways.values()]
-        by_account_column = self.repository.settings.columns.account is not None
+        by_account_column = self.repository.has_account_column
         owners = [name for name, rows in assign_rows([row], accounts, by_account_column).items() if rows]
         return self.gateways[owners[0]] if owners else None
 
@@ -294,7 +299,7 @@ class FixService:
             await self._markets(gateway)
             self._check_row(row, gateway, None)
             assert gateway is not None and row.side is not None and row.quantity is not None and row.symbol
-            market, _ = gateway.resolve_market(row.symbol)
+            market, _ = market_of(gateway, self.repository, row.symbol)
             snapshot = await self._read(gateway.name)
             self._check_absent(snapshot, PositionKey(gateway.name, market, row.side), f"position #{row.id}")
         except Refused as refusal:
@@ -316,13 +321,13 @@ class FixService:
         if row is None:
             raise Refused(f"{target} does not exist")
         before = row.as_dict()
-        if row.status != self.repository.settings.values.active:
+        if not self.repository.is_active(row):
             raise Refused(f"{target} is not active (status {row.status})", before)
         if gateway is None:
             raise Refused(f"{target} is on {row.exchange}, which no configured account watches", before)
         if row.problem or row.side is None or row.quantity is None or not row.symbol:
             raise Refused(f"{target} cannot be read: {row.problem}", before)
-        _market, listed = gateway.resolve_market(row.symbol)
+        _market, listed = market_of(gateway, self.repository, row.symbol)
         if not listed:
             raise Refused(unknown_symbol_text([row.id], row.symbol, gateway.exchange_id), before)
         if seen is not None and row.quantity != seen.quantity:
@@ -347,21 +352,22 @@ class FixService:
             row = rows[seen.id]
             self._check_row(row, self.owner(row) if row else None, seen)
             assert row is not None and row.symbol is not None
-            if gateway.resolve_market(row.symbol)[0] != plan.market or row.side is not plan.side:
+            if market_of(gateway, self.repository, row.symbol)[0] != plan.market or row.side is not plan.side:
                 raise Refused(f"position #{row.id} no longer tracks {plan.where}", row.as_dict())
         snapshot = await self._read(plan.account)
         self._check_absent(snapshot, PositionKey(plan.account, plan.market, plan.side), _target(plan))
+        self._check_writable(plan.rows[0].id)
         afters: list[PositionRow] = []
-        async with self.repository.pool.acquire() as conn, conn.transaction():
+        async with self.repository.change(self.audit_pool) as change:
             for seen in plan.rows:
                 before = rows[seen.id]
                 assert before is not None
-                after = await self.repository.close_if_active(conn, seen.id, GHOST_EXIT_REASON, expected=before)
+                after = await self.repository.close_if_active(change, seen.id, GHOST_EXIT_REASON, expected=before)
                 if after is None:
                     raise await self._changed_meanwhile(seen.id, before)
                 afters.append(after)
                 await audit.record(
-                    conn,
+                    change.audit,
                     actor=actor,
                     action=plan.action,
                     target=f"position #{seen.id}",
@@ -377,10 +383,15 @@ class FixService:
         log.info("close_ghost %s done by %s", listing, actor)
         return FixOutcome(plan.action, _target(plan), FixStatus.DONE, message, plan.position_ids, after=afters)
 
+    def _check_writable(self, position_id: str | None) -> None:
+        """A table whose bot keeps its own state in memory (freqtrade) is not written unless the user says so."""
+        if not self.repository.writable:
+            raise Refused(self.repository.settings.read_only_reason(position_id or "ID"))
+
     async def _changed_meanwhile(self, position_id: str, before: PositionRow) -> Refused:
         """Why a guarded write found nothing to change: the trading bot closed or resized the row first."""
         now = await self.repository.get(position_id)
-        if now is None or now.status != self.repository.settings.values.active:
+        if now is None or not self.repository.is_active(now):
             return Refused(f"position #{position_id} was closed meanwhile; nothing changed", before.as_dict())
         return Refused(
             f"position #{position_id} changed meanwhile (size now {decimal_text(now.quantity)}); nothing changed",
@@ -402,10 +413,11 @@ class FixService:
     async def _adopt(self, plan: AdoptOrphan, actor: str, confirmation_id: int | None) -> FixOutcome:
         position = await self._current_orphan(plan)
         account = self._gateway(plan.account).account
+        self._check_writable(None)
         try:
-            async with self.repository.pool.acquire() as conn, conn.transaction():
+            async with self.repository.change(self.audit_pool) as change:
                 row = await self.repository.insert_if_untracked(
-                    conn,
+                    change,
                     exchange=account.db_exchange or "",
                     account=account.db_account,
                     symbol=position.market,
@@ -415,7 +427,7 @@ class FixService:
                 )
                 if row is not None:
                     await audit.record(
-                        conn,
+                        change.audit,
                         actor=actor,
                         action=plan.action,
                         target=f"position #{row.id}",
@@ -425,8 +437,8 @@ class FixService:
                         after=row.as_dict(),
                         confirmation_id=confirmation_id,
                     )
-        except asyncpg.PostgresError as exc:
-            raise Refused(f"the positions table refused the row: {type(exc).__name__}: {exc}") from None
+        except (asyncpg.PostgresError, DatabaseError) as exc:
+            raise Refused(f"the positions table refused the row: {type(exc).__name__}: {first_line(exc)}") from None
         if row is None:
             raise Refused(f"{plan.where} is already tracked in the DB")
         message = f"{plan.where} {decimal_text(plan.quantity)} adopted as position #{row.id}"
@@ -445,7 +457,7 @@ class FixService:
             return await self._settle_lost_order(plan, actor, confirmation_id, before, lost.reason)
         except VenueError as exc:
             raise Refused(f"the order was not accepted: {exc.reason}", before) from None
-        async with self.repository.pool.acquire() as conn:
+        async with self.audit_pool.acquire() as conn:
             await audit.record(
                 conn,
                 actor=actor,
@@ -466,7 +478,7 @@ class FixService:
         """The order's answer never came: audit ``unknown`` at once, then re-read the position to learn what
         happened, and record that."""
         target = _target(plan)
-        async with self.repository.pool.acquire() as conn:
+        async with self.audit_pool.acquire() as conn:
             entry = await audit.record(
                 conn,
                 actor=actor,
@@ -489,11 +501,11 @@ class FixService:
                 reason = f"{why}; the re-read shows {plan.where} " + (
                     "closed" if position is None else f"reduced to {decimal_text(remaining)}"
                 )
-                await audit.settle(self.repository.pool, entry, "done", reason)
+                await audit.settle(self.audit_pool, entry, "done", reason)
                 return FixOutcome(plan.action, target, FixStatus.DONE, f"{target} closed on the exchange ({reason})")
             if attempt == SETTLE_READS - 1:
                 reason = f"{why}; the re-read shows {plan.where} still open at {decimal_text(remaining)}: not executed"
-                await audit.settle(self.repository.pool, entry, "refused", reason)
+                await audit.settle(self.audit_pool, entry, "refused", reason)
                 return FixOutcome(plan.action, target, FixStatus.REFUSED, reason)
         reason = f"{why}; {plan.account} could not be re-read, so whether the order executed is unknown: check it"
         return FixOutcome(plan.action, target, FixStatus.UNKNOWN, reason)
@@ -517,15 +529,16 @@ class FixService:
             raise Refused(f"{target} no longer tracks {plan.where}; nothing changed")
         if rows[0].quantity != plan.row.quantity:
             raise changed("DB size", rows[0].quantity, plan.row.quantity, plan.row.id)
-        async with self.repository.pool.acquire() as conn, conn.transaction():
-            before = await self.repository.get(plan.row.id, conn)
-            after = None
-            if before is not None and before.quantity == plan.row.quantity:
-                after = await self.repository.set_quantity_if(conn, before, plan.exchange_quantity)
+        self._check_writable(plan.row.id)
+        before = await self.repository.get(plan.row.id)
+        if before is None or before.quantity != plan.row.quantity:
+            raise Refused(f"{target} changed meanwhile; nothing changed", before.as_dict() if before else None)
+        async with self.repository.change(self.audit_pool) as change:
+            after = await self.repository.set_quantity_if(change, before, plan.exchange_quantity)
             if after is None:
-                raise Refused(f"{target} changed meanwhile; nothing changed", before.as_dict() if before else None)
+                raise Refused(f"{target} changed meanwhile; nothing changed", before.as_dict())
             await audit.record(
-                conn,
+                change.audit,
                 actor=actor,
                 action=plan.action,
                 target=target,

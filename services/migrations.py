@@ -234,7 +234,9 @@ class MigrationReport:
 
 
 async def migrate(conn: asyncpg.Connection, positions: PositionsSettings) -> MigrationReport:
-    """Everything ``python main.py migrate`` does: reconbot's tables, then the positions table if absent."""
+    """Everything ``python main.py migrate`` does: reconbot's tables, then a positions table of reconbot's own
+    if none exists. A trading bot's table (a preset, or one in another database) is never created or altered."""
     applied = await apply_migrations(conn)
-    created = await ensure_positions_table(conn, positions)
+    owned = positions.preset is None and positions.url is None
+    created = await ensure_positions_table(conn, positions) if owned else False
     return MigrationReport(tuple(applied), created)

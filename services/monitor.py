@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.detector import DetectionRules, detect
 from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
-from services.positions import PositionsRepository
+from services.positions import PositionsStore
 from services.settings import ScanSettings
 from services.snapshot import AccountSnapshot, SnapshotReader
 from services.venues import Gateway
@@ -31,7 +31,7 @@ class Monitor:
         self,
         scan: ScanSettings,
         gateways: Mapping[str, Gateway],
-        repository: PositionsRepository,
+        repository: PositionsStore,
         *,
         clock: Clock = utc_now,
         sleep: Sleep | None = None,

@@ -16,7 +16,7 @@ from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
 from services.outbox import Destination, Outbox
-from services.positions import PositionsRepository
+from services.positions import PositionsStore, open_store
 from services.settings import Settings
 from services.venues import Gateway, MarketCache, gateway_for
 
@@ -29,6 +29,24 @@ def alert_destinations(settings: Settings) -> list[Destination]:
     if settings.alerts.email is not None:
         destinations += [Destination("email", address) for address in settings.alerts.email.recipients]
     return destinations
+
+
+def check_account_column(settings: Settings, store: PositionsStore) -> None:
+    """Rows can be told apart by exchange alone unless two accounts share one; then an account column is needed."""
+    if store.has_account_column:
+        return
+    by_venue: dict[str, list[str]] = {}
+    for account in settings.accounts:
+        by_venue.setdefault(account.db_exchange or "", []).append(account.name)
+    shared = {venue: names for venue, names in by_venue.items() if len(names) > 1}
+    if shared:
+        venue, names = next(iter(shared.items()))
+        configured = settings.positions.columns.account
+        lacking = f"has no column {configured}" if configured else "has no account column mapped"
+        raise DatabaseError(
+            f"accounts {', '.join(names)} share db_exchange {venue!r} but positions table {settings.positions.table} "
+            f"{lacking}, so their rows cannot be told apart; map positions.columns.account"
+        )
 
 
 class Runtime:
@@ -49,12 +67,12 @@ class Runtime:
         self._clock = clock
         self._require_schema = require_schema
         self.gateways: dict[str, Gateway] = {}
-        self._repository: PositionsRepository | None = None
+        self._repository: PositionsStore | None = None
         self._monitor: Monitor | None = None
         self._fixes: FixService | None = None
 
     @property
-    def repository(self) -> PositionsRepository:
+    def repository(self) -> PositionsStore:
         assert self._repository is not None, "runtime not started"
         return self._repository
 
@@ -71,11 +89,14 @@ class Runtime:
     async def start(self) -> Runtime:
         await self.database.start()
         try:
-            self._repository = PositionsRepository(self.database.pool, self.settings.positions)
             if self._require_schema:
                 await self.check_schema()
+            self._repository = await open_store(self.settings, self.database.pool)
             await self._repository.inspect()
+            check_account_column(self.settings, self._repository)
         except BaseException:
+            if self._repository is not None:
+                await self._repository.close()
             await self.database.close()
             raise
         markets = MarketCache()
@@ -104,6 +125,8 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(gateway.close() for gateway in self.gateways.values()), return_exceptions=True)
+        if self._repository is not None:
+            await self._repository.close()
         await self.database.close()
 
     async def __aenter__(self) -> Runtime:

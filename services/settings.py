@@ -33,9 +33,10 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from services.positions_config import PositionsSettings, quote_identifier
+
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 ENV_PREFIX = "RECONBOT_"
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _yaml_path: ContextVar[Path | None] = ContextVar("reconbot_yaml_path", default=None)
@@ -51,12 +52,6 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_identifier(value: str, what: str) -> str:
-    if not IDENTIFIER.match(value):
-        raise ValueError(f"{what} {value!r} is not a plain SQL identifier (letters, digits, _ and $; at most 63)")
-    return value
 
 
 def http_url(value: str | None) -> str | None:
@@ -77,11 +72,6 @@ def http_url(value: str | None) -> str | None:
 BaseUrl = Annotated[str | None, AfterValidator(http_url)]
 
 
-def quote_identifier(name: str) -> str:
-    """Double-quote a validated identifier; validation already rules out quotes, so this cannot be escaped."""
-    return '"' + _check_identifier(name, "identifier") + '"'
-
-
 class DatabaseSettings(_Section):
     url: SecretStr | None = Field(default=None, description="PostgreSQL URL; absent: an embedded server under data_dir")
     data_dir: Path = Field(default=Path("var/pgdata"), description="embedded server's data, relative to the config")
@@ -93,59 +83,6 @@ class DatabaseSettings(_Section):
         if value is not None and not value.get_secret_value().startswith(("postgres://", "postgresql://")):
             raise ValueError("must start with postgresql:// or postgres://")
         return value
-
-
-class PositionColumns(_Section):
-    """Column names of the trading bot's positions table; optional ones may be null when a schema lacks them."""
-
-    id: str = Field(default="id", description="the row's primary key")
-    exchange: str = Field(default="exchange", description="the venue (matched to accounts[].db_exchange)")
-    account: str | None = Field(default="account", description="the account (accounts[].db_account); null: none")
-    symbol: str = Field(default="symbol", description="market id (BTCUSDT) or ccxt symbol (BTC/USDT:USDT)")
-    side: str = Field(default="side", description="long or short (see positions.values)")
-    quantity: str = Field(default="quantity", description="size in contracts")
-    entry_price: str | None = Field(default="entry_price", description="entry price; may be null")
-    status: str = Field(default="status", description="active or closed (see positions.values)")
-    opened_at: str | None = Field(default="opened_at", description="when the position was opened; may be null")
-    closed_at: str | None = Field(default="closed_at", description="set when reconbot closes a ghost; may be null")
-    exit_reason: str | None = Field(default="exit_reason", description="set when reconbot closes a ghost; may be null")
-    updated_at: str | None = Field(default="updated_at", description="last change of the row; may be null")
-
-    @model_validator(mode="after")
-    def _identifiers(self) -> PositionColumns:
-        for key, value in self.model_dump().items():
-            if value is not None:
-                _check_identifier(value, f"column {key}")
-        return self
-
-
-class PositionValues(_Section):
-    """The values the trading bot writes into the status and side columns."""
-
-    active: str = Field(default="active", min_length=1, description="status value of an open position")
-    closed: str = Field(default="closed", min_length=1, description="status value reconbot writes to close a ghost")
-    long: str = Field(default="long", min_length=1, description="side value of a long")
-    short: str = Field(default="short", min_length=1, description="side value of a short")
-
-
-class PositionsSettings(_Section):
-    table: str = Field(default="positions", description="table name, schema-qualified allowed (trading.positions)")
-    columns: PositionColumns = PositionColumns()
-    values: PositionValues = PositionValues()
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) > 2:
-            raise ValueError(f"{value!r}: use table or schema.table")
-        for part in parts:
-            _check_identifier(part, "table name part")
-        return value
-
-    @property
-    def qualified_table(self) -> str:
-        return ".".join(quote_identifier(part) for part in self.table.split("."))
 
 
 class AccountSettings(_Section):
@@ -395,8 +332,9 @@ class Settings(BaseSettings):
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for redaction of anything printed."""
         values = [s for a in self.accounts for s in a.secrets()]
-        if self.database.url is not None:
-            values.append(self.database.url.get_secret_value())
+        for url in (self.database.url, self.positions.url):
+            if url is not None:
+                values.append(url.get_secret_value())
         if self.telegram.token is not None:
             values.append(self.telegram.token.get_secret_value())
         if self.alerts.email is not None and self.alerts.email.password is not None:
@@ -488,3 +426,6 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_problems(exc, raw)) from None
     finally:
         _yaml_path.reset(token)
+
+
+__all__ = ["PositionsSettings", "quote_identifier"]

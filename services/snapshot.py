@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.model import AccountStatus, DbPosition, ExchangePosition
-from services.positions import PositionRow, PositionsRepository
+from services.model import AccountStatus, DbPosition, ExchangePosition, Side
+from services.positions import PositionRow, PositionsStore
 from services.settings import AccountSettings
 from services.venues import Gateway, VenueError
 
@@ -85,13 +85,34 @@ def row_problems(rows: Sequence[PositionRow]) -> str | None:
     return first if len(bad) == 1 else f"{first} (and {len(bad) - 1} more unreadable row(s))"
 
 
-def to_db_positions(rows: Sequence[PositionRow], gateway: Gateway) -> list[DbPosition]:
+def market_of(gateway: Gateway, store: PositionsStore | None, symbol: str) -> tuple[str, bool]:
+    """A DB symbol as the venue's market id, through the configured rewrites and the venue's markets."""
+    rewritten = store.settings.rewrite_symbol(symbol) if store is not None else symbol
+    return gateway.resolve_market(rewritten)
+
+
+def _side_for(row: PositionRow, market: str, exchange: Sequence[ExchangePosition]) -> Side:
+    """A row that keeps no side matches the position the venue holds on its market (by size when it holds both)."""
+    held = [p for p in exchange if p.market == market]
+    chosen = [p for p in held if p.quantity == row.quantity] or held
+    return chosen[0].side if chosen else Side.LONG
+
+
+def to_db_positions(
+    rows: Sequence[PositionRow],
+    gateway: Gateway,
+    store: PositionsStore | None = None,
+    exchange: Sequence[ExchangePosition] = (),
+) -> list[DbPosition]:
     """Resolve each readable row's symbol to the venue's market id; an unlisted symbol stays as written."""
     positions = []
     for row in rows:
-        if row.problem or row.side is None or row.quantity is None or row.symbol is None:
+        if row.problem or row.quantity is None or row.symbol is None:
             continue
-        market, listed = gateway.resolve_market(row.symbol)
+        if row.side is None and not row.any_side:
+            continue
+        market, listed = market_of(gateway, store, row.symbol)
+        side = row.side if row.side is not None else _side_for(row, market, exchange)
         positions.append(
             DbPosition(
                 id=row.id,
@@ -100,7 +121,7 @@ def to_db_positions(rows: Sequence[PositionRow], gateway: Gateway) -> list[DbPos
                 db_exchange=row.exchange or "",
                 symbol=row.symbol,
                 market=market if listed else row.symbol,
-                side=row.side,
+                side=side,
                 quantity=row.quantity,
                 entry_price=row.entry_price,
                 opened_at=row.opened_at,
@@ -114,7 +135,7 @@ def to_db_positions(rows: Sequence[PositionRow], gateway: Gateway) -> list[DbPos
 class SnapshotReader:
     """Reads all accounts' exchanges concurrently, and the DB once, at the same time."""
 
-    def __init__(self, gateways: Mapping[str, Gateway], repository: PositionsRepository):
+    def __init__(self, gateways: Mapping[str, Gateway], repository: PositionsStore):
         self.gateways = gateways
         self.repository = repository
         self._flights: dict[tuple[str, ...], asyncio.Future[dict[str, AccountSnapshot]]] = {}
@@ -145,7 +166,7 @@ class SnapshotReader:
         exchange_results, rows = await asyncio.gather(
             asyncio.gather(*(read_exchange(g) for g in gateways)), self.repository.active(db_exchanges)
         )
-        by_account_column = self.repository.settings.columns.account is not None
+        by_account_column = self.repository.has_account_column
         assigned = assign_rows(rows, [g.account for g in gateways], by_account_column)
         snapshots: dict[str, AccountSnapshot] = {}
         for gateway, (result, duration) in zip(gateways, exchange_results, strict=True):
@@ -158,7 +179,7 @@ class SnapshotReader:
             snapshots[gateway.name] = AccountSnapshot(
                 gateway.account,
                 exchange_positions=tuple(result),
-                db_positions=tuple(to_db_positions(assigned[gateway.name], gateway)),
+                db_positions=tuple(to_db_positions(assigned[gateway.name], gateway, self.repository, result)),
                 duration_s=duration,
             )
         return snapshots

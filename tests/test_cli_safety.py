@@ -251,7 +251,7 @@ async def test_a_mapped_column_that_does_not_exist_is_one_line(tmp_path, db, new
         assert (code, out) == (3, "")
         assert err.strip() == (
             "error: positions table positions lacks configured columns: quantity (qty); "
-            "map them under positions.columns (optional ones may be null)"
+            "map them under positions.columns"
         )
 
 

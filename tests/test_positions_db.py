@@ -116,10 +116,10 @@ async def test_a_trading_bots_own_schema_is_mapped(pool):
     await repository.inspect()
     [row] = await repository.active(["BYBIT"])
     assert (row.symbol, row.side, row.quantity, row.account) == ("BTC/USDT:USDT", Side.LONG, Decimal("0.25"), None)
-    async with pool.acquire() as conn:
-        closed = await repository.close_if_active(conn, row.id, "ignored: no exit_reason column")
+    async with repository.change(pool) as change:
+        closed = await repository.close_if_active(change, row.id, "ignored: no exit_reason column")
         assert closed is not None and closed.status == "DONE" and closed.closed_at is not None
-        assert await repository.close_if_active(conn, row.id, "again") is None
+        assert await repository.close_if_active(change, row.id, "again") is None
     assert await repository.get("not-a-uuid") is None
 
 
@@ -133,8 +133,8 @@ async def test_missing_table_and_columns_are_named(pool):
     with pytest.raises(DatabaseError) as caught:
         await PositionsRepository(pool, PositionsSettings()).inspect()
     assert str(caught.value).startswith(
-        "positions table positions lacks configured columns: account (account), side (side), quantity (quantity)"
-    )
+        "positions table positions lacks configured columns: side (side), quantity (quantity), status (status)"
+    ), "optional columns (account) are simply not mapped"
 
 
 async def test_guarded_close_changes_a_row_once(pool):
@@ -144,8 +144,10 @@ async def test_guarded_close_changes_a_row_once(pool):
             "INSERT INTO positions (exchange, symbol, side, quantity)"
             " VALUES ('binance', 'BTCUSDT', 'long', 1) RETURNING id"
         )
-        first = await repository.close_if_active(conn, str(pid), "reason")
-        second = await repository.close_if_active(conn, str(pid), "other reason")
+    async with repository.change(pool) as change:
+        first = await repository.close_if_active(change, str(pid), "reason")
+        second = await repository.close_if_active(change, str(pid), "other reason")
+    async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT status, exit_reason, closed_at FROM positions WHERE id = $1", pid)
     assert first is not None and first.exit_reason == "reason"
     assert second is None

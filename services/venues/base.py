@@ -85,6 +85,7 @@ class Gateway(ABC):
 
     exchange_id: ClassVar[str]
     default_db_exchange: ClassVar[str]
+    owns_client = True  # False when a program embedding reconbot lent its own client
 
     def __init__(
         self, account: AccountSettings, client: ccxt.Exchange | None = None, markets: MarketCache | None = None
@@ -258,4 +259,5 @@ class Gateway(ABC):
         )
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.owns_client:
+            await self.client.close()

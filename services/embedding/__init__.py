@@ -1,0 +1,217 @@
+"""The two classes a trading bot embeds, with the interface of the system reconbot implements, so a bot that
+used them keeps its glue:
+
+    monitor = OrphanedPositionMonitor(repository=repository, exchange_managers=exchange_managers,
+                                      position_manager=position_manager, alert_callback=on_alert)
+    await monitor.start()                   # scans every 5 minutes in the background
+    orphans = await monitor.manual_scan()   # {exchange name: [orphan dict, ...]}
+
+``repository`` and ``exchange_managers`` may be the bot's own objects (see ``sources``). Both classes run the same
+confirmed check as the CLI and the bot. ``alert_callback(alert_type, exchange, symbol, details)`` may be a plain
+function or a coroutine function; it is called once per new finding, not again while the same drift persists.
+Like the seed, ``PositionReconciliation`` marks a confirmed ghost closed through the repository it was given
+(at most ``auto_fix_max_per_run`` at once, each once); a size mismatch is only reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from services import audit
+from services.embedding.dicts import finding_dict
+from services.embedding.sources import BotRepository, gateways_for
+from services.model import ORPHANS_ONLY, RECONCILIATION, CheckResult, Finding, FindingKind
+from services.monitor import Monitor
+from services.positions import PositionsStore, PostgresPositions
+from services.settings import ScanSettings
+
+GHOST_EXIT_REASON = "reconciliation: position not found on exchange"
+AUTO_FIX_ACTOR = "reconbot (embedded auto-fix)"
+
+log = logging.getLogger(__name__)
+
+AlertCallback = Callable[[str, str, str, dict[str, Any]], Awaitable[None] | None]
+
+ALERT_ORPHAN = "orphaned_position"
+ALERT_MISMATCH = "reconciliation_mismatch"
+
+
+class _PeriodicCheck:
+    """A background loop around one kind of check, with the seed's start/stop lifecycle."""
+
+    alert_type: str
+    kinds: frozenset[FindingKind]
+    default_interval_s: float
+
+    def __init__(
+        self,
+        repository: Any,
+        exchange_managers: Mapping[str, Any],
+        position_manager: Any = None,
+        alert_callback: AlertCallback | None = None,
+        *,
+        scan: ScanSettings | None = None,
+        interval_s: float | None = None,
+    ):
+        self.repository = repository
+        self.exchange_managers = exchange_managers
+        self.position_manager = position_manager  # kept for the seed's signature; reconbot changes no positions here
+        self.alert_callback = alert_callback
+        self.interval_s = interval_s if interval_s is not None else self.default_interval_s
+        self.scan = scan or ScanSettings()
+        self.store: PositionsStore = repository if isinstance(repository, PositionsStore) else BotRepository(repository)
+        self.gateways = gateways_for(exchange_managers)
+        self.monitor = Monitor(self.scan, self.gateways, self.store)
+        self._task: asyncio.Task[None] | None = None
+        self._alerted: set[str] = set()
+        self.last_result: CheckResult | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Begin checking every ``interval_s`` seconds, the first check at once, in the background; idempotent."""
+        if not self.running:
+            self._task = asyncio.create_task(self._loop(), name=type(self).__name__)
+
+    def stop(self) -> asyncio.Future[None]:
+        """Stop checking. Works as the seed's plain ``stop()`` and as ``await stop()`` (which waits for the end)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return asyncio.ensure_future(_finished(task))
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: check failed; trying again in %ss", type(self).__name__, self.interval_s)
+            await asyncio.sleep(self.interval_s)
+
+    async def _run_once(self) -> dict[str, list[dict[str, Any]]]:
+        result = await self.monitor.check(self.kinds)
+        self.last_result = result
+        detected_at = result.finished_at or datetime.now(UTC)
+        # An account that could not be read is left out, never reported as an empty list.
+        grouped: dict[str, list[dict[str, Any]]] = {a.account: [] for a in result.accounts if a.checked}
+        current: set[str] = set()
+        new: list[Finding] = []
+        for finding in result.findings:
+            details = finding_dict(finding, detected_at)
+            grouped[finding.key.account].append(details)
+            current.add(finding.fingerprint)
+            if finding.fingerprint not in self._alerted:
+                new.append(finding)
+                await self._alert(finding.key.account, finding.key.market, details)
+        checked = {a.account for a in result.accounts if a.checked}
+        self._alerted = {fp for fp in self._alerted if fp.split("|", 1)[0] not in checked} | current
+        await self._after(result, new)
+        return grouped
+
+    async def _after(self, result: CheckResult, new: list[Finding]) -> None:
+        """What a kind of check does with what it found, beyond telling."""
+
+    async def _alert(self, account: str, symbol: str, details: dict[str, Any]) -> None:
+        if self.alert_callback is None:
+            return
+        try:
+            outcome = self.alert_callback(self.alert_type, account, symbol, details)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            log.exception("alert callback failed for %s %s", account, symbol)
+
+
+async def _finished(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class OrphanedPositionMonitor(_PeriodicCheck):
+    """Finds positions open on an exchange that the DB does not track."""
+
+    alert_type = ALERT_ORPHAN
+    kinds = ORPHANS_ONLY
+    default_interval_s = 300.0
+
+    async def manual_scan(self) -> dict[str, list[dict[str, Any]]]:
+        """Scan now; ``{exchange name: [orphan dict]}``. Unchecked accounts are absent: see ``last_result``."""
+        return await self._run_once()
+
+
+class PositionReconciliation(_PeriodicCheck):
+    """Finds DB positions the exchange no longer has, and sizes that disagree; closes confirmed ghosts."""
+
+    alert_type = ALERT_MISMATCH
+    kinds = RECONCILIATION
+    default_interval_s = 600.0
+
+    def __init__(self, *args: Any, auto_fix: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.auto_fix = auto_fix
+        self._closed: set[str] = set()
+
+    async def manual_reconcile(self) -> dict[str, list[dict[str, Any]]]:
+        """Reconcile now; ``{exchange name: [dict]}`` with ``type`` ``missing_on_exchange``,
+        ``quantity_mismatch`` or ``unknown_symbol``; unchecked accounts absent."""
+        return await self._run_once()
+
+    async def _after(self, result: CheckResult, new: list[Finding]) -> None:
+        """Close confirmed ghosts through the repository it was given, each once; more at once than the auto-fix
+        limit looks systemic (a wrong mapping, a partial answer), so then none is closed."""
+        if not self.auto_fix:
+            return
+        rows = [
+            row
+            for finding in result.of_kind(FindingKind.GHOST)
+            for row in finding.db_positions
+            if row.id not in self._closed and not row.id.startswith("?")
+        ]
+        if not rows:
+            return
+        if len(rows) > self.scan.auto_fix_max_per_run:
+            log.warning("%d ghosts confirmed at once, more than the auto-fix limit; none closed", len(rows))
+            return
+        closed_at = result.finished_at or datetime.now(UTC)
+        for row in rows:
+            try:
+                await self._close(row.id, closed_at)
+            except Exception:
+                log.exception("could not mark ghost position #%s closed", row.id)
+                continue
+            self._closed.add(row.id)
+            log.info("marked ghost position #%s closed (%s)", row.id, GHOST_EXIT_REASON)
+
+    async def _close(self, row_id: str, closed_at: datetime) -> None:
+        if isinstance(self.store, BotRepository):
+            await self.store.mark_closed(row_id, GHOST_EXIT_REASON, closed_at)
+            return
+        audit_pool = self.store.pool if isinstance(self.store, PostgresPositions) else None
+        if audit_pool is None:
+            raise RuntimeError("no database to audit the change in")
+        async with self.store.change(audit_pool) as change:
+            after = await self.store.close_if_active(change, row_id, GHOST_EXIT_REASON, closed_at=closed_at)
+            if after is not None and await change.audit.fetchval("SELECT to_regclass('reconbot.audit_log')"):
+                await audit.record(
+                    change.audit,
+                    actor=AUTO_FIX_ACTOR,
+                    action="close_ghost",
+                    target=f"position #{row_id}",
+                    outcome="done",
+                    reason=GHOST_EXIT_REASON,
+                    after=after.as_dict(),
+                )
+
+
+__all__ = ["ALERT_MISMATCH", "ALERT_ORPHAN", "OrphanedPositionMonitor", "PositionReconciliation"]

@@ -1,0 +1,81 @@
+"""Findings as the dicts the seed's classes returned and passed to ``alert_callback``: its keys, its type names
+(``missing_on_exchange``, ``quantity_mismatch``) and numbers that compare equal to its floats, each also
+carrying the exact decimal reconbot read (``.exact``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.model import Finding, FindingKind
+
+SEED_TYPES = {
+    FindingKind.ORPHAN: "orphaned_position",
+    FindingKind.GHOST: "missing_on_exchange",
+    FindingKind.QUANTITY_MISMATCH: "quantity_mismatch",
+    FindingKind.UNKNOWN_SYMBOL: "unknown_symbol",
+}
+
+
+class SeedNumber(float):
+    """A float, as the seed returned it, that keeps the exact decimal it came from."""
+
+    exact: Decimal
+
+    def __new__(cls, value: Decimal) -> SeedNumber:
+        number = super().__new__(cls, value)
+        number.exact = value
+        return number
+
+
+def number(value: Decimal | None) -> SeedNumber | None:
+    return None if value is None else SeedNumber(value)
+
+
+def finding_dict(finding: Finding, detected_at: datetime) -> dict[str, Any]:
+    """One finding with the seed's keys for its kind, plus reconbot's (account, side, stop-loss, ids)."""
+    position = finding.exchange_position
+    rows = finding.db_positions
+    details: dict[str, Any] = {
+        "type": SEED_TYPES[finding.kind],
+        "kind": finding.kind.value,
+        "account": finding.key.account,
+        "exchange": finding.key.account,
+        "venue": finding.exchange,
+        "symbol": finding.key.market,
+        "side": finding.key.side.value,
+        "contracts": number(finding.exchange_quantity),
+        "exchange_quantity": number(finding.exchange_quantity),
+        "db_quantity": number(finding.db_quantity),
+        "difference": number(finding.difference),
+        "db_position_id": _id(rows[0].id) if rows else None,
+        "db_position_ids": [_id(row.id) for row in rows],
+        "detected_at": detected_at,
+    }
+    if position is not None:
+        details.update(
+            raw_symbol=position.symbol,
+            entry_price=number(position.entry_price),
+            mark_price=number(position.mark_price),
+            unrealized_pnl=number(position.unrealized_pnl),
+            leverage=number(position.leverage),
+            stop_loss=number(position.stop_loss),
+            has_stop_loss=position.stop_loss is not None,
+        )
+    elif rows:
+        details["entry_price"] = number(rows[0].entry_price)
+    if finding.kind is FindingKind.GHOST:
+        details["db_position"] = {
+            "id": _id(rows[0].id),
+            "symbol": rows[0].symbol,
+            "quantity": number(rows[0].quantity),
+            "side": rows[0].side.value,
+        }
+        details["exchange_position"] = None
+    return details
+
+
+def _id(value: str) -> Any:
+    """Ids as the bot's repository gave them (integers stay integers)."""
+    return int(value) if value.isdigit() else value
