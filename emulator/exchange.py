@@ -22,8 +22,8 @@ In-process use::
     client = create_client(acct.exchange_id, api_key="k1", secret="s1", api_base_url=acct.base_url)
     ...
     acct.requests, acct.request_count("positions"), acct.weight_used(), emu.weight_used("binance")
-    acct.close_position("ETHUSDT", "short", cause="liquidation", at_ms=int(time.time() * 1000) - 3 * 3600_000)
-    acct.orders, acct.positions, acct.protective_orders, acct.fills, acct.history("BTCUSDT", cause="liquidation")
+    acct.close_position("BTCUSDT", "long", cause="stop_loss", at_ms=int(time.time() * 1000) - 3 * 3600_000)
+    acct.orders, acct.positions, acct.protective_orders, acct.fills, acct.history("BTCUSDT", cause="stop_loss")
     await emu.stop()
 
 ``acct.page_size`` (default and maximum 200) caps Bybit ``/v5/position/list`` pages and
