@@ -130,6 +130,8 @@ async def _account_resource(
             return json_response({"ok": True})
     elif resource == "orders" and method == "GET":
         return json_response([o.to_dict() for o in account.orders])
+    elif resource in ("fills", "close", "trigger"):
+        return await _history(account, request, resource)
     elif resource == "protective-orders":
         return await _protective(account, request, item)
     elif resource == "position-stops" and method == "POST":
@@ -165,13 +167,45 @@ async def _protective(account: EmulatedAccount, request: web.Request, item: str 
     return json_response({"error": "method not allowed"}, status=405)
 
 
+async def _history(account: EmulatedAccount, request: web.Request, resource: str) -> web.Response:
+    """Trade history: list fills, close a position with a cause, trigger a protective order."""
+    method = request.method
+    if resource == "fills" and method == "GET":
+        symbol, cause = request.query.get("symbol") or None, request.query.get("cause") or None
+        return json_response([f.to_dict() for f in account.history(symbol, cause=cause)])
+    if resource == "close" and method == "POST":
+        body = dict(_object(await _body(request), {"symbol", "side", "cause", "price", "qty", "at_ms"}, "close"))
+        missing = {"symbol", "side", "cause"} - set(body)
+        if missing:
+            raise ValueError(f"a close needs {', '.join(sorted(missing))}")
+        _check_at_ms(body)
+        fills = account.close_position(body.pop("symbol"), body.pop("side"), **body)
+        return json_response({"ok": True, "fills": [f.to_dict() for f in fills]})
+    if resource == "trigger" and method == "POST":
+        body = dict(_object(await _body(request), {"order_id", "price", "qty", "at_ms"}, "trigger"))
+        if "order_id" not in body:
+            raise ValueError("a trigger needs order_id")
+        _check_at_ms(body)
+        fills = account.trigger_protective_order(str(body.pop("order_id")), **body)
+        return json_response({"ok": True, "fills": [f.to_dict() for f in fills]})
+    return json_response({"error": "method not allowed"}, status=405)
+
+
+def _check_at_ms(body: Mapping[str, Any]) -> None:
+    at_ms = body.get("at_ms")
+    if at_ms is not None and (isinstance(at_ms, bool) or not isinstance(at_ms, int)):
+        raise ValueError("at_ms must be an integer (epoch milliseconds)")
+
+
 def _settings(account: EmulatedAccount, body: Any) -> web.Response:
-    body = _object(body, {"hedge_mode", "page_size", "instruments_page_size"}, "settings")
+    body = _object(body, {"hedge_mode", "page_size", "instruments_page_size", "fee_rate"}, "settings")
     for key in ("page_size", "instruments_page_size"):
         if key in body and (not isinstance(body[key], int) or body[key] < 1):
             raise ValueError(f"{key} must be a positive integer")
     if "hedge_mode" in body:
         account.hedge_mode = bool(body["hedge_mode"])
+    if "fee_rate" in body:
+        account.fee_rate = body["fee_rate"]
     for key in ("page_size", "instruments_page_size"):
         if key in body:
             setattr(account, key, body[key])
@@ -181,5 +215,6 @@ def _settings(account: EmulatedAccount, body: Any) -> web.Response:
             "hedge_mode": account.hedge_mode,
             "page_size": account.page_size,
             "instruments_page_size": account.instruments_page_size,
+            "fee_rate": str(account.fee_rate),
         }
     )

@@ -22,7 +22,8 @@ In-process use::
     client = create_client(acct.exchange_id, api_key="k1", secret="s1", api_base_url=acct.base_url)
     ...
     acct.requests, acct.request_count("positions"), acct.weight_used(), emu.weight_used("binance")
-    acct.orders, acct.positions, acct.protective_orders
+    acct.close_position("BTCUSDT", "long", cause="stop_loss", at_ms=int(time.time() * 1000) - 3 * 3600_000)
+    acct.orders, acct.positions, acct.protective_orders, acct.fills, acct.history("BTCUSDT", cause="stop_loss")
     await emu.stop()
 
 ``acct.page_size`` (default and maximum 200) caps Bybit ``/v5/position/list`` pages and
@@ -40,8 +41,10 @@ Binance USDⓈ-M (``venue="binance"``)::
     POST   /fapi/v1/order [0] (MARKET only; conditional types: -4120, use the Algo Service)
     DELETE /fapi/v1/order [1] (classic conditional orders), /fapi/v1/algoOrder [1] (algo orders)
     GET    /fapi/v1/openOrders [1 with symbol, 40 without] (classic conditional orders),
-           /fapi/v1/openAlgoOrders [1 / 40] (Algo Service conditional orders), /fapi/v1/userTrades [5]
-           (fills), /fapi/v1/forceOrders [20 / 50] (always empty)                    (signed, group "orders")
+           /fapi/v1/openAlgoOrders [1 / 40] (Algo Service conditional orders)       (signed, group "orders")
+    GET    /fapi/v1/userTrades [5] (fills), /fapi/v1/forceOrders [20 with symbol, 50 without] (liquidation and
+           ADL orders), /fapi/v1/order [1], /fapi/v1/allOrders [5] (filled orders and classic conditional
+           ones), /fapi/v1/algoOrder [1], /fapi/v1/allAlgoOrders [5]                (signed, group "history")
     GET    /fapi/v2/balance, /fapi/v3/balance, /fapi/v2/account, /fapi/v3/account [5]  (signed, group "account")
 
 Bybit v5 (``venue="bybit"``), every request weighing 1::
@@ -52,6 +55,8 @@ Bybit v5 (``venue="bybit"``), every request weighing 1::
     POST /v5/order/create (Market only), /v5/order/cancel;  GET /v5/order/realtime (conditional orders:
          ``orderFilter`` Order | StopOrder | tpslOrder | ..., absent = all; ``openOnly`` 0 | 1)
                                                                                 (signed, group "orders")
+    GET  /v5/execution/list, /v5/position/closed-pnl (``limit`` 1..100, default 50; ``cursor``)
+                                                                                (signed, group "history")
     GET  /v5/account/wallet-balance, /v5/account/info, /v5/user/query-api       (signed, group "account")
 
 Signed requests are checked against the account's key and secret the way the venues do: Binance HMAC-SHA256
@@ -85,6 +90,44 @@ TAKE_PROFIT_MARKET algo orders on the mark price (no trailing). ``set_position(.
 same for the stop-loss; ``Position.stop_loss`` mirrors the attached stop-loss. ``set_position`` accepts
 ``entry_price=0`` on Binance, which reports ``entryPrice`` "0.0" for some non-empty positions.
 
+Trade history
+-------------
+Every fill is recorded venue-neutrally (:class:`Fill`: trade id, order id, client order id, symbol, side,
+qty, price, realized PnL, fee, time, position side / hedge leg, closed size, entry price, remaining size, the
+conditional order that triggered, and a ``cause`` from :data:`CAUSES`): market orders placed through the API
+("order"), and what the venue does itself::
+
+    acct.close_position(symbol, side, *, cause, price=None, qty=None, at_ms=None) -> list[Fill]
+        # cause: manual | stop_loss | take_profit | trailing_stop | liquidation | adl | settlement | delivery
+    acct.trigger_protective_order(order_id, *, price=None, qty=None, at_ms=None) -> list[Fill]
+    acct.fills, acct.history(symbol=None, *, cause=None, since_ms=None, until_ms=None), acct.fee_rate
+
+``close_position`` reduces (``qty``) or removes the position at ``price`` (default: mark price; liquidation:
+the bankruptcy price entry * (1 -/+ 1/leverage)) at ``at_ms`` (default now; a past time places the fill in
+the past). "manual" is a close made by a person in the venue's app; stop_loss / take_profit / trailing_stop
+trigger the open reduce-only conditional order of that kind protecting the position (the position-attached
+one first; ValueError when there is none), exactly as ``trigger_protective_order`` does for a given order
+(fills at its limit or trigger price; the order leaves the open orders as "triggered"). Realized PnL, less
+``fee_rate`` x notional (default 0), goes to the balance. How each venue prints each cause:
+
+* Binance: ``userTrades`` rows (``realizedPnl``, ``commission``); the order behind them in ``order`` /
+  ``allOrders``: API orders MARKET with the bot's ``clientOrderId``, manual ones ``web_...``; classic
+  conditional orders FILLED under their own id with ``origType`` STOP_MARKET / TAKE_PROFIT_MARKET /
+  TRAILING_STOP_MARKET; Algo Service orders place a new order (``clientOrderId`` = ``clientAlgoId``) and turn
+  ``algoStatus`` FINISHED with ``actualOrderId``; liquidation LIMIT IOC ``autoclose-<ms><seq>`` and ADL LIMIT
+  GTC ``adl_autoclose`` (both also in ``forceOrders``), settlement / delivery ``settlement_autoclose-...``.
+* Bybit: ``execution/list`` ``execType`` / ``createType`` / ``stopOrderType``: Trade / CreateByUser (API),
+  Trade / CreateByClosing (manual), Trade / CreateByStopLoss | CreateByTakeProfit | CreateByTrailingStop | ...
+  / StopLoss | TakeProfit | TrailingStop | ... (the conditional order's own ids), BustTrade /
+  CreateByTakeOver_PassThrough (whole position liquidated; part of it: Trade / CreateByLiq), AdlTrade /
+  CreateByAdl_PassThrough, Delivery / CreateBySettle, Settle / CreateBySettle; ``closed-pnl`` one record per
+  closing order (its documented execType values only: ADL shows as Trade, delivery as Settle).
+
+History endpoints take each venue's time rules: without times the last 7 days, at most 7 days between
+``startTime`` and ``endTime`` (Binance -1127, Bybit retCode 10001), start after end (-1023 / 10001), Binance
+``fromId`` not with times (-1128). Details per venue: ``emulator/venues/binance_history.py`` and
+``emulator/venues/bybit_history.py``.
+
 Faults, tampering, weights and IP limits
 ----------------------------------------
 Faults (``account.fail(kind, endpoint=..., times=...)``), by kind:
@@ -97,7 +140,8 @@ Faults (``account.fail(kind, endpoint=..., times=...)``), by kind:
 * ``garbage_json``: HTTP 200, ``application/json``, truncated JSON.
 * ``no_success_marker``: Binance ``{"data": []}``; Bybit a body without ``retCode``.
 
-Endpoint groups: ``positions``, ``markets``, ``orders`` (every order endpoint above), ``account``, ``any``.
+Endpoint groups: ``positions``, ``markets``, ``orders`` (every order endpoint above), ``history`` (the trade
+history endpoints above), ``account``, ``any``.
 
 Tampering (``account.tamper(path, transform, *, times=None, method=None)``, ``account.clear_tampering()``):
 on a *successful* answer of venue ``path`` (e.g. ``"/fapi/v3/positionRisk"``, ``"/v5/position/list"``),
@@ -146,8 +190,13 @@ Control API (JSON, for out-of-process use)
     GET    /_emulator/{account}/requests[?endpoint=G]  -> {"count", "weight", "requests": [{"method",
                                                         "path", "params", "timestamp", "endpoint", "weight"}]}
     DELETE /_emulator/{account}/requests           forget recorded requests
-    GET    /_emulator/{account}/orders             -> [filled order]
-    POST   /_emulator/{account}/settings           body {"hedge_mode"?, "page_size"?, "instruments_page_size"?}
+    GET    /_emulator/{account}/orders             -> [filled order]  (orders placed through the API)
+    GET    /_emulator/{account}/fills[?symbol=S&cause=C]  -> [fill]  (Fill.to_dict(), oldest first)
+    POST   /_emulator/{account}/close              body {"symbol", "side", "cause", "price"?, "qty"?, "at_ms"?}
+                                                   -> {"ok", "fills": [fill]}
+    POST   /_emulator/{account}/trigger            body {"order_id", "price"?, "qty"?, "at_ms"?} -> {"ok", "fills"}
+    POST   /_emulator/{account}/settings           body {"hedge_mode"?, "page_size"?, "instruments_page_size"?,
+                                                   "fee_rate"?}
 
 A position is ``{"symbol", "side": "long"|"short", "size", "entry_price"?, "mark_price"?, "leverage"?,
 "stop_loss"?, "opened_ms"?}`` with decimals as strings or numbers; a protective order is
@@ -160,7 +209,8 @@ Command line::
 
 prints the base URL of every account and serves until interrupted. A scenario (YAML or JSON) is
 ``{"accounts": [{"name", "venue", "api_key", "secret", "hedge_mode", "page_size"?, "positions": [...],
-"protective_orders"?: [{"symbol", "side", "type", ...}], "faults": [{"kind", "endpoint", "times"}]}],
+"protective_orders"?: [{"symbol", "side", "type", ...}], "fee_rate"?, "closes"?: [{"symbol", "side", "cause",
+"price"?, "qty"?, "at_ms"?}], "faults": [{"kind", "endpoint", "times"}]}],
 "timeout_delay_s"?, "ip_limits"?: true | {venue: limit}, "markets"?: [{"venue", "id", ...}],
 "synthetic_markets"?: {"binance": N, "bybit": N}}``.
 """
@@ -177,6 +227,8 @@ from pathlib import Path
 from emulator.scenario import read_scenario
 from emulator.server import CONTROL_PREFIX, VENUES, ExchangeEmulator
 from emulator.state import (
+    CAUSES,
+    CLOSE_CAUSES,
     ENDPOINT_GROUPS,
     FAULT_KINDS,
     PROTECTIVE_TYPES,
@@ -184,6 +236,7 @@ from emulator.state import (
     EmulatedAccount,
     EmulatedOrder,
     Fault,
+    Fill,
     MarketSpec,
     Position,
     ProtectiveOrder,
@@ -191,6 +244,8 @@ from emulator.state import (
 )
 
 __all__ = [
+    "CAUSES",
+    "CLOSE_CAUSES",
     "ENDPOINT_GROUPS",
     "FAULT_KINDS",
     "PROTECTIVE_TYPES",
@@ -200,6 +255,7 @@ __all__ = [
     "EmulatedOrder",
     "ExchangeEmulator",
     "Fault",
+    "Fill",
     "MarketSpec",
     "Position",
     "ProtectiveOrder",

@@ -23,6 +23,8 @@ _ACCOUNT_KEYS = {
     "page_size",
     "instruments_page_size",
     "balances",
+    "fee_rate",
+    "closes",
 }
 
 
@@ -78,6 +80,11 @@ def build_emulator(
             spec = dict(require(order, ("symbol", "side", "type"), "protective order"))
             spec.setdefault("trigger_price", None)
             account.place_protective_order(spec.pop("symbol"), spec.pop("side"), spec.pop("type"), **spec)
+        if entry.get("fee_rate") is not None:
+            account.fee_rate = entry["fee_rate"]
+        for close in entry.get("closes") or []:
+            spec = dict(require(close, ("symbol", "side", "cause"), "close"))
+            account.close_position(spec.pop("symbol"), spec.pop("side"), **spec)
         for fault in entry.get("faults") or []:
             require(fault, ("kind",), "fault")
             account.fail(fault["kind"], endpoint=fault.get("endpoint", "any"), times=fault.get("times"))

@@ -410,7 +410,7 @@ async def test_fault_validation(emu: ExchangeEmulator) -> None:
         "garbage_json",
         "no_success_marker",
     }
-    assert set(ENDPOINT_GROUPS) == {"positions", "markets", "orders", "account", "any"}
+    assert set(ENDPOINT_GROUPS) == {"positions", "markets", "orders", "history", "account", "any"}
 
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from emulator.state.common import ZERO, dec, now_ms, opt_dec
+from emulator.state.history import HistoryMixin
 from emulator.state.markets import MarketSpec
 from emulator.state.orders import POSITION_STOP_KINDS, ProtectiveBook, ProtectiveOrder, check_protective
 from emulator.state.records import (
@@ -51,8 +52,11 @@ class VenueRules(Protocol):
     def position_stop(self, kind: str, value: Decimal, position: Position, mark: Decimal) -> dict[str, Any]: ...
 
 
-class EmulatedAccount:
-    """One venue account: positions, balances, orders, faults, tampering and the log of requests it received."""
+class EmulatedAccount(HistoryMixin):
+    """One venue account: positions, balances, orders, faults, tampering and the log of requests it received.
+
+    Its trade history (fills and their causes, forced closes) comes from :class:`HistoryMixin`.
+    """
 
     def __init__(
         self, emulator: ExchangeEmulator, name: str, venue: str, api_key: str, secret: str, hedge_mode: bool
@@ -434,6 +438,7 @@ class EmulatedAccount:
         ``position_side`` is the hedge-mode leg ("long"/"short"); None means one-way mode.
         """
         now = now_ms()
+        before = dict(self._positions)
         buy = side == "buy"
         if position_side is None:
             held = self.held(market.id)
@@ -477,6 +482,7 @@ class EmulatedAccount:
         oid = order_id or str(self.next_order_id())
         order = EmulatedOrder(oid, client_order_id, market.id, side, executed, price, reduce_only, held_side, now)
         self._orders.append(order)
+        self._record_api_fill(market, order, before)
         return order, executed
 
     def _price_for(self, market: MarketSpec, side: str) -> Decimal:

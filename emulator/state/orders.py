@@ -51,7 +51,7 @@ class ProtectiveOrder:
     stop_order_type: str | None = None
     trigger_by: str = "last"  # "last" | "mark" | "index"
     attached: bool = False
-    status: str = "open"  # "open" | "cancelled"
+    status: str = "open"  # "open" | "cancelled" | "triggered"
     created_ms: int = 0
     updated_ms: int = 0
 
@@ -134,7 +134,7 @@ def check_protective(order: ProtectiveOrder, *, hedge_mode: bool) -> ProtectiveO
 
 
 class ProtectiveBook:
-    """One account's open protective orders plus the most recent closed (cancelled) ones."""
+    """One account's open protective orders plus the most recent closed (cancelled or triggered) ones."""
 
     def __init__(self) -> None:
         self._open: dict[str, ProtectiveOrder] = {}
@@ -163,12 +163,13 @@ class ProtectiveBook:
             return None
         return next((o for o in self._open.values() if o.client_order_id == client_order_id), None)
 
-    def cancel(self, order_id: str, now: int) -> ProtectiveOrder:
+    def cancel(self, order_id: str, now: int, status: str = "cancelled", **changes: Any) -> ProtectiveOrder:
+        """Close an open order as ``status`` ("cancelled", or "triggered" when it fired), with ``changes``."""
         try:
             order = self._open.pop(order_id)
         except KeyError:
             raise KeyError(f"no open protective order {order_id!r}") from None
-        closed = dataclasses.replace(order, status="cancelled", updated_ms=now)
+        closed = dataclasses.replace(order, status=status, updated_ms=now, **changes)
         self._closed.append(closed)
         return closed
 

@@ -2,8 +2,9 @@
 
 A venue module subclasses :class:`VenueApi`: it declares its routes (with endpoint group and request weight),
 checks signatures, prints state in the venue's JSON and error envelopes, answers faults and IP-limit
-refusals the way the venue does, and tells accounts which protective orders the venue can hold. The server
-(``emulator/server.py``) does the rest: recording, weights, faults, tampering, dispatch.
+refusals the way the venue does, tells accounts which protective orders the venue can hold and which ids the
+fills it makes itself get (liquidations, triggered orders...). The server (``emulator/server.py``) does the
+rest: recording, weights, faults, tampering, dispatch.
 """
 
 from __future__ import annotations
@@ -187,4 +188,17 @@ class VenueApi:
 
     def position_stop(self, kind: str, value: Decimal, position: Position, mark: Decimal) -> dict[str, Any]:
         """Fields of the order a position-attached ``kind`` (stop_loss, take_profit, trailing_stop) becomes."""
+        raise NotImplementedError
+
+    # history rules (emulator.state.history.HistoryRules) ---------------------------------------------------
+
+    def trade_id(self, account: EmulatedAccount, number: int) -> str:
+        """The id the venue gives the account's ``number``-th fill."""
+        raise NotImplementedError
+
+    def history_ids(
+        self, account: EmulatedAccount, *, cause: str, trigger: ProtectiveOrder | None, at_ms: int
+    ) -> tuple[str, str]:
+        """(order id, client order id) of the order behind a fill the venue made itself (a liquidation, ADL,
+        settlement, a close in the venue's app, or the order a triggered conditional order became)."""
         raise NotImplementedError

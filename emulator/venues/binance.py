@@ -5,11 +5,12 @@ of query string + body in ``signature``, the key in ``X-MBX-APIKEY``, ``timestam
 
 Request weights (``Route.weight``) and limits follow developers.binance.com, USDⓈ-M Futures REST API pages
 "Position Information V3", "Current All Open Orders", "Current All Algo Open Orders", "Cancel Order",
-"Cancel Algo Order", "New Order", "Exchange Information", "Notional and Leverage Brackets", "Account Trade
-List", "User's Force Orders", "Futures Account Balance V3", "Account Information V3", "Get Current Position
-Mode", and General Info "Limits" (2400 weight per IP per minute, 429 then 418 with ``Retry-After``).
-Conditional orders live in the classic order book (``/fapi/v1/openOrders``) or, since Binance moved them
-there, in the Algo Service (``/fapi/v1/openAlgoOrders``, "New Algo Order" page); both are served.
+"Cancel Algo Order", "New Order", "Exchange Information", "Notional and Leverage Brackets", "Futures Account
+Balance V3", "Account Information V3", "Get Current Position Mode", and General Info "Limits" (2400 weight per
+IP per minute, 429 then 418 with ``Retry-After``). Conditional orders live in the classic order book
+(``/fapi/v1/openOrders``) or, since Binance moved them there, in the Algo Service (``/fapi/v1/openAlgoOrders``,
+"New Algo Order" page); both are served. The trade/close history endpoints (group "history": userTrades,
+forceOrders, order, allOrders, algoOrder, allAlgoOrders) are in ``emulator/venues/binance_history.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from emulator.venues.base import (
     signature_ok,
     strip_param,
 )
+from emulator.venues.binance_history import BinanceHistory
 
 _PERPETUAL_DELIVERY_MS = 4133404800000
 _ID_CHARS = string.ascii_letters + string.digits
@@ -64,7 +66,7 @@ def _random_id() -> str:
     return "".join(secrets.choice(_ID_CHARS) for _ in range(22))
 
 
-class BinanceApi(VenueApi):
+class BinanceApi(BinanceHistory, VenueApi):
     name = "binance"
     exchange_id = "binanceusdm"
     aliases = ("binance", "binanceusdm")
@@ -114,12 +116,11 @@ class BinanceApi(VenueApi):
             ("GET", "/fapi/v1/openOrders"): Route("orders", True, self.open_orders, _by_symbol(1, 40)),
             ("GET", "/fapi/v1/openAlgoOrders"): Route("orders", True, self.open_algo_orders, _by_symbol(1, 40)),
             ("DELETE", "/fapi/v1/algoOrder"): Route("orders", True, self.cancel_algo_order),
-            ("GET", "/fapi/v1/userTrades"): Route("orders", True, self.user_trades, 5),
-            ("GET", "/fapi/v1/forceOrders"): Route("orders", True, self.force_orders, _by_symbol(20, 50)),
             ("GET", "/fapi/v2/balance"): Route("account", True, self.balance, 5),
             ("GET", "/fapi/v3/balance"): Route("account", True, self.balance, 5),
             ("GET", "/fapi/v2/account"): Route("account", True, self.account_info, 5),
             ("GET", "/fapi/v3/account"): Route("account", True, self.account_info, 5),
+            **self.history_routes(),
         }
 
     def group_of(self, path: str) -> str | None:
@@ -127,6 +128,8 @@ class BinanceApi(VenueApi):
             return "markets"
         if "positionRisk" in path or "leverageBracket" in path or "positionSide" in path:
             return "positions"
+        if path.endswith(("/userTrades", "/forceOrders", "/allOrders", "/allAlgoOrders")):
+            return "history"
         if "/order" in path.lower() or "Orders" in path or "Trades" in path:
             return "orders"
         if path.endswith(("/balance", "/account")):
@@ -470,13 +473,16 @@ class BinanceApi(VenueApi):
         row.update(algoType="CONDITIONAL", orderType=order.type.upper(), symbol=order.symbol)
         row.update(side=order.side.upper(), positionSide=self._leg(account, order.position_side), timeInForce="GTC")
         row["quantity"] = fmt(order.quantity, qp) if order.quantity is not None else "0"
-        row.update(algoStatus="NEW", actualOrderId="", actualPrice="0.00000")
+        status = self.algo_status(account, order)
+        row.update(algoStatus=status["algoStatus"], actualOrderId=status["actualOrderId"])
+        row["actualPrice"] = status["actualPrice"]
         row.update(triggerPrice=fmt(order.trigger_price or ZERO, pp), price=fmt(order.limit_price or ZERO, pp))
         row.update(icebergQuantity=None, tpTriggerPrice="0.000", tpPrice="0.000", slTriggerPrice="0.000")
         row.update(slPrice="0.000", tpOrderType="", selfTradePreventionMode="EXPIRE_MAKER")
         row.update(workingType=_WORKING_TYPES[order.trigger_by], priceMatch="NONE")
         row.update(closePosition=order.close_position, priceProtect=order.attached, reduceOnly=order.reduce_only)
-        row.update(createTime=order.created_ms, updateTime=order.updated_ms, triggerTime=0, goodTillDate=0)
+        row.update(createTime=order.created_ms, updateTime=order.updated_ms, triggerTime=status["triggerTime"])
+        row["goodTillDate"] = 0
         if order.kind == "trailing":
             row.update(activatePrice=row["triggerPrice"], callbackRate=fmt(order.callback_rate or ZERO))
         return row
@@ -519,27 +525,6 @@ class BinanceApi(VenueApi):
             raise VenueError(400, -2011, "Unknown order sent.")
         account.cancel_protective_order(order.order_id)
         return {"algoId": int(order.order_id), "clientAlgoId": order.client_order_id, "code": "200", "msg": "success"}
-
-    def user_trades(self, account: EmulatedAccount, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """The account's fills in ``symbol`` (mandatory), oldest first, at most ``limit`` (500, max 1000)."""
-        market = self._market(params.get("symbol"))
-        pp, qp = places(market.tick_size), places(market.step_size)
-        rows = []
-        for number, fill in enumerate(account.orders, start=1):
-            if fill.symbol == market.id:
-                row: dict[str, Any] = {"buyer": fill.side == "buy", "commission": "0"}
-                row.update(commissionAsset=market.settle, id=number, maker=False, orderId=int(fill.order_id))
-                row.update(price=fmt(fill.price, pp), qty=fmt(fill.qty, qp), quoteQty=fmt(fill.qty * fill.price, 8))
-                row.update(realizedPnl="0", side=fill.side.upper(), positionSide=self._leg(account, fill.position_side))
-                row.update(symbol=market.id, time=fill.timestamp_ms)
-                rows.append(row)
-        return rows[-min(int(params.get("limit") or 500), 1000) :]
-
-    def force_orders(self, account: EmulatedAccount, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """The emulator never liquidates anything."""
-        if params.get("symbol"):
-            self._market(params["symbol"])
-        return []
 
     # account -----------------------------------------------------------------------------------------------
 

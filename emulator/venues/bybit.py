@@ -6,10 +6,12 @@ Every answer is a ``{"retCode", "retMsg", "result", "retExtInfo", "time"}`` enve
 Shapes and rules follow bybit-exchange.github.io/docs/v5: "Get Position Info" (``/v5/position/list``),
 "Get Open & Closed Orders" (``/v5/order/realtime``: ``limit`` 1..50, default 20; linear needs ``symbol``,
 ``baseCoin`` or ``settleCoin``; ``orderFilter`` absent = all kinds; ``openOnly`` 0 open / 1 recent closed;
-newest first), "Cancel Order" (``/v5/order/cancel``), enum "stopOrderType", and "Rate Limit": per IP at most
-600 requests in any 5 s (HTTP 403 "access too frequent", lifted after about 10 minutes), per UID and endpoint
-``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` (remaining this second) / ``X-Bapi-Limit-Reset-Timestamp``.
-Bybit counts requests, so every request weighs 1.
+newest first; a triggered conditional order shows "Filled"), "Cancel Order" (``/v5/order/cancel``), enum
+"stopOrderType", and "Rate Limit": per IP at most 600 requests in any 5 s (HTTP 403 "access too frequent",
+lifted after about 10 minutes), per UID and endpoint ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` (remaining
+this second) / ``X-Bapi-Limit-Reset-Timestamp``.
+Bybit counts requests, so every request weighs 1. The trade/close history endpoints (group "history":
+``/v5/execution/list``, ``/v5/position/closed-pnl``) are in ``emulator/venues/bybit_history.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from emulator.state.markets import MarketSpec, catalogue, maint_ratio
 from emulator.state.orders import ProtectiveOrder
 from emulator.state.records import Position
 from emulator.venues.base import Route, VenueApi, VenueError, check_steps, json_response, page, signature_ok
+from emulator.venues.bybit_history import BybitHistory, create_type
 
 _POSITION_PAGE_MAX = 200
 _INSTRUMENTS_PAGE_MAX = 1000
@@ -43,10 +46,15 @@ _ORDER_FILTERS = ("Order", "StopOrder", "tpslOrder", "OcoOrder", "BidirectionalT
 _PLACEABLE = ("Stop", "PartialStopLoss", "PartialTakeProfit", "tpslOrder")  # the rest come from positions
 _POSITION_STOP_TYPES = {"stop_loss": "StopLoss", "take_profit": "TakeProfit", "trailing_stop": "TrailingStop"}
 _TRIGGER_BY = {"last": "LastPrice", "mark": "MarkPrice", "index": "IndexPrice"}
-_ENDPOINT_LIMITS = {"/v5/order/create": 10, "/v5/order/cancel": 10}  # per UID per second; others 50
+_ENDPOINT_LIMITS = {  # per UID per second; others 50
+    "/v5/order/create": 10,
+    "/v5/order/cancel": 10,
+    "/v5/execution/list": 10,
+    "/v5/position/closed-pnl": 10,
+}
 
 
-class BybitApi(VenueApi):
+class BybitApi(BybitHistory, VenueApi):
     name = "bybit"
     exchange_id = "bybit"
     aliases = ("bybit",)
@@ -100,10 +108,12 @@ class BybitApi(VenueApi):
             ("GET", "/v5/account/wallet-balance"): Route("account", True, self.wallet_balance),
             ("GET", "/v5/account/info"): Route("account", True, self.account_info),
             ("GET", "/v5/user/query-api"): Route("account", True, self.query_api),
+            **self.history_routes(),
         }
 
     def group_of(self, path: str) -> str | None:
-        prefixes = {"/v5/market/": "markets", "/v5/position/": "positions", "/v5/order/": "orders"}
+        prefixes = {"/v5/execution/": "history", "/v5/position/closed-pnl": "history", "/v5/market/": "markets"}
+        prefixes.update({"/v5/position/": "positions", "/v5/order/": "orders"})
         prefixes.update({"/v5/account/": "account", "/v5/user/": "account"})
         return next((group for prefix, group in prefixes.items() if path.startswith(prefix)), None)
 
@@ -431,6 +441,9 @@ class BybitApi(VenueApi):
         position = account.positions.get((order.symbol, order.protects))
         qty = order.quantity if order.quantity is not None else (position.size if position else ZERO)
         is_open = order.status == "open"
+        fill = account.fill_history.by_trigger(order.order_id) if order.status == "triggered" else None
+        if fill is not None:
+            qty = fill.order_qty
         stop_type = order.stop_order_type or "Stop"
         full = stop_type in _POSITION_STOP_TYPES.values()
         value = qty * (order.limit_price or order.trigger_price or ZERO)
@@ -439,11 +452,14 @@ class BybitApi(VenueApi):
         row.update(price=fmt(order.limit_price, pp) if order.limit_price is not None else "0", qty=fmt(qty, qp))
         row.update(side="Buy" if order.side == "buy" else "Sell", isLeverage="")
         row["positionIdx"] = (1 if order.protects == "long" else 2) if account.hedge_mode else 0
-        row["orderStatus"] = "Untriggered" if is_open else "Deactivated"
-        row["createType"] = "CreateByUser" if stop_type in ("Stop", "tpslOrder") else f"CreateBy{stop_type}"
-        row.update(cancelType="UNKNOWN" if is_open else "CancelByUser", rejectReason="EC_NoError", avgPrice="")
+        row["orderStatus"] = "Untriggered" if is_open else ("Filled" if fill is not None else "Deactivated")
+        row["createType"] = create_type(stop_type)
+        row.update(cancelType="UNKNOWN" if is_open or fill else "CancelByUser", rejectReason="EC_NoError", avgPrice="")
         row.update(leavesQty=fmt(qty if is_open else ZERO, qp), leavesValue=fmt(value, 8) if is_open else "0")
         row.update(cumExecQty=fmt(ZERO, qp), cumExecValue="0", cumExecFee="0")
+        if fill is not None:
+            row.update(avgPrice=fmt(fill.price, pp), cumExecQty=fmt(fill.qty, qp), cumExecFee=fmt(fill.fee))
+            row["cumExecValue"] = fmt(fill.qty * fill.price if market.linear else fill.qty / fill.price)
         row.update(timeInForce="IOC" if order.is_market else "GTC", orderType="Market" if order.is_market else "Limit")
         row.update(
             stopOrderType=stop_type, orderIv="", marketUnit="", triggerPrice=fmt(order.trigger_price or ZERO, pp)
