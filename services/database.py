@@ -22,6 +22,10 @@ class DatabaseError(Exception):
     """The database could not be reached or is not in the shape reconbot needs."""
 
 
+class TableMissing(DatabaseError):
+    """The positions table is not there (yet): ``migrate`` creates reconbot's own, a bot creates its own."""
+
+
 class DatabaseUnreachable(DatabaseError):
     """The server did not answer (down, restarting, out of connections): worth waiting for, not a config error."""
 

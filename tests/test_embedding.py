@@ -85,11 +85,11 @@ async def test_manual_reconcile_reports_ghosts_and_mismatches_with_async_callbac
     reconciliation = PositionReconciliation(repository, gateways, None, on_alert, scan=SCAN)
     result = await reconciliation.manual_reconcile()
     assert [(d["type"], d["symbol"]) for d in result[binance.name]] == [
-        ("ghost", "BTCUSDT"),
+        ("missing_on_exchange", "BTCUSDT"),
         ("quantity_mismatch", "ETHUSDT"),
     ]
     assert received == [
-        ("reconciliation_mismatch", binance.name, "BTCUSDT", "ghost"),
+        ("reconciliation_mismatch", binance.name, "BTCUSDT", "missing_on_exchange"),
         ("reconciliation_mismatch", binance.name, "ETHUSDT", "quantity_mismatch"),
     ]
 
@@ -156,3 +156,109 @@ async def test_drift_already_confirmed_needs_no_second_read(parts):
     both = await monitor.check(ORPHANS_ONLY, confirmed={f.fingerprint for f in first.findings})
     assert bybit.request_count("positions") == 2 * 3, "something new: that account is read again"
     assert sorted(f.key.market for f in both.findings) == ["AVLUSDT", "SOLUSDT"]
+
+
+# -- the seed's own dependencies -------------------------------------------------------------------------------
+
+
+class SeedRepository:
+    """A trading bot's repository with the seed's methods, over a plain list."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.updates = []
+
+    async def get_active_positions(self, exchange=None):
+        return [dict(r) for r in self.rows if r.get("status", "active") == "active"]
+
+    async def update_position(self, position_id, **fields):
+        self.updates.append((position_id, fields))
+
+
+class ExchangeManager:
+    """The seed's manager: a real ccxt exchange in ``.exchange``."""
+
+    def __init__(self, exchange):
+        self.exchange = exchange
+
+
+async def test_the_seeds_managers_holding_real_ccxt_exchanges(new_account):
+    from services.exchange_client import create_client
+
+    bybit = new_account("bybit")
+    bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    bybit.set_position("BTCPERP", "short", Decimal("0.5"))
+    client = create_client("bybit", api_key=bybit.api_key, secret=bybit.secret, api_base_url=bybit.base_url)
+    repository = SeedRepository([{"id": 123, "symbol": "ETHUSDT", "quantity": 1.0, "side": "long"}])
+    try:
+        monitor = OrphanedPositionMonitor(
+            repository=repository, exchange_managers={"bybit": ExchangeManager(client)}, scan=SCAN
+        )
+        orphans = (await monitor.manual_scan())["bybit"]
+        assert sorted((o["symbol"], o["side"], o["contracts"]) for o in orphans) == [
+            ("AVLUSDT", "long", 86.0),
+            ("BTCPERP", "short", 0.5),
+        ], "every category: USDC perpetuals too, which the seed's linear-only read missed"
+        assert orphans[0]["contracts"].exact == Decimal("86")
+
+        reconciliation = PositionReconciliation(repository, {"bybit": ExchangeManager(client)}, scan=SCAN)
+        for _ in range(2):
+            [ghost] = (await reconciliation.manual_reconcile())["bybit"]
+            assert (ghost["type"], ghost["db_position_id"], ghost["db_quantity"]) == ("missing_on_exchange", 123, 1.0)
+        [(position_id, fields)] = repository.updates
+        assert position_id == 123, "marked closed once"
+        assert (fields["status"], fields["exit_reason"]) == ("closed", "reconciliation: position not found on exchange")
+
+        bybit.fail("empty_body", endpoint="positions")
+        assert await monitor.manual_scan() == {}, "a failed read is an unchecked account, never no positions"
+        assert monitor.last_result.unchecked[0].error.startswith("bad response")
+    finally:
+        await client.close()
+
+
+async def test_a_repository_with_only_close_position_and_no_side():
+    from unittest.mock import AsyncMock, Mock
+
+    repository = Mock(spec=["get_active_positions", "close_position"])
+    repository.get_active_positions = AsyncMock(return_value=[{"id": 7, "symbol": "SOLUSDT", "quantity": 3}])
+    repository.close_position = AsyncMock()
+    short_only = Mock(spec=["fetch_positions"])
+    short_only.fetch_positions = AsyncMock(return_value=[{"symbol": "SOL/USDT:USDT", "contracts": 3, "side": "short"}])
+    reconciliation = PositionReconciliation(repository, {"binance": short_only}, scan=SCAN)
+    assert (await reconciliation.manual_reconcile())["binance"] == [], "no side in the DB: any side matches"
+
+    short_only.fetch_positions = AsyncMock(return_value=[])
+    [ghost] = (await reconciliation.manual_reconcile())["binance"]
+    assert ghost["symbol"] == "SOLUSDT"
+    repository.close_position.assert_awaited_once_with(7, reason="reconciliation: position not found on exchange")
+
+
+async def test_more_ghosts_at_once_than_the_limit_closes_none():
+    from unittest.mock import AsyncMock, Mock
+
+    repository = SeedRepository([{"id": i, "symbol": s, "quantity": 1} for i, s in enumerate(["BTCUSDT", "ETHUSDT"])])
+    empty = Mock(spec=["fetch_positions"])
+    empty.fetch_positions = AsyncMock(return_value=[])
+    limited = ScanSettings(grace_s=0, verify_delay_s=0, auto_fix_max_per_run=1)
+    reconciliation = PositionReconciliation(repository, {"bybit": empty}, scan=limited)
+    assert len((await reconciliation.manual_reconcile())["bybit"]) == 2
+    assert repository.updates == []
+
+
+def test_an_unknown_venue_name_is_a_clear_error():
+    from unittest.mock import Mock
+
+    with pytest.raises(ValueError, match=r"exchange_managers\['kraken'\]: reconbot watches binanceusdm, bybit"):
+        OrphanedPositionMonitor(Mock(), {"kraken": Mock(spec=["fetch_positions"])})
+
+
+async def test_stop_works_as_the_seeds_plain_call_and_awaited(parts):
+    repository, gateways, _, _ = parts
+    monitor = OrphanedPositionMonitor(repository, gateways, scan=SCAN, interval_s=60)
+    await monitor.start()
+    monitor.stop()  # the seed's glue calls it without await
+    await asyncio.sleep(0.05)
+    assert not monitor.running
+    await monitor.start()
+    await monitor.stop()
+    assert not monitor.running

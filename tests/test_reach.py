@@ -9,6 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -174,7 +175,7 @@ FREQTRADE_INSERT = (
 async def freqtrade_postgres(database_url: str) -> None:
     await prepare_database(database_url)
     await execute(database_url, (SCHEMAS / "freqtrade_trades_postgresql.sql").read_text())
-    database = database_url.rsplit("/", 1)[1].split("?")[0]
+    database = urlsplit(database_url).path.lstrip("/")
     await execute(database_url, f"ALTER DATABASE \"{database}\" SET timezone TO 'America/New_York'")
     conn = await asyncpg.connect(database_url)
     try:
@@ -310,13 +311,21 @@ async def test_a_custom_schema_with_booleans_enums_filters_and_a_symbol_style(
         await conn.fetchval(insert, book, "ETH-USDT", False, Decimal("1"), "OPEN", "spot", opened)  # filtered out
         await conn.fetchval(insert, book, "DOGE_USDT", False, Decimal("5"), "OPEN", "perp", opened)  # no rewrite
         await conn.fetchval(insert, book, "SOL-USDT", False, Decimal("3"), "DONE", "perp", opened)  # closed
+        ghost = await conn.fetchval(insert, book, "XRP-USDT", False, Decimal("10"), "OPEN", "perp", opened)
     finally:
         await conn.close()
     config = write(tmp_path, database_url, [binance], custom_positions(), grace_s=60)
-    _code, out, _ = await cli(capsys, "reconcile", "--config", config, "--json")
-    assert findings(out) == [("quantity_mismatch", "BTCUSDT", "short"), ("unknown_symbol", "DOGE_USDT", "long")]
+    _code, out, _ = await cli(capsys, "reconcile", "--config", config, "--json", "--fix", "--yes")
+    assert findings(out) == [
+        ("ghost", "XRPUSDT", "long"),
+        ("quantity_mismatch", "BTCUSDT", "short"),
+        ("unknown_symbol", "DOGE_USDT", "long"),
+    ]
+    assert [f["done"] for f in json.loads(out)["fixes"]] == [True]
+    [row] = await fetch(database_url, "SELECT state::text FROM desk_trades WHERE uid = $1", ghost)
+    assert row["state"] == "DONE", "closed in the enum's own type"
     code, out, _ = await cli(capsys, "scan", "--config", config, "--json")
-    assert findings(out) == [("orphan", "ETHUSDT", "long")], "the spot row is filtered out"
+    assert (code, findings(out)) == (2, [("orphan", "ETHUSDT", "long")]), "the spot row is filtered out"
 
     from services.fixes import plan_for_finding  # the Telegram button's plan, applied as a Confirm would
     from services.plans import FixAction

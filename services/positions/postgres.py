@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.database import DatabaseError
+from services.database import DatabaseError, TableMissing
 from services.model import Side
 from services.positions.rows import PositionRow
 from services.positions.store import TIMESTAMP_KEYS, Change, Column, PositionsStore
@@ -62,7 +62,7 @@ class PostgresPositions(PositionsStore):
         async with self._pool.acquire() as conn:
             oid = await conn.fetchval("SELECT to_regclass($1)::oid", self._table)
             if oid is None:
-                raise DatabaseError(
+                raise TableMissing(
                     f"positions table {self._settings.table} does not exist; run `python main.py migrate` "
                     "to create it, or set positions.table to the trading bot's table"
                 )

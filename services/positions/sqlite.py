@@ -18,7 +18,7 @@ from typing import Any
 import aiosqlite
 import asyncpg
 
-from services.database import DatabaseError
+from services.database import DatabaseError, TableMissing
 from services.model import Side
 from services.positions.rows import PositionRow
 from services.positions.store import TIMESTAMP_KEYS, Change, Column, PositionsStore
@@ -68,7 +68,7 @@ class SqlitePositions(PositionsStore):
         except Exception as exc:
             raise DatabaseError(f"positions.url: cannot read {self.path}: {exc}") from None
         if not rows:
-            raise DatabaseError(f"positions table {self._settings.table} does not exist in {self.path}")
+            raise TableMissing(f"positions table {self._settings.table} does not exist in {self.path}")
         self._apply_columns({row[1]: Column(row[1], (row[2] or "").lower(), _kind(row[2] or "")) for row in rows})
         q = quote_identifier
         parts = []
