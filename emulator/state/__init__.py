@@ -19,20 +19,25 @@ from emulator.state.records import (
     RecordedRequest,
     Tamper,
 )
+from emulator.state.streams import STREAM_FAULT_KINDS, AccountChange, PositionChange, StreamFault
 
 __all__ = [
     "ENDPOINT_GROUPS",
     "FAULT_KINDS",
     "PROTECTIVE_TYPES",
     "SIDES",
+    "STREAM_FAULT_KINDS",
+    "AccountChange",
     "EmulatedAccount",
     "EmulatedOrder",
     "Fault",
     "IpLimiter",
     "MarketSpec",
     "Position",
+    "PositionChange",
     "ProtectiveOrder",
     "RecordedRequest",
+    "StreamFault",
     "Tamper",
     "VenueRules",
     "Verdict",
