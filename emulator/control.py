@@ -10,6 +10,7 @@ from aiohttp import web
 
 from emulator.server import VENUES
 from emulator.state.account import EmulatedAccount
+from emulator.streams.control import stream_resource
 from emulator.venues.base import json_response
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ async def _account_resource(
     method = request.method
     if item is not None and resource != "protective-orders":
         return json_response({"error": "not found"}, status=404)
+    if resource in ("streams", "stream-faults"):
+        return await stream_resource(account, request, resource)
     if resource == "positions":
         if method == "GET":
             return json_response([p.to_dict() for _, p in sorted(account.positions.items())])

@@ -1,8 +1,10 @@
-"""Loopback emulator of Binance USDⓈ-M (``/fapi``) and Bybit (``/v5``) REST APIs for the real ccxt clients.
+"""Loopback emulator of Binance USDⓈ-M (``/fapi``) and Bybit (``/v5``) REST APIs and private WebSocket streams
+for the real ccxt / ccxt.pro clients.
 
 This module is the import point (and ``python -m emulator.exchange`` the command line); the code lives in
 ``emulator/state`` (venue-neutral state), ``emulator/venues/<venue>.py`` (one module per venue's protocol),
-``emulator/server.py`` (request pipeline), ``emulator/control.py`` and ``emulator/scenario.py``.
+``emulator/server.py`` (request pipeline), ``emulator/streams`` (private WebSocket streams),
+``emulator/control.py`` and ``emulator/scenario.py``.
 
 Every account lives under its own path prefix, so a ccxt client built with
 ``api_base_url=account.base_url`` (``http://HOST:PORT/{account}``) talks only to that account, and every
@@ -167,6 +169,87 @@ ban_after=None, ban_s=None)``. Over the limit Binance answers HTTP 429 ``{"code"
 request weight used; IP banned until <ms>..."}`` with ``Retry-After`` for 120 s, doubling per ban. Bybit
 answers HTTP 403 "access too frequent" and bans for 600 s at once. ``set_ip_limit(venue, None)`` lifts it.
 
+Private WebSocket streams
+-------------------------
+Code in ``emulator/streams`` (``base.py`` connection and shared faults, ``binance.py``, ``bybit.py``,
+``hub.py``), driven by the accounts' change notifications (``emulator/state/streams.py``). Point a
+``ccxt.pro`` client at an account by rebasing every ``https?://`` *and* ``wss?://`` URL of ``urls['api']``
+onto ``http://HOST:PORT/{account}`` / ``ws://HOST:PORT/{account}``, keeping the paths (Binance's linear WS
+base must still end in ``/ws``); ``tests/test_emulator_streams.py`` has the helper. Served under
+``/{account}`` (``ws://``; plain HTTP on these paths gets 400):
+
+    Binance  POST|PUT|DELETE /fapi/v1/listenKey [1]  (API key only, no signature; group "account")
+             WS /private/ws?listenKey=K[&events=E1/E2]  (what ccxt.pro 4.5.90 dials), /private/ws/K, /ws/K
+    Bybit    WS /v5/private
+
+Binance: POST returns ``{"listenKey": K}`` (64 characters) -- the same key while it is valid, extending it;
+PUT extends it (``{}``); DELETE invalidates it and closes its streams (``{}``, close code 1000); PUT/DELETE
+without a valid key: HTTP 400 ``{"code":-1125,"msg":"This listenKey does not exist."}``. A key lives
+``acct.listen_key_ttl_s`` (3600) after its last POST/PUT; on expiry every stream of it gets
+``{"e":"listenKeyExpired","E":"<ms>","listenKey":K}`` and then stays open but silent (Binance: "not related
+to the websocket disconnection"). A handshake without a key gets HTTP 400; one naming an unknown, expired
+or refused key is accepted and closed at once with 1008 "Invalid listenKey" (emulator's choice; Binance
+documents nothing). Ping frames get pong frames. Frames, one per line::
+
+    {"e":"ACCOUNT_UPDATE","E":ms,"T":ms,"a":{"m":"ORDER","B":[{"a":"USDT","wb":"10000.60000000","cw":"10000.60000000","bc":"0.00000000"}],"P":[{"s":"BTCUSDT","pa":"0.006","ep":"60000.0","bep":"60024.00000000","cr":"0","up":"0.90000000","mt":"cross","iw":"0","ps":"BOTH","ma":"USDT"}]}}
+    {"e":"ORDER_TRADE_UPDATE","E":ms,"T":ms,"o":{"s":"BTCUSDT","c":"x1","S":"SELL","o":"MARKET","f":"GTC","q":"0.004","p":"0","ap":"60150.0","sp":"0","x":"TRADE","X":"FILLED","i":8389765000000000001,"l":"0.004","z":"0.004","L":"60150.0","T":ms,"t":1,"b":"0","a":"0","m":false,"R":false,"wt":"CONTRACT_PRICE","ot":"MARKET","ps":"BOTH","cp":false,"rp":"0.60000000","pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0}}
+    {"e":"ALGO_UPDATE","T":ms,"E":ms,"o":{"caid":"...","aid":2000000000000001,"at":"CONDITIONAL","o":"TAKE_PROFIT_MARKET","s":"BTCUSDT","S":"SELL","ps":"BOTH","f":"GTC","q":"0","X":"NEW","ai":"","ap":"0.00000","aq":"0.00000","act":"0","tp":"70000.0","p":"0.0","V":"EXPIRE_MAKER","wt":"CONTRACT_PRICE","pm":"NONE","cp":true,"pP":false,"R":true,"tt":0,"gtd":0}}
+
+``ACCOUNT_UPDATE`` carries a ``P`` row per *changed* symbol (one-way ``ps`` BOTH, hedge mode one row per
+changed leg LONG/SHORT; a closed position ``pa`` "0..."), only when amount or entry price changed (not for a
+mark-price move), and ``B`` rows for changed balances (plus the margin asset on ORDER; ``bc`` is the change
+except for ORDER). ``a.m`` is the change's reason: ORDER for fills and orders, ADJUSTMENT for the test API
+(``set_position``, ``set_balance``, ...), or any reason set with ``with acct.change_reason("FUNDING_FEE"):``.
+A market fill pushes ``ORDER_TRADE_UPDATE`` NEW then TRADE/FILLED (``t`` = the fill's userTrades id, ``rp``
+= realised PnL), then the ``ACCOUNT_UPDATE``; classic conditional orders push ``ORDER_TRADE_UPDATE`` (NEW,
+CANCELED; AMENDMENT), Algo Service ones ``ALGO_UPDATE`` (NEW, CANCELED, EXPIRED when their position closes).
+``events=`` in the URL filters by event type.
+
+Bybit: ``{"op":"auth","args":[key, expires, hex HMAC-SHA256(secret, "GET/realtime"+expires)]}`` (expires in
+ms, must lie ahead) answers ``{"success":true,"ret_msg":"","op":"auth","conn_id":C}`` or, on any failure,
+``{"success":false,"ret_msg":"Params Error","op":"auth","conn_id":C}`` (the only v5 failure text in public
+reports). ``{"op":"subscribe","req_id":N,"args":[topics]}`` (``position``, ``order``, ``execution`` --
+each optionally ``.linear`` / ``.inverse`` -- and ``wallet``) answers
+``{"success":true,"ret_msg":"","op":"subscribe","conn_id":C,"req_id":"N"}``; before auth ``"success":false,
+"ret_msg":"Request not authorized"``; unknown topics ``"error:handler not found,topic:T"``.
+``{"req_id":N,"op":"ping"}`` answers ``{"req_id":"N","op":"pong","args":["<ms>"],"conn_id":C}``. Pushes, in
+the order order, execution, position, wallet, as ``{"id","topic","creationTime","data":[rows]}``::
+
+    {"id":"...","topic":"position","creationTime":ms,"data":[{"category":"linear","symbol":"BTCUSDT","side":"Buy","size":"0.010","positionIdx":0,"entryPrice":"60000","markPrice":"60100.0","leverage":"10",...}]}
+    {"id":"...","topic":"order","creationTime":ms,"data":[{"category":"linear","symbol":"BTCUSDT","orderId":"...","side":"Sell","orderType":"Market","orderStatus":"Filled","cumExecQty":"0.010","avgPrice":"60100","closedPnl":"1.00000000",...}]}
+
+Position rows are the REST ``/v5/position/list`` rows (``avgPrice`` named ``entryPrice``) plus ``category``,
+for changed positions only (a one-way close: ``side`` "", ``size`` 0; hedge ``positionIdx`` 1/2), also when
+attached TP/SL change, not for a mark-price move; order rows are the REST ``/v5/order/realtime`` rows
+(conditional orders Untriggered / Deactivated) and Filled rows for market fills; wallet rows those of
+``/v5/account/wallet-balance``.
+
+Changes reach the streams synchronously: every state-changing account method is wrapped in ``@notifies``
+and, when the outermost one returns, the account diffs its state and hands an ``AccountChange``
+(positions, protective orders opened/closed/amended, fills, balances) to ``acct.subscribe(callback)``
+callbacks; a new state-changing method must carry ``@notifies(reason)`` too.
+
+Stream faults (``acct.stream_fault(kind, times=None) -> StreamFault``, ``acct.clear_stream_faults()``,
+``acct.stream_faults``, ``acct.drop_streams(code=1001) -> int``, ``acct.open_streams``, ``acct.listen_key``).
+Live kinds fire at once on every open stream, then on streams as they open, one use per stream
+(``times=None``: until cleared); gate kinds fire on each request of their kind. How ccxt.pro 4.5.90 shows it:
+
+* ``drop``: close frame 1001 -> ``NetworkError("... closing code 1001")``; the next watch redials.
+* ``reset``: TCP aborted, no close frame -> ``NetworkError("... closing code 1006")``.
+* ``stall``: nothing more is sent, pings (frames, Bybit ``op:ping``) and requests go unanswered, TCP stays
+  open (a client's close frame is still honoured) -> ``RequestTimeout("... ping-pong keepalive missing")``
+  after 2 x ``streaming['keepAlive']`` (Binance 180 s, Bybit 18 s). ``clear_stream_faults()`` resumes.
+* ``malformed``: one frame cut off mid-JSON -> ccxt's receive callback raises (logged by asyncio) and its
+  receive loop ends silently; pongs go unread, so the same ``RequestTimeout`` follows.
+* ``expire`` (Binance): ``listenKeyExpired`` then close 1000 -> ``NetworkError("... closing code 1000")``;
+  the redial on ccxt's cached key gets 1008 until ccxt POSTs a new key. ``expire_silent``: as natural
+  expiry (``listenKeyExpired``, then silence; ccxt ignores the event and just hears nothing).
+* ``refuse_auth``: Bybit auth answered ``success:false`` -> ``ExchangeError`` (not AuthenticationError), and
+  later watches on that connection hang (ccxt keeps it marked authenticated); Binance listenKey POST/PUT
+  answered HTTP 401 ``-2015`` -> ``AuthenticationError``.
+* ``refuse_listen_key`` (Binance): the handshake is closed with 1008 -> ``NetworkError("... code 1008")``.
+* ``unavailable``: the handshake gets HTTP 404 (REST unaffected) -> ``NetworkError("404, message=...")``.
+
 Control API (JSON, for out-of-process use)
 ------------------------------------------
 ::
@@ -195,6 +278,12 @@ Control API (JSON, for out-of-process use)
     POST   /_emulator/{account}/close              body {"symbol", "side", "cause", "price"?, "qty"?, "at_ms"?}
                                                    -> {"ok", "fills": [fill]}
     POST   /_emulator/{account}/trigger            body {"order_id", "price"?, "qty"?, "at_ms"?} -> {"ok", "fills"}
+    GET    /_emulator/{account}/streams            -> {"open": [stream], "listen_key"}
+    DELETE /_emulator/{account}/streams            body {"code"?: 1001}: close every open stream
+                                                   -> {"ok", "dropped"}
+    POST   /_emulator/{account}/stream-faults      body {"kind", "times"?: null} -> {"ok", "fault"}
+    GET    /_emulator/{account}/stream-faults      -> [{"kind", "times"}]
+    DELETE /_emulator/{account}/stream-faults      disarm every stream fault, resume stalled streams
     POST   /_emulator/{account}/settings           body {"hedge_mode"?, "page_size"?, "instruments_page_size"?,
                                                    "fee_rate"?}
 
@@ -242,6 +331,7 @@ from emulator.state import (
     ProtectiveOrder,
     RecordedRequest,
 )
+from emulator.state.streams import STREAM_FAULT_KINDS, AccountChange, PositionChange, StreamFault
 
 __all__ = [
     "CAUSES",
@@ -250,7 +340,9 @@ __all__ = [
     "FAULT_KINDS",
     "PROTECTIVE_TYPES",
     "SIDES",
+    "STREAM_FAULT_KINDS",
     "VENUES",
+    "AccountChange",
     "EmulatedAccount",
     "EmulatedOrder",
     "ExchangeEmulator",
@@ -258,8 +350,10 @@ __all__ = [
     "Fill",
     "MarketSpec",
     "Position",
+    "PositionChange",
     "ProtectiveOrder",
     "RecordedRequest",
+    "StreamFault",
     "load_scenario",
     "main",
     "read_scenario",
@@ -296,7 +390,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m emulator.exchange", description="Loopback Binance USDⓈ-M / Bybit v5 REST emulator."
+        prog="python -m emulator.exchange",
+        description="Loopback Binance USDⓈ-M / Bybit v5 REST and private-stream emulator.",
     )
     parser.add_argument("--scenario", help="scenario file (YAML or JSON)")
     parser.add_argument("--host", default="127.0.0.1")

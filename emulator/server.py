@@ -22,6 +22,7 @@ from emulator.state.account import EmulatedAccount
 from emulator.state.limits import IpLimiter
 from emulator.state.markets import MarketSpec, make_market
 from emulator.state.records import RecordedRequest
+from emulator.streams import StreamHub
 from emulator.venues import VENUE_APIS, Route, VenueApi, VenueError
 
 VENUES = tuple(VENUE_APIS)
@@ -50,6 +51,7 @@ class ExchangeEmulator:
                 self.add_market(venue, market_id, **spec)
             if ip_limits:
                 self.set_ip_limit(venue, api.ip_limit[0])
+        self.streams = StreamHub(self)  # private WebSocket streams (emulator/streams)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()
@@ -234,6 +236,7 @@ class ExchangeEmulator:
         """Stop serving; requests held by ``timeout`` faults are answered 503 at once."""
         runner, self._runner = self._runner, None
         self._closing.set()
+        await self.streams.close_all()
         if runner is not None:
             await runner.cleanup()
         self._base_url = None
@@ -256,6 +259,8 @@ class ExchangeEmulator:
         account = self._accounts.get(head)
         if account is None:
             return web.Response(status=404, text=f"unknown account {head!r}", content_type="text/plain")
+        if self.streams.handles(account, "/" + rest):
+            return await self.streams.serve(account, request, "/" + rest)
         return await self._serve_venue(account, request, "/" + rest)
 
     async def _serve_venue(self, account: EmulatedAccount, request: web.Request, path: str) -> web.StreamResponse:

@@ -20,6 +20,7 @@ from emulator.state.records import (
     RecordedRequest,
     Tamper,
 )
+from emulator.state.streams import STREAM_FAULT_KINDS, AccountChange, PositionChange, StreamFault
 
 __all__ = [
     "CAUSES",
@@ -28,6 +29,8 @@ __all__ = [
     "FAULT_KINDS",
     "PROTECTIVE_TYPES",
     "SIDES",
+    "STREAM_FAULT_KINDS",
+    "AccountChange",
     "EmulatedAccount",
     "EmulatedOrder",
     "Fault",
@@ -35,8 +38,10 @@ __all__ = [
     "IpLimiter",
     "MarketSpec",
     "Position",
+    "PositionChange",
     "ProtectiveOrder",
     "RecordedRequest",
+    "StreamFault",
     "Tamper",
     "VenueRules",
     "Verdict",

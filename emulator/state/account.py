@@ -29,6 +29,7 @@ from emulator.state.records import (
     check_times,
     position_kwargs,
 )
+from emulator.state.streams import AccountStreams, notifies
 
 if TYPE_CHECKING:
     from emulator.server import ExchangeEmulator
@@ -52,10 +53,11 @@ class VenueRules(Protocol):
     def position_stop(self, kind: str, value: Decimal, position: Position, mark: Decimal) -> dict[str, Any]: ...
 
 
-class EmulatedAccount(HistoryMixin):
+class EmulatedAccount(HistoryMixin, AccountStreams):
     """One venue account: positions, balances, orders, faults, tampering and the log of requests it received.
 
-    Its trade history (fills and their causes, forced closes) comes from :class:`HistoryMixin`.
+    Its trade history (fills and their causes, forced closes) comes from :class:`HistoryMixin`; every change is
+    published to its private streams through :class:`AccountStreams`.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class EmulatedAccount(HistoryMixin):
         self._orders: list[EmulatedOrder] = []
         self._book = ProtectiveBook()
         self._order_seq = itertools.count(self._rules.first_order_id)
+        self._init_streams()
 
     def __repr__(self) -> str:
         return f"EmulatedAccount(name={self.name!r}, venue={self.venue!r}, hedge_mode={self.hedge_mode})"
@@ -101,6 +104,7 @@ class EmulatedAccount(HistoryMixin):
     def positions(self) -> dict[tuple[str, str], Position]:
         return dict(self._positions)
 
+    @notifies("ADJUSTMENT")
     def set_position(
         self,
         symbol: str,
@@ -145,13 +149,16 @@ class EmulatedAccount(HistoryMixin):
             self.set_position_stops(symbol, side, stop_loss=stop)
         return self._positions[(symbol, side)]
 
+    @notifies("ADJUSTMENT")
     def remove_position(self, symbol: str, side: str) -> None:
         self._drop_position((symbol, side))
 
+    @notifies("ADJUSTMENT")
     def clear_positions(self) -> None:
         for key in list(self._positions):
             self._drop_position(key)
 
+    @notifies("ADJUSTMENT")
     def replace_positions(self, positions: Iterable[Mapping[str, Any]]) -> None:
         """Replace every position with ``positions`` (dicts as in scenarios); all or nothing."""
         previous, book = dict(self._positions), self._book.snapshot()
@@ -164,6 +171,7 @@ class EmulatedAccount(HistoryMixin):
             self._book.restore(book)
             raise
 
+    @notifies("ADJUSTMENT")
     def set_balance(self, asset: str, amount: Decimal | int | str) -> None:
         self.balances[asset] = dec(amount, "amount")
 
@@ -188,6 +196,7 @@ class EmulatedAccount(HistoryMixin):
             return held
         return self._positions.get((symbol, "long")) or self._positions.get((symbol, "short"))
 
+    @notifies("ORDER")
     def _drop_position(self, key: tuple[str, str]) -> None:
         if self._positions.pop(key, None) is not None:
             self._book.cancel_where(lambda o: o.attached and (o.symbol, o.protects) == key, now_ms())
@@ -204,6 +213,7 @@ class EmulatedAccount(HistoryMixin):
         """Recently cancelled protective orders (the venues keep the last 500)."""
         return self._book.closed
 
+    @notifies("ORDER")
     def place_protective_order(
         self,
         symbol: str,
@@ -252,6 +262,7 @@ class EmulatedAccount(HistoryMixin):
         order = self._rules.prepare_protective(self, check_protective(draft, hedge_mode=self.hedge_mode))
         return self._book.add(order)
 
+    @notifies("ORDER")
     def cancel_protective_order(self, order_id: str) -> ProtectiveOrder:
         """Cancel an open protective order by id; returns it as cancelled (KeyError when not open)."""
         order = self._book.cancel(str(order_id), now_ms())
@@ -264,6 +275,7 @@ class EmulatedAccount(HistoryMixin):
     ) -> ProtectiveOrder | None:
         return self._book.find(order_id=order_id, client_order_id=client_order_id)
 
+    @notifies("ORDER")
     def set_position_stops(
         self,
         symbol: str,
@@ -422,6 +434,7 @@ class EmulatedAccount(HistoryMixin):
         """Orders the venue filled, oldest first."""
         return list(self._orders)
 
+    @notifies("ORDER")
     def execute(
         self,
         market: MarketSpec,
@@ -489,6 +502,7 @@ class EmulatedAccount(HistoryMixin):
         current = self._positions.get((market.id, side))
         return self.mark_price(current) if current is not None else market.price
 
+    @notifies("ORDER")
     def _increase(self, market: MarketSpec, side: str, qty: Decimal, price: Decimal, now: int) -> None:
         current = self._positions.get((market.id, side))
         if current is None or current.size <= 0:
@@ -505,6 +519,7 @@ class EmulatedAccount(HistoryMixin):
         entry = entry.quantize(market.tick_size / 1000, rounding=ROUND_HALF_UP).normalize()
         self._positions[(market.id, side)] = dataclasses.replace(current, size=size, entry_price=entry, updated_ms=now)
 
+    @notifies("ORDER")
     def _reduce(self, market: MarketSpec, position: Position, qty: Decimal, price: Decimal, now: int) -> None:
         direction = 1 if position.side == "long" else -1
         if market.linear:

@@ -24,6 +24,7 @@ from emulator.state.common import ZERO, dec, fmt, now_ms, opt_dec
 from emulator.state.markets import MarketSpec
 from emulator.state.orders import ProtectiveOrder
 from emulator.state.records import SIDES, Position
+from emulator.state.streams import notifies
 
 if TYPE_CHECKING:
     from emulator.state.account import EmulatedAccount
@@ -247,6 +248,7 @@ class HistoryMixin:
 
     # making history ----------------------------------------------------------------------------------------
 
+    @notifies("ORDER")
     def close_position(
         self,
         symbol: str,
@@ -294,6 +296,7 @@ class HistoryMixin:
         order_type = "market" if cause == "manual" else "limit"
         return [self._close(market, position, amount, fill_price, at, cause, None, order_type)]
 
+    @notifies("ORDER")
     def trigger_protective_order(
         self,
         order_id: str,

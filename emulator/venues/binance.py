@@ -55,6 +55,7 @@ _PERCENT_PRICE_FILTER = {
     "multiplierDecimal": "4",
 }
 _MANDATORY = "Mandatory parameter '{}' was not sent, was empty/null, or malformed."
+_LISTEN_KEY = "/fapi/v1/listenKey"
 
 
 def _by_symbol(light: int, heavy: int) -> Any:
@@ -121,6 +122,10 @@ class BinanceApi(BinanceHistory, VenueApi):
             ("GET", "/fapi/v2/account"): Route("account", True, self.account_info, 5),
             ("GET", "/fapi/v3/account"): Route("account", True, self.account_info, 5),
             **self.history_routes(),
+            # user data stream: API key only (see authenticate); the listenKey lives in emulator/streams
+            ("POST", _LISTEN_KEY): Route("account", True, lambda a, p: self.emu.streams.listen_key(a, "POST")),
+            ("PUT", _LISTEN_KEY): Route("account", True, lambda a, p: self.emu.streams.listen_key(a, "PUT")),
+            ("DELETE", _LISTEN_KEY): Route("account", True, lambda a, p: self.emu.streams.listen_key(a, "DELETE")),
         }
 
     def group_of(self, path: str) -> str | None:
@@ -205,6 +210,8 @@ class BinanceApi(BinanceHistory, VenueApi):
         if not hmac.compare_digest(key, account.api_key):
             message = f"Invalid API-key, IP, or permissions for action, request ip: {request.remote or '127.0.0.1'}"
             raise VenueError(401, -2015, message)
+        if request.path.endswith(_LISTEN_KEY):
+            return  # USER_STREAM endpoints take the API key only, no signature
         try:
             stamp = int(params["timestamp"])
         except (KeyError, ValueError):
