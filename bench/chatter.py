@@ -21,9 +21,9 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 
+from app.service import start_service
 from bench.common import Databases, accounts_for, scenario
 from bot.flood import FloodControl
-from bot.service import start_service
 from emulator.exchange import ExchangeEmulator
 from emulator.telegram import BotApiEmulator
 from services.model import ORPHANS_ONLY

@@ -30,7 +30,7 @@ IMPORTS = {
     "prometheus-client": "import prometheus_client",
     "ccxt (async)": "import ccxt.async_support",
     "aiogram": "import aiogram, aiogram.types",
-    "everything `run` imports": "import bot.service",
+    "everything `run` imports": "import app.service",
 }
 
 

@@ -10,8 +10,8 @@ import statistics
 import time
 from typing import Any
 
+from app.service import start_service
 from bench.common import Databases, accounts_for, scenario
-from bot.service import start_service
 from emulator.exchange import ExchangeEmulator
 from emulator.telegram import BotApiEmulator
 from services.settings import Settings

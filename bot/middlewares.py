@@ -1,4 +1,4 @@
-"""Authorisation for every message and button press.
+"""Authorisation for every message and button press, and a record of the updates being handled.
 
 The outer middleware runs before any filter: it works out the user's role from their *user* id (in private
 chats and groups alike) and turns strangers away with one polite refusal. The inner middleware runs once a
@@ -7,6 +7,7 @@ handler is chosen and enforces the role the handler declares in its ``role`` fla
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -87,3 +88,21 @@ class RoleMiddleware(BaseMiddleware):
         elif isinstance(event, Message):
             await event.reply(message)
         return None
+
+
+class InFlight(BaseMiddleware):
+    """Outer, on every update: remembers the tasks handling updates right now, so a graceful stop can let them
+    finish their replies (through aiogram's public middleware API, not its private task set)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        task = asyncio.current_task()
+        if task is None:
+            return await handler(event, data)
+        self.tasks.add(task)
+        try:
+            return await handler(event, data)
+        finally:
+            self.tasks.discard(task)

@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 import yaml
 
-from bot.service import StartupError, start_service
+from app.service import start_service
+from app.startup import StartupError
 from emulator.exchange import ExchangeEmulator
 from services import migrations
 from services.database import Database

@@ -10,15 +10,11 @@ from email.message import EmailMessage
 from services import plain_text
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore
-from services.outbox import Destination, Outbox, OutboxItem
+from services.outbox import Outbox, OutboxItem
 from services.settings import EmailSettings
 
 CHANNEL = "email"
 PREFIXES = {"alert": "", "reminder": "Still open:", "update": "Update:"}
-
-
-def email_destinations(settings: EmailSettings | None) -> list[Destination]:
-    return [Destination(CHANNEL, address) for address in settings.recipients] if settings else []
 
 
 class EmailDelivery(Deliverer):

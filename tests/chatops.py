@@ -10,7 +10,8 @@ from typing import Any
 
 from aiogram.utils.backoff import BackoffConfig
 
-from bot.app import ChatOps, build_bot, telegram_destinations
+from app.telegram import ChatOps
+from bot.client import build_bot
 from bot.context import BotContext
 from bot.flood import FloodControl
 from emulator.exchange import EmulatedAccount
@@ -107,7 +108,7 @@ class Harness:
     async def settled(self, timeout: float = 15.0) -> None:
         """Wait until every update the bot took has been handled to the end, including the calls a handler
         makes after answering a button press."""
-        handling = self.chatops.dispatcher._handle_update_tasks
+        handling = self.chatops.in_flight.tasks
         await self.telegram.wait_until(lambda: not self.telegram.pending_updates and not handling, timeout=timeout)
 
 
@@ -120,7 +121,7 @@ async def running_chatops(
     runtime = await Runtime(settings).start()
     for gateway in runtime.gateways.values():
         gateway.client.timeout_on_exit = 0
-    reconciler = Reconciler(runtime, telegram_destinations(settings))
+    reconciler = Reconciler(runtime, runtime.destinations)
     bot = build_bot(settings.telegram, FloodControl(backoff_s=0.05))
     chatops = ChatOps(BotContext(settings, runtime, reconciler), bot, backoff=FAST_BACKOFF, polling_timeout=1)
     await chatops.start()

@@ -183,7 +183,7 @@ class ExchangeManager:
 
 
 async def test_the_seeds_managers_holding_real_ccxt_exchanges(new_account):
-    from services.exchange_client import create_client
+    from services.venues import create_client
 
     bybit = new_account("bybit")
     bybit.set_position("AVLUSDT", "long", Decimal("86"))

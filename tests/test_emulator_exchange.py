@@ -39,7 +39,7 @@ from emulator.exchange import (
     ExchangeEmulator,
     load_scenario,
 )
-from services.exchange_client import create_client
+from services.venues import create_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

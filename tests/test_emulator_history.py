@@ -17,7 +17,7 @@ import pytest_asyncio
 from ccxt.base.errors import BadRequest, ExchangeNotAvailable, OperationFailed, OrderNotFound
 
 from emulator.exchange import CLOSE_CAUSES, ENDPOINT_GROUPS, EmulatedAccount, ExchangeEmulator
-from services.exchange_client import create_client
+from services.venues import create_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -14,7 +14,7 @@ import pytest
 from ccxt.base.errors import DDoSProtection, OrderNotFound, RateLimitExceeded
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
-from services.exchange_client import create_client
+from services.venues import create_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

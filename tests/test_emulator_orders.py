@@ -22,7 +22,7 @@ from ccxt.base.errors import (
 )
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
-from services.exchange_client import create_client
+from services.venues import create_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

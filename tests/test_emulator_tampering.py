@@ -15,7 +15,7 @@ import pytest_asyncio
 from ccxt.base.errors import OperationFailed
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
-from services.exchange_client import create_client
+from services.venues import create_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from bot.service import StartupError, start_service
+from app.service import start_service
+from app.startup import StartupError
 from services.fixes import GHOST_EXIT_REASON
 from services.model import ALL_KINDS
 from services.settings import OpsSettings

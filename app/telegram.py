@@ -1,5 +1,6 @@
-"""aiogram wiring: the Bot (with flood control), the Dispatcher with its middlewares and routers, and the
-lifecycle of polling and alert delivery."""
+"""Telegram's side of the process: the Dispatcher with its middlewares and every router, and the lifecycle of
+polling and alert delivery. Wiring the routers here keeps the one import that runs from plumbing to handlers
+out of ``bot``."""
 
 from __future__ import annotations
 
@@ -8,51 +9,23 @@ import contextlib
 import logging
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiogram.types import BotCommand
 from aiogram.utils.backoff import BackoffConfig
 
+from bot.client import DEFAULT_BACKOFF
 from bot.context import BotContext
 from bot.delivery import TelegramDelivery
-from bot.flood import FloodControl
-from bot.middlewares import AuthMiddleware, RoleMiddleware
+from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
 from bot.texts import COMMANDS
 from handlers import alerts, checks, common, errors, fallback, fixes, status
-from services.outbox import Destination
-from services.settings import Settings, TelegramSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
-
-
-def telegram_destinations(settings: Settings) -> list[Destination]:
-    if not settings.telegram.enabled:
-        return []
-    return [Destination("telegram", str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
-
-
-def build_bot(settings: TelegramSettings, flood_control: BaseRequestMiddleware | None = None) -> Bot:
-    """A Bot for the configured server, sending HTML, with every call paced and retried."""
-    if settings.token is None:
-        raise ValueError("telegram.token is not set (RECONBOT_TELEGRAM__TOKEN)")
-    api = TelegramAPIServer.from_base(settings.api_base_url) if settings.api_base_url else None
-    session = AiohttpSession(api=api) if api else AiohttpSession()
-    session.middleware(flood_control or FloodControl())
-    return Bot(
-        settings.token.get_secret_value(),
-        session=session,
-        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
-    )
-
-
-def build_dispatcher(ctx: BotContext) -> Dispatcher:
+def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Dispatcher:
     dispatcher = Dispatcher(ctx=ctx)
+    if in_flight is not None:
+        dispatcher.update.outer_middleware(in_flight)
     auth = AuthMiddleware(ctx.settings.telegram)
     dispatcher.message.outer_middleware(auth)
     dispatcher.callback_query.outer_middleware(auth)
@@ -73,7 +46,8 @@ class ChatOps:
     ):
         self.ctx = ctx
         self.bot = bot
-        self.dispatcher = build_dispatcher(ctx)
+        self.in_flight = InFlight()
+        self.dispatcher = build_dispatcher(ctx, self.in_flight)
         self.delivery = TelegramDelivery(
             bot,
             ctx.runtime.findings,
@@ -122,7 +96,7 @@ class ChatOps:
 
     async def _finish_handlers(self, timeout_s: float) -> None:
         """Let commands and button presses already being handled finish their replies (bounded)."""
-        pending = set(self.dispatcher._handle_update_tasks)
+        pending = set(self.in_flight.tasks)
         if pending:
             _done, late = await asyncio.wait(pending, timeout=timeout_s)
             for task in late:

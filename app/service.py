@@ -1,0 +1,149 @@
+"""The composition root: everything `run` starts, built from settings — the runtime (database, gateways,
+monitor, fixes), the alert channels (Telegram when a token is set, e-mail, the console), the scheduler and the
+ops server — and stopped gracefully in the reverse order. The CLI, the demo and the benchmarks start reconbot
+through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+
+from app.startup import Say, StartupError, check_accounts, check_telegram, open_runtime
+from app.telegram import ChatOps
+from bot.context import BotContext
+from services.console import ConsoleAlerts
+from services.delivery import Deliverer
+from services.email_alerts import EmailDelivery
+from services.findings import AlertPolicy
+from services.ops import Metrics, OpsServer
+from services.reconciler import AutoFix, Reconciler
+from services.runtime import Runtime
+from services.scheduler import CheckScheduler
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class Service:
+    """Everything ``run`` starts, so tests and the demo can drive it too."""
+
+    settings: Settings
+    runtime: Runtime
+    reconciler: Reconciler
+    scheduler: CheckScheduler
+    chatops: ChatOps | None = None
+    deliverers: list[Deliverer] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics: Metrics | None = None
+    ops: OpsServer | None = None
+
+    async def stop(self, *, check_timeout_s: float = 30.0, flush_timeout_s: float = 10.0) -> None:
+        """Graceful stop: no new work, let a running check finish, flush the outbox, close everything."""
+        self.scheduler.shutdown()
+        if self.ops is not None:
+            await self.ops.stop()
+        if self.chatops is not None:
+            await self.chatops.stop_polling()
+        finished = await self.scheduler.wait_running(check_timeout_s)
+        if not finished or not await self.reconciler.wait_idle(check_timeout_s):
+            log.warning("a check was still running after %ss; stopping anyway", check_timeout_s)
+        if not await self.runtime.fixes.drain(check_timeout_s):
+            log.warning("a confirmed fix was still running after %ss; audited as interrupted", check_timeout_s)
+        for deliverer in self.deliverers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(deliverer.drain(), flush_timeout_s)
+        if self.chatops is not None:
+            await self.chatops.stop(flush_timeout_s=flush_timeout_s)
+        for deliverer in self.deliverers:
+            deliverer.stop()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(task, 5.0)
+        await self.runtime.close()
+
+
+def stale_after_s(settings: Settings) -> float:
+    scan = settings.scan
+    return settings.ops.stale_after_s or 3 * min(scan.orphan_interval_s, scan.reconcile_interval_s) + 30
+
+
+def new_ops_server(settings: Settings, metrics: Metrics) -> OpsServer:
+    """/healthz and /metrics, started before anything else so a supervisor sees what start-up waits for."""
+    return OpsServer(metrics, None, None, [a.name for a in settings.accounts], stale_after_s(settings))
+
+
+async def start_service(
+    settings: Settings,
+    *,
+    say: Say = print,
+    console: Say | None = None,
+    clients: dict | None = None,
+    ops: OpsServer | None = None,
+    metrics: Metrics | None = None,
+    flood_control: BaseRequestMiddleware | None = None,
+) -> Service:
+    """Check everything, then start; StartupError lists every problem found. ``ops``, when given, is an ops
+    server already listening (``run`` starts it first); otherwise one is started here if configured."""
+    runtime = await open_runtime(settings, say, clients)
+    try:
+        problems = await check_accounts(runtime, say)
+        bot = await check_telegram(settings, say, problems, flood_control)
+        if problems:
+            if bot is not None:
+                await bot.session.close()
+            raise StartupError(problems)
+    except BaseException:
+        await runtime.close()
+        raise
+
+    destinations = runtime.destinations
+    metrics = metrics or Metrics()
+    console_alerts = ConsoleAlerts(console) if console else ConsoleAlerts()
+    listeners = [metrics.on_check, *([console_alerts] if settings.alerts.console else [])]
+    reconciler = Reconciler(
+        runtime,
+        destinations,
+        listeners,
+        policy=AlertPolicy(timedelta(seconds=settings.alerts.remind_after_s), settings.alerts.unchecked_after),
+        auto_fix=AutoFix(settings.scan.auto_fix_ghosts, settings.scan.auto_fix_max_per_run),
+    )
+    scheduler = CheckScheduler(reconciler, settings.scan)
+    service = Service(settings, runtime, reconciler, scheduler, metrics=metrics)
+    try:
+        if ops is None and settings.ops.address is not None:
+            ops = new_ops_server(settings, metrics)
+            await ops.start(*settings.ops.address)
+            say(f"ops: GET /healthz and /metrics on {settings.ops.address[0]}:{ops.port}")
+    except OSError as exc:
+        await runtime.close()
+        if bot is not None:
+            await bot.session.close()
+        raise StartupError([f"ops.listen {settings.ops.listen}: {exc.strerror or exc}"]) from None
+    if ops is not None:
+        ops.attach(runtime.findings, runtime.outbox)
+        service.ops = ops
+    if bot is not None:
+        service.chatops = ChatOps(BotContext(settings, runtime, reconciler, scheduler.next_runs), bot)
+        service.chatops.delivery.on_result = metrics.on_delivery
+        await service.chatops.start()
+    if settings.alerts.email is not None:
+        email = EmailDelivery(runtime.findings, runtime.outbox, settings.alerts.email)
+        email.on_result = metrics.on_delivery
+        reconciler.wakeups.append(email.wake)
+        service.deliverers.append(email)
+        service.tasks.append(asyncio.create_task(email.run(), name="email-delivery"))
+    scheduler.start()
+    scan = settings.scan
+    say(
+        f"reconbot running: {len(settings.accounts)} account(s), orphan scan every {scan.orphan_interval_s:g}s, "
+        f"reconciliation every {scan.reconcile_interval_s:g}s"
+    )
+    return service

@@ -1,0 +1,92 @@
+"""What `run` checks before it starts: the database (reconbot's own migrations are applied), every account's
+keys with one read-only call, and the bot token. Each problem is named; what may pass by itself (a database
+that is not up yet) is marked transient, so `run` waits for it instead of exiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
+
+from bot.client import build_bot
+from services import audit, migrations
+from services.database import DatabaseError, DatabaseUnreachable
+from services.runtime import Runtime
+from services.settings import Settings
+from services.venues import AuthFailed, VenueError
+
+Say = Callable[[str], None]
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; ``transient`` when waiting may help (the database is not answering yet)."""
+
+    def __init__(self, problems: list[str], *, transient: bool = False):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        self.transient = transient
+
+
+async def open_runtime(settings: Settings, say: Say, clients: dict | None = None) -> Runtime:
+    """The database and the accounts' gateways, reconbot's own tables brought up to date."""
+    runtime = Runtime(settings, require_schema=False, clients=clients)
+    try:
+        await runtime.start()
+    except DatabaseUnreachable as exc:
+        raise StartupError([f"database: {exc}"], transient=True) from None
+    except DatabaseError as exc:
+        raise StartupError([f"database: {exc}"]) from None
+    try:
+        async with runtime.database.pool.acquire() as conn:
+            for migration in await migrations.apply_migrations(conn):
+                say(f"database: applied migration {migration.version} ({migration.description})")
+        say(f"database: {runtime.database.description}, schema version {migrations.LATEST_VERSION}")
+        if await audit.record_interrupted_confirmations(runtime.database.pool):
+            say("warning: a confirmed fix did not finish before the last stop; it is audited as interrupted")
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+async def check_accounts(runtime: Runtime, say: Say) -> list[str]:
+    """A read-only call per account: rejected keys stop the start, an unreachable venue only warns."""
+    problems = []
+
+    async def probe(name: str) -> None:
+        try:
+            positions = await runtime.gateways[name].positions()
+        except VenueError as exc:
+            if isinstance(exc, AuthFailed):
+                problems.append(f"account {name}: {exc.reason}")
+            else:
+                say(f"warning: account {name} is not reachable now ({exc.reason}); it will be retried each round")
+            return
+        say(f"account {name}: keys work, {len(positions)} open position(s)")
+
+    await asyncio.gather(*(probe(name) for name in runtime.gateways))
+    return problems
+
+
+async def check_telegram(
+    settings: Settings, say: Say, problems: list[str], flood_control: BaseRequestMiddleware | None = None
+) -> Bot | None:
+    """The bot, when a token is configured; a rejected token is a problem, an unreachable Telegram a warning."""
+    if not settings.telegram.enabled:
+        return None
+    bot = build_bot(settings.telegram, flood_control)
+    try:
+        me = await bot.get_me()
+        say(f"telegram: token works, bot @{me.username}")
+    except TelegramUnauthorizedError:
+        problems.append("telegram: the bot token was rejected (check RECONBOT_TELEGRAM__TOKEN)")
+    except (TelegramNetworkError, TelegramServerError, OSError) as exc:
+        say(f"warning: telegram is not reachable now ({type(exc).__name__}); alerts stay queued until it is")
+    if not settings.telegram.alert_chat_ids:
+        say("warning: telegram.alert_chat_ids is empty; alerts reach nobody on Telegram")
+    if not settings.telegram.operators:
+        say("warning: telegram.operators is empty; nobody can approve fixes")
+    return bot
