@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, html
+from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.types import InlineKeyboardMarkup
 
@@ -15,16 +15,17 @@ from bot.keyboards import finding_keyboard
 from bot.replies import edit_quietly
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore, StoredFinding
-from services.outbox import Outbox, OutboxItem
+from services.model import FindingState
+from services.notices import Notice
+from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "telegram"
 PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked")
 
 
 class TelegramDelivery(Deliverer):
-    channel = CHANNEL
+    channel = Channel.TELEGRAM
 
     def __init__(self, bot: Bot, findings: FindingsStore, outbox: Outbox, *, exchange_orders: dict[str, bool]):
         super().__init__(findings, outbox)
@@ -48,20 +49,20 @@ class TelegramDelivery(Deliverer):
 
     async def _deliver(self, item: OutboxItem) -> None:
         chat_id = int(item.destination)
-        if item.kind == "notice":
-            for chunk in texts.split_message(html.quote(str(item.body.get("text", "")))):
+        if item.kind is OutboxKind.NOTICE:
+            for chunk in texts.split_message(texts.notice_message(Notice.from_body(item.body))):
                 await self.bot.send_message(chat_id, chunk)
             return
         finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
         if finding is None:
             log.warning("outbox item %s names an unknown finding %s; dropped", item.id, item.finding_id)
             return
-        if item.kind == "alert":
+        if item.kind is OutboxKind.ALERT:
             await self.send_finding(chat_id, finding)
-        elif item.kind == "reminder":
-            if finding.live and finding.state == "open":
+        elif item.kind is OutboxKind.REMINDER:
+            if finding.state is FindingState.OPEN:
                 await self.send_finding(chat_id, finding, prefix="⏰ <b>Still open</b>")
-        elif item.kind == "update":
+        elif item.kind is OutboxKind.UPDATE:
             await self.refresh(chat_id, finding)
         else:
             log.warning("outbox item %s has an unknown kind %r; dropped", item.id, item.kind)

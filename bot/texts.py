@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aiogram import html
 
+from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
-from services.model import CheckResult, FindingKind
-from services.report import fix_question
+from services.model import CheckResult, FindingKind, FindingState
+from services.notices import Notice
+from services.plain_text import notice_text
+from services.report import decimal_text, fix_question
 
 __all__ = ["fix_question"]
 
@@ -53,9 +57,12 @@ def finding_headline(finding: StoredFinding) -> str:
     )
 
 
-def _db_rows(details: dict[str, Any]) -> str:
-    rows = details.get("db_rows") or []
-    return ", ".join(f"#{html.quote(str(r['id']))}" for r in rows) or "none"
+def _db_rows(details: FindingDetails) -> str:
+    return ", ".join(f"#{html.quote(r.id)}" for r in details.db_rows) or "none"
+
+
+def num(value: Decimal | None) -> str:
+    return code(decimal_text(value))
 
 
 def finding_body(finding: StoredFinding) -> list[str]:
@@ -64,30 +71,29 @@ def finding_body(finding: StoredFinding) -> list[str]:
     lines = [kind_title(finding.kind), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
         lines += [
-            f"Contracts: {code(d.get('exchange_quantity'))}",
-            f"Entry: {code(d.get('entry_price'))} · Mark: {code(d.get('mark_price'))}",
-            f"Unrealized PnL: {code(d.get('unrealized_pnl'))} · Leverage: "
-            + (html.code(f"{d['leverage']}x") if d.get("leverage") else "unknown"),
+            f"Contracts: {num(d.exchange_quantity)}",
+            f"Entry: {num(d.entry_price)} · Mark: {num(d.mark_price)}",
+            f"Unrealized PnL: {num(d.unrealized_pnl)} · Leverage: "
+            + (html.code(f"{decimal_text(d.leverage)}x") if d.leverage else "unknown"),
         ]
-        if d.get("stop_loss"):
-            lines.append(f"Stop-loss: {code(d['stop_loss'])}")
+        if d.stop_loss:
+            lines.append(f"Stop-loss: {num(d.stop_loss)}")
         else:
-            lines.append("⚠️ <b>NO STOP LOSS</b>" + ("" if d.get("stop_loss_known") else " known"))
+            lines.append("⚠️ <b>NO STOP LOSS</b>" + ("" if d.stop_loss_known else " known"))
     elif finding.kind is FindingKind.GHOST:
-        opened = [r.get("opened_at") for r in d.get("db_rows") or [] if r.get("opened_at")]
         lines += [
-            f"DB position {_db_rows(d)} · size {code(d.get('db_quantity'))}",
-            f"In the DB since: {when(min(opened)) if opened else 'unknown'}",
+            f"DB position {_db_rows(d)} · size {num(d.db_quantity)}",
+            f"In the DB since: {when(d.opened_at)}",
         ]
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
         lines += [
-            f"{html.quote(d.get('note') or '')}: reconbot cannot compare it, so it never calls it a ghost or fixes it.",
+            f"{html.quote(d.note or '')}: reconbot cannot compare it, so it never calls it a ghost or fixes it.",
             f"To fix: {html.quote(SYMBOL_MAPPING_HINT)}.",
         ]
     else:
         lines += [
-            f"Exchange: {code(d.get('exchange_quantity'))} · DB: {code(d.get('db_quantity'))} ({_db_rows(d)})",
-            f"Difference: {code(d.get('difference'))}",
+            f"Exchange: {num(d.exchange_quantity)} · DB: {num(d.db_quantity)} ({_db_rows(d)})",
+            f"Difference: {num(d.difference)}",
         ]
     lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
     return lines
@@ -96,13 +102,13 @@ def finding_body(finding: StoredFinding) -> list[str]:
 def finding_state_line(finding: StoredFinding) -> str | None:
     """What happened to a finding since it was announced; None while it is simply open."""
     by = html.quote(finding.closed_by or "")
-    if finding.state == "resolved":
+    if finding.state is FindingState.RESOLVED:
         return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
-    if finding.state == "fixed":
+    if finding.state is FindingState.FIXED:
         return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
-    if finding.state == "snoozed":
+    if finding.state is FindingState.SNOOZED:
         return f"🔕 Snoozed by {by} until {when(finding.snoozed_until)}"
-    if finding.state == "acknowledged":
+    if finding.state is FindingState.ACKNOWLEDGED:
         return f"👍 Acknowledged by {by}: no reminders"
     return None
 
@@ -115,7 +121,8 @@ def finding_message(finding: StoredFinding) -> str:
     return "\n".join(lines)
 
 
-def finding_details(finding: StoredFinding) -> str:
+def details_message(finding: StoredFinding) -> str:
+    """The answer to the Details button: every value the finding holds."""
     d = finding.details
     lines = [
         f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {html.quote(finding.state)}",
@@ -132,12 +139,15 @@ def finding_details(finding: StoredFinding) -> str:
         ("stop-loss", "stop_loss"),
         ("category", "category"),
     ]
-    lines += [f"{label}: {code(d.get(key))}" for label, key in labels if d.get(key) not in (None, "")]
-    for row in d.get("db_rows") or []:
-        listed = "" if row.get("listed", True) else " (symbol not listed on the venue)"
+    for label, key in labels:
+        value = getattr(d, key)
+        if value not in (None, ""):
+            lines.append(f"{label}: {code(decimal_text(value) if isinstance(value, Decimal) else value)}")
+    for row in d.db_rows:
+        listed = "" if row.listed else " (symbol not listed on the venue)"
         lines.append(
-            f"DB #{html.quote(str(row['id']))}: {html.quote(row['symbol'])} size {code(row['quantity'])}, "
-            f"opened {when(row.get('opened_at'))}{listed}"
+            f"DB #{html.quote(row.id)}: {html.quote(row.symbol)} size {num(row.quantity)}, "
+            f"opened {when(row.opened_at)}{listed}"
         )
     lines.append(f"first seen {when(finding.first_seen)}, last seen {when(finding.last_seen)}")
     state = finding_state_line(finding)
@@ -210,3 +220,8 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     if current.strip():
         chunks.append(current)
     return chunks or [text[:limit]]
+
+
+def notice_message(notice: Notice) -> str:
+    """A notice for Telegram: the plain line, escaped."""
+    return html.quote(notice_text(notice))

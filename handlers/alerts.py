@@ -8,7 +8,7 @@ from datetime import timedelta
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
-from bot import texts
+from bot import answers, texts
 from bot.callbacks import FindingAction, FindingButton
 from bot.context import BotContext
 from bot.keyboards import buttons_for, finding_keyboard
@@ -17,6 +17,8 @@ from bot.roles import Role, actor_name
 from handlers.fixes import ask_confirmation
 from services.findings import StoredFinding
 from services.fixes import plan_for_finding
+from services.model import FindingState
+from services.outbox import Channel
 from services.plans import FixAction
 
 
@@ -25,10 +27,10 @@ async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContex
     finding = await ctx.runtime.findings.get(data.finding_id)
     offered = buttons_for(finding.kind, exchange_orders=True) if finding is not None else ()
     if finding is None or data.action not in offered:
-        await query.answer("This button does not belong to any finding.", show_alert=True)
+        await query.answer(answers.NOT_A_BUTTON_OF_FINDING, show_alert=True)
         return None
     if data.action is not FindingButton.DETAILS and not finding.live:
-        await query.answer(f"Finding #{finding.id} is already {finding.state}; nothing to do.", show_alert=True)
+        await query.answer(answers.already_settled(finding), show_alert=True)
         if isinstance(query.message, Message) and query.message.reply_markup is not None:
             await edit_quietly(query.message.edit_reply_markup(reply_markup=None))
         return None
@@ -41,7 +43,7 @@ async def details(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
         return
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(texts.finding_details(finding))
+        await query.message.answer(texts.details_message(finding))
 
 
 async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
@@ -52,14 +54,16 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
     if callback_data.action is FindingButton.SNOOZE:
         until = ctx.runtime.monitor.now() + timedelta(seconds=ctx.settings.telegram.snooze_s)
         updated = await ctx.runtime.findings.set_state(
-            finding.id, "snoozed", by=by, destinations=ctx.destinations, snoozed_until=until
+            finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until
         )
-        answer = f"Snoozed until {texts.when(until)}."
+        answer = answers.snoozed_until(until)
     else:
-        updated = await ctx.runtime.findings.set_state(finding.id, "acknowledged", by=by, destinations=ctx.destinations)
-        answer = "Acknowledged: no more reminders for this finding."
+        updated = await ctx.runtime.findings.set_state(
+            finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations
+        )
+        answer = answers.ACKNOWLEDGED
     ctx.reconciler.wake()
-    await query.answer(answer if updated else "It changed meanwhile; nothing to do.")
+    await query.answer(answer if updated else answers.CHANGED_MEANWHILE)
     if (
         updated is not None
         and isinstance(query.message, Message)
@@ -71,7 +75,7 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
 async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFinding) -> bool:
     """An alert in an alert chat is edited through the outbox; any other message showing the finding (a reply
     to /findings or /scan) is edited here."""
-    if str(message.chat.id) not in {d.address for d in ctx.destinations if d.channel == "telegram"}:
+    if str(message.chat.id) not in {d.address for d in ctx.destinations if d.channel is Channel.TELEGRAM}:
         return False
     return await ctx.runtime.findings.is_alert_message(message.chat.id, message.message_id, finding.id)
 
@@ -96,11 +100,11 @@ async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContex
     if finding is None or not isinstance(query.message, Message):
         return
     if callback_data.action is FindingButton.CLOSE_ON_EXCHANGE and not ctx.exchange_orders_allowed(finding.account):
-        await query.answer(f"{finding.account} does not allow exchange orders.", show_alert=True)
+        await query.answer(answers.orders_not_allowed(finding.account), show_alert=True)
         return
     plan = plan_for_finding(finding, FIX_BUTTONS[callback_data.action])
     if plan is None:
-        await query.answer("This finding cannot be fixed that way; fix it by hand.", show_alert=True)
+        await query.answer(answers.NOT_FIXABLE_THAT_WAY, show_alert=True)
         return
     await query.answer()
     await ask_confirmation(query.message, query.from_user, ctx, plan=plan, finding_id=finding.id)

@@ -6,22 +6,23 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot import texts
+from bot import answers, texts
 from bot.context import BotContext
 from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
 from bot.roles import Role
 from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
+from services.outbox import Channel
 
 VIEW = {"role": Role.VIEWER}
 
 
 async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind], title: str) -> None:
-    await message.answer(f"Checking {len(ctx.settings.accounts)} account(s)…")
+    await message.answer(answers.checking(len(ctx.settings.accounts)))
     filed = await ctx.reconciler.check(kinds)
     found = [f for f in filed.live if f.kind in kinds]
     await answer_long(message, texts.check_summary(filed.result, title, found))
-    alerted_here = str(message.chat.id) in {d.address for d in ctx.destinations if d.channel == "telegram"}
+    alerted_here = str(message.chat.id) in {d.address for d in ctx.destinations if d.channel is Channel.TELEGRAM}
     new_ids = {f.id for f in filed.new}
     for finding in found:
         if alerted_here and finding.id in new_ids:
@@ -31,11 +32,11 @@ async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind
 
 
 async def scan(message: Message, ctx: BotContext) -> None:
-    await _check(message, ctx, ORPHANS_ONLY, "Orphan scan")
+    await _check(message, ctx, ORPHANS_ONLY, answers.SCAN_TITLE)
 
 
 async def reconcile(message: Message, ctx: BotContext) -> None:
-    await _check(message, ctx, RECONCILIATION, "Reconciliation")
+    await _check(message, ctx, RECONCILIATION, answers.RECONCILE_TITLE)
 
 
 def create_router() -> Router:

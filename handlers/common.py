@@ -6,7 +6,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
-from bot import texts
+from bot import answers, texts
 from bot.context import BotContext
 from bot.roles import Role
 
@@ -18,7 +18,7 @@ async def help_command(message: Message, ctx: BotContext) -> None:
 async def whoami(message: Message) -> None:
     """Answers anyone, so a new user can tell an admin which id to add."""
     user_id = message.from_user.id if message.from_user else None
-    await message.answer(f"Your user id: <code>{user_id}</code>\nThis chat's id: <code>{message.chat.id}</code>")
+    await message.answer(answers.whoami(user_id, message.chat.id))
 
 
 def create_router() -> Router:

@@ -8,8 +8,9 @@ import logging
 
 from aiogram.types import ErrorEvent
 
+from bot import answers
+
 log = logging.getLogger(__name__)
-APOLOGY = "Something went wrong on reconbot's side; nothing was changed. Please try again in a moment."
 
 
 async def on_error(event: ErrorEvent) -> bool:
@@ -17,7 +18,7 @@ async def on_error(event: ErrorEvent) -> bool:
     log.error("update %s failed: %s", update.update_id, event.exception, exc_info=event.exception)
     with contextlib.suppress(Exception):
         if update.callback_query is not None:
-            await update.callback_query.answer(APOLOGY, show_alert=True)
+            await update.callback_query.answer(answers.APOLOGY, show_alert=True)
         elif update.message is not None:
-            await update.message.answer(APOLOGY)
+            await update.message.answer(answers.APOLOGY)
     return True

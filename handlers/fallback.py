@@ -3,19 +3,19 @@ Included last, so it only ever sees leftovers."""
 
 from __future__ import annotations
 
-from aiogram import F, Router, html
+from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
+from bot import answers
 from bot.roles import Role
 
 
 async def unknown_button(query: CallbackQuery) -> None:
-    await query.answer("This button is not valid (any more).", show_alert=True)
+    await query.answer(answers.STALE_BUTTON, show_alert=True)
 
 
 async def unknown_command(message: Message) -> None:
-    command = html.quote((message.text or "").split(maxsplit=1)[0])
-    await message.answer(f"Unknown command {command}. /help lists what I understand.")
+    await message.answer(answers.unknown_command(message.text or ""))
 
 
 def create_router() -> Router:

@@ -10,7 +10,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
 from pydantic import ValidationError
 
-from bot import texts
+from bot import answers, texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.context import BotContext
 from bot.flood import urgent
@@ -18,13 +18,12 @@ from bot.keyboards import confirm_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
 from services.confirmations import Confirmation
-from services.fixes import FixOutcome, FixStatus
+from services.fixes import FixOutcome
 from services.plans import FixPlan
 
 log = logging.getLogger(__name__)
 OPERATE = {"role": Role.OPERATOR}
 POSITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CLOSEGHOST_USAGE = "Usage: /closeghost &lt;position id&gt;, e.g. /closeghost 123"
 
 
 async def ask_confirmation(
@@ -36,26 +35,25 @@ async def ask_confirmation(
         plan=plan, question=question, user_id=user.id, chat_id=message.chat.id, finding_id=finding_id
     )
     minutes = ctx.settings.telegram.confirm_ttl_s / 60
+    who = actor_name(user.id, user.username)
     await message.answer(
-        f"{html.quote(question)}\n<i>Valid for {minutes:g} min, for {html.quote(actor_name(user.id, user.username))}"
-        " only.</i>",
-        reply_markup=confirm_keyboard(confirmation.id),
+        answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
     )
 
 
 async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
     args = (command.args or "").split()
     if len(args) != 1 or not POSITION_ID.match(args[0]):
-        await message.answer(CLOSEGHOST_USAGE)
+        await message.answer(answers.CLOSEGHOST_USAGE)
         return
     if await ctx.runtime.repository.get(args[0]) is None:
-        await message.answer(f"No position #{html.quote(args[0])} in the DB.")
+        await message.answer(answers.no_such_position(args[0]))
         return
     assert message.from_user is not None
     actor = actor_name(message.from_user.id, message.from_user.username)
     plan = await ctx.runtime.fixes.plan_close_ghost(args[0], f"telegram {actor}")
     if isinstance(plan, FixOutcome):
-        await message.answer(f"Nothing changed: {html.quote(plan.message)}")
+        await message.answer(answers.fix_refused_early(plan))
         return
     await ask_confirmation(message, message.from_user, ctx, plan=plan)
 
@@ -66,9 +64,10 @@ async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, ou
     user = query.from_user
     claim = await ctx.runtime.confirmations.claim(confirmation_id, user.id, outcome, actor_name(user.id, user.username))
     if claim.confirmation is None:
-        await query.answer(claim.refusal or "Not possible.", show_alert=True)
+        refused = answers.claim_refused(claim)
+        await query.answer(refused, show_alert=True)
         if isinstance(query.message, Message) and claim.expired:
-            await edit_quietly(query.message.edit_text(html.quote(claim.refusal or "")))
+            await edit_quietly(query.message.edit_text(html.quote(refused)))
     return claim.confirmation
 
 
@@ -76,10 +75,11 @@ async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCon
     confirmation = await _claim(query, ctx, callback_data.confirmation_id, "cancelled")
     if confirmation is None:
         return
-    text = "Cancelled; nothing changed."
-    await query.answer(text)
+    await query.answer(answers.CANCELLED)
     if isinstance(query.message, Message):
-        await edit_quietly(query.message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(text)}"))
+        await edit_quietly(
+            query.message.edit_text(answers.question_and_result(confirmation.question, answers.CANCELLED))
+        )
 
 
 async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
@@ -88,15 +88,13 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
         return
     shown = actor_name(query.from_user.id, query.from_user.username)
     message = query.message if isinstance(query.message, Message) else None
-    await query.answer("Checking both sides again…")
+    await query.answer(answers.RECHECKING)
     try:
         plan = confirmation.plan
     except ValidationError:
         log.error("confirmation #%s holds a payload that is not a plan; refused", confirmation.id)
         if message is not None:
-            await message.edit_text(
-                f"{html.quote(confirmation.question)}\nNothing changed: this confirmation is damaged."
-            )
+            await message.edit_text(answers.question_and_result(confirmation.question, answers.DAMAGED_CONFIRMATION))
         return
     outcome = await ctx.runtime.fixes.apply(
         plan,
@@ -106,12 +104,11 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
         shown_as=shown,
     )
     ctx.reconciler.wake()
-    prefix = {FixStatus.DONE: "✅ Done: ", FixStatus.UNKNOWN: "❓ Unknown: "}.get(outcome.status, "Nothing changed: ")
-    result = prefix + outcome.message
+    result = answers.fix_result(outcome)
     log.info("confirmation #%s by %s: %s", confirmation.id, shown, result)
     if message is not None:
         with urgent():
-            await edit_quietly(message.edit_text(f"{html.quote(confirmation.question)}\n{html.quote(result)}"))
+            await edit_quietly(message.edit_text(answers.question_and_result(confirmation.question, result)))
 
 
 def create_router() -> Router:

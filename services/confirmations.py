@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,15 @@ class Confirmation:
         return plan_from_json(payload)
 
 
+class ClaimRefused(StrEnum):
+    """Why a press on Confirm or Cancel could not use its confirmation."""
+
+    MISSING = "missing"
+    NOT_YOURS = "not_yours"
+    USED = "used"
+    EXPIRED = "expired"
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The result of pressing Confirm or Cancel: the confirmation if it may be used, else why not.
@@ -47,8 +57,12 @@ class Claim:
     the message as it is."""
 
     confirmation: Confirmation | None
-    refusal: str | None = None
-    expired: bool = False
+    refused: ClaimRefused | None = None
+    used_as: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.refused is ClaimRefused.EXPIRED
 
 
 def _confirmation(record: asyncpg.Record) -> Confirmation:
@@ -101,12 +115,12 @@ class ConfirmationStore:
                 "SELECT * FROM reconbot.confirmations WHERE id = $1 FOR UPDATE", confirmation_id
             )
             if current is None:
-                return Claim(None, "This confirmation does not exist.")
+                return Claim(None, ClaimRefused.MISSING)
             existing = _confirmation(current)
             if existing.user_id != user_id:
-                return Claim(None, "Only the person who asked for this change can confirm it.")
+                return Claim(None, ClaimRefused.NOT_YOURS)
             if existing.used_at is not None:
-                return Claim(None, f"This confirmation was already used ({existing.outcome}); nothing changed.")
+                return Claim(None, ClaimRefused.USED, existing.outcome)
             await conn.execute(
                 "UPDATE reconbot.confirmations SET used_at = now(), outcome = 'expired', actor = $2 WHERE id = $1",
                 confirmation_id,
@@ -121,6 +135,4 @@ class ConfirmationStore:
                 reason=f"confirmation #{existing.id} expired at {existing.expires_at.isoformat()}",
                 confirmation_id=existing.id,
             )
-            return Claim(
-                None, "This confirmation expired; nothing changed. Ask again to get a fresh one.", expired=True
-            )
+            return Claim(None, ClaimRefused.EXPIRED)

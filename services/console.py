@@ -40,4 +40,4 @@ class ConsoleAlerts:
                 f"(finding #{finding.id}, {finding.kind.value})\n"
             )
         for notice in filed.notices:
-            self.write(f"[{stamp}] NOTICE: {notice}\n")
+            self.write(f"[{stamp}] NOTICE: {plain_text.notice_text(notice)}\n")

@@ -10,15 +10,17 @@ from email.message import EmailMessage
 from services import plain_text
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore
-from services.outbox import Outbox, OutboxItem
+from services.model import FindingState
+from services.notices import Notice
+from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
 from services.settings import EmailSettings
 
-CHANNEL = "email"
-PREFIXES = {"alert": "", "reminder": "Still open:", "update": "Update:"}
+PREFIXES = {OutboxKind.ALERT: "", OutboxKind.REMINDER: "Still open:", OutboxKind.UPDATE: "Update:"}
+STATE_PREFIXES = {FindingState.RESOLVED: "Resolved:", FindingState.FIXED: "Fixed:"}
 
 
 class EmailDelivery(Deliverer):
-    channel = CHANNEL
+    channel = Channel.EMAIL
 
     def __init__(self, findings: FindingsStore, outbox: Outbox, settings: EmailSettings):
         super().__init__(findings, outbox)
@@ -28,19 +30,19 @@ class EmailDelivery(Deliverer):
         message = EmailMessage()
         message["From"] = self.settings.sender
         message["To"] = item.destination
-        if item.kind == "notice":
-            text = str(item.body.get("text", ""))
+        if item.kind is OutboxKind.NOTICE:
+            text = plain_text.notice_text(Notice.from_body(item.body))
             message["Subject"] = f"[reconbot] {text.splitlines()[0][:120] if text else 'notice'}"
             message.set_content(text)
             return message
         finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
         if finding is None:
             return None
-        if item.kind == "reminder" and finding.state != "open":
+        if item.kind is OutboxKind.REMINDER and finding.state is not FindingState.OPEN:
             return None
         prefix = PREFIXES.get(item.kind, "")
-        if item.kind == "update":
-            prefix = {"resolved": "Resolved:", "fixed": "Fixed:"}.get(finding.state, "Update:")
+        if item.kind is OutboxKind.UPDATE:
+            prefix = STATE_PREFIXES.get(finding.state, "Update:")
         message["Subject"] = plain_text.subject(finding, prefix)
         message.set_content(plain_text.finding_text(finding))
         return message

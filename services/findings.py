@@ -7,20 +7,18 @@ check status, and an outbox row for every alert that has to go out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from services import outbox
-from services.model import CheckResult, Finding, FindingKind, PositionKey, Side
-from services.outbox import Destination
-from services.report import decimal_text, finding_dict
+from services.finding_details import FindingDetails
+from services.model import LIVE_STATES, CheckResult, FindingKind, FindingState, PositionKey, Side
+from services.notices import Notice, NoticeKind
+from services.outbox import Destination, OutboxKind
 
-LIVE_STATES = ("open", "snoozed", "acknowledged")
 _COLUMNS = (
     "id, fingerprint, kind, account, exchange, market, side, state, details, first_seen, last_seen, "
     "snoozed_until, reminded_at, closed_at, closed_by, resolution"
@@ -37,8 +35,8 @@ class StoredFinding:
     exchange: str
     market: str
     side: Side
-    state: str
-    details: dict[str, Any]
+    state: FindingState
+    details: FindingDetails
     first_seen: datetime
     last_seen: datetime
     snoozed_until: datetime | None
@@ -57,7 +55,7 @@ class StoredFinding:
 
     @property
     def db_position_ids(self) -> list[str]:
-        return list(self.details.get("db_position_ids") or [])
+        return list(self.details.db_position_ids)
 
 
 def _stored(record: asyncpg.Record) -> StoredFinding:
@@ -70,8 +68,10 @@ def _stored(record: asyncpg.Record) -> StoredFinding:
         exchange=record["exchange"],
         market=record["market"],
         side=Side(record["side"]),
-        state=record["state"],
-        details=json.loads(details) if isinstance(details, str) else details,
+        state=FindingState(record["state"]),
+        details=FindingDetails.model_validate_json(details)
+        if isinstance(details, str)
+        else FindingDetails.model_validate(details),
         first_seen=record["first_seen"],
         last_seen=record["last_seen"],
         snoozed_until=record["snoozed_until"],
@@ -80,27 +80,6 @@ def _stored(record: asyncpg.Record) -> StoredFinding:
         closed_by=record["closed_by"],
         resolution=record["resolution"],
     )
-
-
-def finding_details(finding: Finding) -> dict[str, Any]:
-    """What an alert shows, frozen at detection: sizes, prices, DB rows and whether a stop-loss is known."""
-    details = finding_dict(finding)
-    position = finding.exchange_position
-    details["stop_loss_known"] = bool(position and position.stop_loss_known)
-    details["hedged"] = bool(position and position.hedged)
-    details["category"] = position.category if position else None
-    details["difference"] = decimal_text(finding.difference)
-    details["db_rows"] = [
-        {
-            "id": row.id,
-            "symbol": row.symbol,
-            "quantity": decimal_text(row.quantity),
-            "opened_at": row.opened_at.isoformat() if row.opened_at else None,
-            "listed": row.market_listed,
-        }
-        for row in finding.db_positions
-    ]
-    return details
 
 
 @dataclass(frozen=True)
@@ -120,7 +99,7 @@ class FiledCheck:
     resolved: tuple[StoredFinding, ...]
     live: tuple[StoredFinding, ...]
     reminded: tuple[StoredFinding, ...] = ()
-    notices: tuple[str, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
 
 class FindingsStore:
@@ -147,14 +126,14 @@ class FindingsStore:
                     await conn.fetch(
                         f"SELECT {_COLUMNS} FROM reconbot.findings "
                         "WHERE state = ANY($1::text[]) AND account = ANY($2::text[]) AND kind = ANY($3::text[])",
-                        list(LIVE_STATES),
+                        [str(s) for s in LIVE_STATES],
                         checked,
                         kinds,
                     ),
                 )
             }
             for finding in result.findings:
-                details = json.dumps(finding_details(finding))
+                details = FindingDetails.of(finding).model_dump_json()
                 if finding.fingerprint in existing:
                     record = await conn.fetchrow(
                         f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
@@ -178,19 +157,19 @@ class FindingsStore:
                 stored = _stored(record)
                 new.append(stored)
                 live.append(stored)
-                await outbox.enqueue_many(conn, destinations, "alert", finding_id=stored.id)
+                await outbox.enqueue_many(conn, destinations, OutboxKind.ALERT, finding_id=stored.id)
             for gone in existing.values():
                 if (gone.account, gone.market, gone.side.value) in pending:
                     live.append(gone)  # inside the grace window again: neither drift nor resolved yet
                     continue
-                closed = await self._close(conn, gone.id, "resolved", "reconbot", "drift no longer seen")
+                closed = await self._close(conn, gone.id, FindingState.RESOLVED, "reconbot", "drift no longer seen")
                 if closed is not None:
                     resolved.append(closed)
-                    await outbox.enqueue_many(conn, destinations, "update", finding_id=closed.id)
+                    await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=closed.id)
             policy = policy or AlertPolicy()
             notices = await self._record_accounts(conn, result, policy.unchecked_after)
-            for text in notices:
-                await outbox.enqueue_many(conn, destinations, "notice", body={"text": text})
+            for notice in notices:
+                await outbox.enqueue_many(conn, destinations, OutboxKind.NOTICE, body=notice.to_body())
             reminded = await self._remind(conn, destinations, policy.remind_after)
         return FiledCheck(result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices))
 
@@ -204,7 +183,7 @@ class FindingsStore:
             f"WHERE state = 'snoozed' AND snoozed_until <= now() RETURNING {_COLUMNS}"
         )
         for record in woken:
-            await outbox.enqueue_many(conn, destinations, "update", finding_id=record["id"])
+            await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=record["id"])
         due = await conn.fetch(
             f"UPDATE reconbot.findings SET reminded_at = now() "
             f"WHERE state = 'open' AND coalesce(reminded_at, first_seen) <= now() - $1::interval "
@@ -213,13 +192,13 @@ class FindingsStore:
         )
         reminded = sorted(map(_stored, due), key=lambda f: f.id)
         for finding in reminded:
-            await outbox.enqueue_many(conn, destinations, "reminder", finding_id=finding.id)
+            await outbox.enqueue_many(conn, destinations, OutboxKind.REMINDER, finding_id=finding.id)
         return reminded
 
     @staticmethod
-    async def _record_accounts(conn: asyncpg.Connection, result: CheckResult, unchecked_after: int) -> list[str]:
+    async def _record_accounts(conn: asyncpg.Connection, result: CheckResult, unchecked_after: int) -> list[Notice]:
         """Keep each account's last check; returns the notices due: newly unreadable, or readable again."""
-        notices: list[str] = []
+        notices: list[Notice] = []
         for status in result.accounts:
             record = await conn.fetchrow(
                 """INSERT INTO reconbot.account_checks AS c
@@ -240,16 +219,20 @@ class FindingsStore:
                 status.positions,
             )
             if not status.checked and record["failures_in_row"] >= unchecked_after and record["alerted_at"] is None:
-                since = record["failing_since"].strftime("%H:%M UTC")
                 notices.append(
-                    f"{status.account}: exchange not reachable since {since} "
-                    f"({record['failures_in_row']} checks in a row): {status.error}"
+                    Notice(
+                        NoticeKind.UNREACHABLE,
+                        account=status.account,
+                        since=record["failing_since"],
+                        failures=record["failures_in_row"],
+                        error=status.error,
+                    )
                 )
                 await conn.execute(
                     "UPDATE reconbot.account_checks SET alerted_at = now() WHERE account = $1", status.account
                 )
             elif status.checked and record["alerted_at"] is not None:
-                notices.append(f"{status.account}: reachable again; its positions are being checked.")
+                notices.append(Notice(NoticeKind.REACHABLE, account=status.account))
                 await conn.execute(
                     "UPDATE reconbot.account_checks SET alerted_at = NULL WHERE account = $1", status.account
                 )
@@ -257,7 +240,7 @@ class FindingsStore:
 
     @staticmethod
     async def _close(
-        conn: asyncpg.Connection, finding_id: int, state: str, by: str, resolution: str
+        conn: asyncpg.Connection, finding_id: int, state: FindingState, by: str, resolution: str
     ) -> StoredFinding | None:
         record = await conn.fetchrow(
             f"UPDATE reconbot.findings SET state = $2, closed_at = now(), closed_by = $3, resolution = $4 "
@@ -266,7 +249,7 @@ class FindingsStore:
             state,
             by,
             resolution,
-            list(LIVE_STATES),
+            [str(s) for s in LIVE_STATES],
         )
         return _stored(record) if record else None
 
@@ -275,15 +258,15 @@ class FindingsStore:
     ) -> StoredFinding | None:
         """Close a live finding as fixed and queue the edit of its alerts; None if it was no longer live."""
         async with self.pool.acquire() as conn, conn.transaction():
-            closed = await self._close(conn, finding_id, "fixed", by, resolution)
+            closed = await self._close(conn, finding_id, FindingState.FIXED, by, resolution)
             if closed is not None:
-                await outbox.enqueue_many(conn, destinations, "update", finding_id=finding_id)
+                await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=finding_id)
         return closed
 
     async def set_state(
         self,
         finding_id: int,
-        state: str,
+        state: FindingState,
         *,
         by: str,
         destinations: Sequence[Destination],
@@ -298,10 +281,10 @@ class FindingsStore:
                 state,
                 snoozed_until,
                 by,
-                list(LIVE_STATES),
+                [str(s) for s in LIVE_STATES],
             )
             if record is not None:
-                await outbox.enqueue_many(conn, destinations, "update", finding_id=finding_id)
+                await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=finding_id)
         return _stored(record) if record else None
 
     async def get(self, finding_id: int) -> StoredFinding | None:
@@ -313,7 +296,7 @@ class FindingsStore:
         records = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM reconbot.findings WHERE state = ANY($1::text[]) "
             "AND ($2::text[] IS NULL OR account = ANY($2::text[])) ORDER BY id",
-            list(LIVE_STATES),
+            [str(s) for s in LIVE_STATES],
             None if accounts is None else list(accounts),
         )
         return [_stored(r) for r in records]
@@ -323,7 +306,7 @@ class FindingsStore:
         return {
             r["fingerprint"]
             for r in await self.pool.fetch(
-                "SELECT fingerprint FROM reconbot.findings WHERE state = ANY($1::text[])", list(LIVE_STATES)
+                "SELECT fingerprint FROM reconbot.findings WHERE state = ANY($1::text[])", [str(s) for s in LIVE_STATES]
             )
         }
 
@@ -331,7 +314,7 @@ class FindingsStore:
         record = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM reconbot.findings WHERE kind = 'ghost' AND state = ANY($1::text[]) "
             "AND details -> 'db_position_ids' ? $2 ORDER BY id LIMIT 1",
-            list(LIVE_STATES),
+            [str(s) for s in LIVE_STATES],
             position_id,
         )
         return _stored(record) if record else None

@@ -20,6 +20,17 @@ class FindingKind(StrEnum):
     UNKNOWN_SYMBOL = "unknown_symbol"
 
 
+class FindingState(StrEnum):
+    """A finding's life: open → snoozed / acknowledged → resolved (drift gone) or fixed (someone fixed it)."""
+
+    OPEN = "open"
+    SNOOZED = "snoozed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FIXED = "fixed"
+
+
+LIVE_STATES = (FindingState.OPEN, FindingState.SNOOZED, FindingState.ACKNOWLEDGED)
 ORPHANS_ONLY = frozenset({FindingKind.ORPHAN})
 RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH, FindingKind.UNKNOWN_SYMBOL})
 ALL_KINDS = ORPHANS_ONLY | RECONCILIATION

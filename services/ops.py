@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from services.findings import LIVE_STATES, FiledCheck, FindingsStore
-from services.model import FindingKind
+from services.findings import FiledCheck, FindingsStore
+from services.model import LIVE_STATES, FindingKind
 from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class OpsServer:
             counts = dict.fromkeys((k.value for k in FindingKind), 0)
             for row in await findings.pool.fetch(
                 "SELECT kind, count(*) AS n FROM reconbot.findings WHERE state = ANY($1::text[]) GROUP BY kind",
-                list(LIVE_STATES),
+                [str(s) for s in LIVE_STATES],
             ):
                 counts[row["kind"]] = row["n"]
             for kind, n in counts.items():

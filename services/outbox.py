@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -18,11 +19,23 @@ import asyncpg
 MAX_BACKOFF_S = 300.0
 
 
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+
+
+class OutboxKind(StrEnum):
+    ALERT = "alert"  # a new finding
+    UPDATE = "update"  # a finding changed state: its alerts are edited
+    REMINDER = "reminder"  # a finding is still open
+    NOTICE = "notice"  # about an account or the process, not one finding
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where alerts go: a channel (``telegram``, ``email``) and an address on it (chat id, e-mail address)."""
+    """Where alerts go: a channel and an address on it (chat id, e-mail address)."""
 
-    channel: str
+    channel: Channel
     address: str
 
 
@@ -31,7 +44,7 @@ class OutboxItem:
     id: int
     channel: str
     destination: str
-    kind: str
+    kind: OutboxKind
     finding_id: int | None
     body: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
@@ -44,7 +57,7 @@ def _item(record: asyncpg.Record) -> OutboxItem:
         id=record["id"],
         channel=record["channel"],
         destination=record["destination"],
-        kind=record["kind"],
+        kind=OutboxKind(record["kind"]),
         finding_id=record["finding_id"],
         body=json.loads(body) if isinstance(body, str) else (body or {}),
         attempts=record["attempts"],
@@ -55,7 +68,7 @@ def _item(record: asyncpg.Record) -> OutboxItem:
 async def enqueue_many(
     conn: asyncpg.Connection,
     destinations: Sequence[Destination],
-    kind: str,
+    kind: OutboxKind,
     *,
     finding_id: int | None = None,
     body: dict[str, Any] | None = None,
@@ -65,7 +78,7 @@ async def enqueue_many(
         return
     await conn.executemany(
         "INSERT INTO reconbot.outbox (channel, destination, kind, finding_id, body) VALUES ($1, $2, $3, $4, $5)",
-        [(d.channel, d.address, kind, finding_id, json.dumps(body or {})) for d in destinations],
+        [(str(d.channel), d.address, str(kind), finding_id, json.dumps(body or {})) for d in destinations],
     )
 
 
@@ -124,9 +137,3 @@ class Outbox:
             "AND ($1::text IS NULL OR channel = $1)",
             channel,
         )
-
-    async def enqueue(
-        self, destinations: Sequence[Destination], kind: str, *, finding_id: int | None = None, body: dict | None = None
-    ) -> None:
-        async with self.pool.acquire() as conn:
-            await enqueue_many(conn, destinations, kind, finding_id=finding_id, body=body)

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
 
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
-from services.model import FindingKind
+from services.model import FindingKind, FindingState
+from services.notices import Notice, NoticeKind
+from services.report import decimal_text
 
 
-def _value(details: dict[str, Any], key: str) -> str:
-    value = details.get(key)
+def _value(value: Decimal | str | None) -> str:
+    if isinstance(value, Decimal):
+        return decimal_text(value) or "unknown"
     return "unknown" if value in (None, "") else str(value)
+
+
+def notice_text(notice: Notice) -> str:
+    """A notice as one plain line, for the console and e-mail."""
+    if notice.kind is NoticeKind.UNREACHABLE:
+        since = notice.since.strftime("%H:%M UTC") if notice.since else "?"
+        return (
+            f"{notice.account}: exchange not reachable since {since} ({notice.failures} checks in a row): "
+            f"{notice.error}"
+        )
+    if notice.kind is NoticeKind.REACHABLE:
+        return f"{notice.account}: reachable again; its positions are being checked."
+    if notice.kind is NoticeKind.AUTO_FIX_LIMIT:
+        return (
+            f"{notice.count} ghost positions confirmed at once, more than the auto-fix limit of {notice.limit}; "
+            "none was closed automatically. Please review them."
+        )
+    return notice.text or ""
 
 
 def subject(finding: StoredFinding, prefix: str = "") -> str:
@@ -24,30 +45,29 @@ def finding_text(finding: StoredFinding) -> str:
     names = KINDS[finding.kind]
     where = f"{finding.market} {finding.side.upper()} on {finding.account} ({finding.exchange})"
     lines = [f"{names.title}: {names.headline}", where]
+    ids = ", ".join(f"#{i}" for i in d.db_position_ids)
     if finding.kind is FindingKind.ORPHAN:
         lines += [
-            f"contracts: {_value(d, 'exchange_quantity')}",
-            f"entry: {_value(d, 'entry_price')}  mark: {_value(d, 'mark_price')}",
-            f"unrealized PnL: {_value(d, 'unrealized_pnl')}  leverage: {_value(d, 'leverage')}",
-            f"stop-loss: {d['stop_loss']}" if d.get("stop_loss") else "NO STOP LOSS",
+            f"contracts: {_value(d.exchange_quantity)}",
+            f"entry: {_value(d.entry_price)}  mark: {_value(d.mark_price)}",
+            f"unrealized PnL: {_value(d.unrealized_pnl)}  leverage: {_value(d.leverage)}",
+            f"stop-loss: {_value(d.stop_loss)}" if d.stop_loss else "NO STOP LOSS",
         ]
     elif finding.kind is FindingKind.GHOST:
-        ids = ", ".join(f"#{i}" for i in d.get("db_position_ids") or [])
-        lines.append(f"DB position {ids}, size {_value(d, 'db_quantity')}; nothing on the exchange")
+        lines.append(f"DB position {ids}, size {_value(d.db_quantity)}; nothing on the exchange")
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
-        lines += [_value(d, "note"), f"to fix: {SYMBOL_MAPPING_HINT}"]
+        lines += [_value(d.note), f"to fix: {SYMBOL_MAPPING_HINT}"]
     else:
-        ids = ", ".join(f"#{i}" for i in d.get("db_position_ids") or [])
         lines += [
-            f"exchange size: {_value(d, 'exchange_quantity')}  DB size: {_value(d, 'db_quantity')} ({ids})",
-            f"difference: {_value(d, 'difference')}",
+            f"exchange size: {_value(d.exchange_quantity)}  DB size: {_value(d.db_quantity)} ({ids})",
+            f"difference: {_value(d.difference)}",
         ]
     lines.append(f"finding #{finding.id}, first seen {finding.first_seen:%Y-%m-%d %H:%M UTC}")
-    if finding.state in ("resolved", "fixed"):
-        by = f" by {finding.closed_by}" if finding.state == "fixed" and finding.closed_by else ""
+    if finding.state in (FindingState.RESOLVED, FindingState.FIXED):
+        by = f" by {finding.closed_by}" if finding.state is FindingState.FIXED and finding.closed_by else ""
         lines.append(f"{finding.state.upper()}{by} at {finding.closed_at:%Y-%m-%d %H:%M UTC}: {finding.resolution}")
-    elif finding.state == "snoozed" and finding.snoozed_until:
+    elif finding.state is FindingState.SNOOZED and finding.snoozed_until:
         lines.append(f"snoozed by {finding.closed_by} until {finding.snoozed_until:%Y-%m-%d %H:%M UTC}")
-    elif finding.state == "acknowledged":
+    elif finding.state is FindingState.ACKNOWLEDGED:
         lines.append(f"acknowledged by {finding.closed_by}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from services.amounts import Exact
 from services.model import Side
 
 
@@ -41,7 +42,7 @@ class RowSeen(BaseModel):
 
     id: str
     symbol: str
-    quantity: Decimal
+    quantity: Exact
 
 
 class CloseGhost(_Plan):
@@ -63,15 +64,15 @@ class AdoptOrphan(_Plan):
     """Insert an active row for an exchange position of exactly this size."""
 
     action: Literal[FixAction.ADOPT_ORPHAN] = FixAction.ADOPT_ORPHAN
-    quantity: Decimal
-    entry_price: Decimal | None = None
+    quantity: Exact
+    entry_price: Exact | None = None
 
 
 class CloseOrphan(_Plan):
     """Send one reduce-only market order for exactly this size."""
 
     action: Literal[FixAction.CLOSE_ORPHAN] = FixAction.CLOSE_ORPHAN
-    quantity: Decimal
+    quantity: Exact
     hedged: bool = False
 
 
@@ -80,7 +81,7 @@ class SetDbQuantity(_Plan):
 
     action: Literal[FixAction.SET_DB_QUANTITY] = FixAction.SET_DB_QUANTITY
     row: RowSeen
-    exchange_quantity: Decimal
+    exchange_quantity: Exact
 
 
 FixPlan = Annotated[CloseGhost | AdoptOrphan | CloseOrphan | SetDbQuantity, Field(discriminator="action")]

@@ -11,16 +11,14 @@ import re
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import Field, SecretStr, StrictBool, StrictInt, field_validator, model_validator
+
+from services.config_types import Section
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _TIMEZONE = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
 
 Value = StrictBool | StrictInt | str
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def check_identifier(value: str, what: str) -> str:
@@ -45,7 +43,7 @@ def value_text(value: Value) -> str:
 REQUIRED = ("id", "exchange", "symbol", "side", "quantity", "status")
 
 
-class PositionColumns(_Section):
+class PositionColumns(Section):
     """Column names of the trading bot's positions table. Optional ones that the table lacks are not mapped;
     null leaves one unmapped on purpose."""
 
@@ -76,7 +74,7 @@ class PositionColumns(_Section):
         return self
 
 
-class PositionValues(_Section):
+class PositionValues(Section):
     """The values the trading bot writes into the status and side columns, in the column's own type."""
 
     active: Value = Field(default="active", description="status value of an open position (true for a boolean)")
@@ -92,7 +90,7 @@ class PositionValues(_Section):
         return value
 
 
-class SymbolRewrite(_Section):
+class SymbolRewrite(Section):
     """A DB symbol style the venue does not use, rewritten before it is resolved through the venue's markets."""
 
     pattern: str = Field(description="regular expression matching the whole DB symbol, e.g. ^([A-Z0-9]+)-([A-Z]+)$")
@@ -167,7 +165,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class PositionsSettings(_Section):
+class PositionsSettings(Section):
     preset: Literal["seed", "freqtrade"] | None = Field(
         default=None, description="defaults for a known trading bot's table: seed or freqtrade"
     )

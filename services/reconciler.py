@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from services import outbox
 from services.findings import AlertPolicy, FiledCheck, StoredFinding
 from services.fixes import plan_for_finding
-from services.model import ALL_KINDS, FindingKind
-from services.outbox import Destination
+from services.model import ALL_KINDS, FindingKind, FindingState
+from services.notices import Notice, NoticeKind
+from services.outbox import Destination, OutboxKind
 from services.plans import FixAction
 from services.runtime import Runtime
 
@@ -134,14 +135,11 @@ class Reconciler:
     async def _auto_fix(self, filed: FiledCheck) -> FiledCheck:
         """Close confirmed ghosts nobody chose to keep. Never on an unchecked account (they yield no findings);
         more ghosts at once than the limit looks systemic, so then nothing is fixed and a human is asked."""
-        ghosts = [f for f in filed.live if f.kind is FindingKind.GHOST and f.state == "open"]
+        ghosts = [f for f in filed.live if f.kind is FindingKind.GHOST and f.state is FindingState.OPEN]
         if not ghosts:
             return filed
         if len(ghosts) > self.auto_fix.max_per_run:
-            notice = (
-                f"{len(ghosts)} ghost positions confirmed at once, more than the auto-fix limit of "
-                f"{self.auto_fix.max_per_run}; none was closed automatically. Please review them."
-            )
+            notice = Notice(NoticeKind.AUTO_FIX_LIMIT, count=len(ghosts), limit=self.auto_fix.max_per_run)
             await self._notify(notice)
             return replace(filed, notices=(*filed.notices, notice))
         fixed: list[StoredFinding] = []
@@ -163,6 +161,6 @@ class Reconciler:
             resolved=(*filed.resolved, *fixed),
         )
 
-    async def _notify(self, text: str) -> None:
+    async def _notify(self, notice: Notice) -> None:
         async with self.runtime.database.pool.acquire() as conn:
-            await outbox.enqueue_many(conn, self.destinations, "notice", body={"text": text})
+            await outbox.enqueue_many(conn, self.destinations, OutboxKind.NOTICE, body=notice.to_body())

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from services.amounts import decimal_text
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
 from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixPlan
@@ -14,6 +15,7 @@ EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_ORPHAN = 2
 EXIT_UNKNOWN = 3
+
 
 def exit_code(result: CheckResult) -> int:
     """Nagios/Icinga convention: an orphan is critical (2) and wins; an unchecked account is unknown (3)."""
@@ -24,15 +26,6 @@ def exit_code(result: CheckResult) -> int:
     if result.findings:
         return EXIT_DRIFT
     return EXIT_OK
-
-
-def decimal_text(value: Decimal | None) -> str | None:
-    """Plain notation, no exponent and no trailing zeros: 86, 0.5, 1000000; never "-0"."""
-    if value is None:
-        return None
-    if value.is_zero():
-        return "0"
-    return format(value.normalize(), "f")
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from services.database import Database, DatabaseError
 from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
-from services.outbox import Destination, Outbox
+from services.outbox import Channel, Destination, Outbox
 from services.positions import PositionsStore, open_store
 from services.settings import Settings
 from services.venues import Gateway, MarketCache, gateway_for
@@ -25,9 +25,9 @@ def alert_destinations(settings: Settings) -> list[Destination]:
     """Every place alerts go: each Telegram alert chat (when a bot is configured) and each e-mail recipient."""
     destinations: list[Destination] = []
     if settings.telegram.enabled:
-        destinations += [Destination("telegram", str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
+        destinations += [Destination(Channel.TELEGRAM, str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
     if settings.alerts.email is not None:
-        destinations += [Destination("email", address) for address in settings.alerts.email.recipients]
+        destinations += [Destination(Channel.EMAIL, address) for address in settings.alerts.email.recipients]
     return destinations
 
 

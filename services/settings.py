@@ -15,13 +15,9 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,13 +27,12 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
-from yarl import URL
 
+from services.account_settings import ENV_PREFIX, AccountSettings
+from services.config_types import BaseUrl, Section
 from services.positions_config import PositionsSettings, quote_identifier
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
-ENV_PREFIX = "RECONBOT_"
-ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _yaml_path: ContextVar[Path | None] = ContextVar("reconbot_yaml_path", default=None)
 
@@ -50,29 +45,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def http_url(value: str | None) -> str | None:
-    """An http(s) base URL without a trailing slash, whose host and port parse, so no request built on it can
-    fail later with an error that quotes the whole URL (a bot token included)."""
-    if value is None:
-        return value
-    try:
-        url = URL(value)
-        valid = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
-    except (ValueError, TypeError):
-        valid = False
-    if not valid or re.search(r"\s", value) or not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an http:// or https:// URL with a host (and an optional numeric port)")
-    return value.rstrip("/")
-
-
-BaseUrl = Annotated[str | None, AfterValidator(http_url)]
-
-
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: SecretStr | None = Field(default=None, description="PostgreSQL URL; absent: an embedded server under data_dir")
     data_dir: Path = Field(default=Path("var/pgdata"), description="embedded server's data, relative to the config")
     pool_size: int = Field(default=5, ge=1, le=100, description="connections in the pool")
@@ -85,108 +58,7 @@ class DatabaseSettings(_Section):
         return value
 
 
-class AccountSettings(_Section):
-    name: str = Field(description="unique name used in commands and alerts")
-    exchange: str = Field(description="binanceusdm or bybit")
-    api_key_env: str | None = Field(
-        default=None, description="environment variable holding the API key (default: RECONBOT_<NAME>_API_KEY)"
-    )
-    secret_env: str | None = Field(
-        default=None, description="environment variable holding the secret (default: RECONBOT_<NAME>_SECRET)"
-    )
-    api_key: SecretStr | None = Field(
-        default=None, validate_default=True, description="inline API key (a private config only)"
-    )
-    secret: SecretStr | None = Field(
-        default=None, validate_default=True, description="inline secret (a private config only)"
-    )
-    db_exchange: str | None = Field(
-        default=None,
-        validate_default=True,
-        description="value of positions.exchange for this account (default: binance or bybit)",
-    )
-    db_account: str | None = Field(
-        default=None, validate_default=True, description="value of positions.account (default: name)"
-    )
-    api_base_url: BaseUrl = Field(default=None, description="replaces the venue's REST host for every endpoint")
-    testnet: bool = Field(default=False, description="use the venue's testnet")
-    demo_trading: bool = Field(default=False, description="use the venue's demo-trading environment")
-    allow_exchange_orders: bool = Field(default=False, description="allow closing orphans with reduce-only orders")
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="per-request timeout")
-    read_deadline_s: float | None = Field(
-        default=None,
-        gt=0,
-        le=600,
-        description="a whole read's deadline, every page included (default: 6 × timeout_s, at least 30)",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not ACCOUNT_NAME.match(value):
-            raise ValueError(
-                f"{value!r}: use letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)"
-            )
-        return value
-
-    @field_validator("exchange")
-    @classmethod
-    def _supported(cls, value: str) -> str:
-        from services.venues import SUPPORTED
-
-        if value not in SUPPORTED:
-            raise ValueError(f"{value!r} is not supported ({', '.join(SUPPORTED)})")
-        return value
-
-    @field_validator("api_key", "secret", mode="before")
-    @classmethod
-    def _from_environment(cls, value: Any, info: ValidationInfo) -> Any:
-        """Keys come inline, from a named variable, or from RECONBOT_<NAME>_API_KEY / _SECRET."""
-        if value not in (None, ""):
-            return value
-        field = info.field_name or ""
-        env_field = f"{field}_env"
-        named = info.data.get(env_field)
-        name = info.data.get("name")
-        default_env = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + f"_{field.upper()}" if name else None
-        found = os.environ.get(named or default_env or "")
-        if named and found is None:
-            raise ValueError(f"{env_field} names {named}, which is not set in the environment")
-        if not found:
-            where = f" or set {default_env}" if default_env else ""
-            raise ValueError(f"not set: give {field}, {env_field}{where}")
-        return found
-
-    @field_validator("db_exchange", mode="before")
-    @classmethod
-    def _default_db_exchange(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None:
-            return value
-        from services.venues import REGISTRY
-
-        venue = REGISTRY.get(info.data.get("exchange") or "")
-        return venue.default_db_exchange if venue else None
-
-    @field_validator("db_account", mode="before")
-    @classmethod
-    def _default_db_account(cls, value: Any, info: ValidationInfo) -> Any:
-        return info.data.get("name") if value is None else value
-
-    @model_validator(mode="after")
-    def _one_environment(self) -> AccountSettings:
-        if self.testnet and self.demo_trading:
-            raise ValueError("testnet and demo_trading exclude each other; choose one")
-        return self
-
-    def credentials(self) -> tuple[str, str]:
-        assert self.api_key is not None and self.secret is not None
-        return self.api_key.get_secret_value(), self.secret.get_secret_value()
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s.get_secret_value() for s in (self.api_key, self.secret) if s is not None)
-
-
-class ScanSettings(_Section):
+class ScanSettings(Section):
     grace_s: float = Field(default=60, ge=0, description="positions younger than this are pending, not findings")
     verify_delay_s: float = Field(default=2, ge=0, le=300, description="delay before the confirming second read")
     quantity_tolerance: Decimal = Field(
@@ -199,7 +71,7 @@ class ScanSettings(_Section):
     jitter_s: float = Field(default=3, ge=0, le=60, description="random delay of scheduled checks")
 
 
-class TelegramSettings(_Section):
+class TelegramSettings(Section):
     token: SecretStr | None = Field(default=None, description="the bot token from @BotFather")
     alert_chat_ids: list[int] = Field(default_factory=list, description="users or groups that receive alerts")
     operators: list[int] = Field(default_factory=list, description="user ids that may approve fixes")
@@ -220,7 +92,7 @@ class TelegramSettings(_Section):
         return self.token is not None
 
 
-class EmailSettings(_Section):
+class EmailSettings(Section):
     host: str = Field(min_length=1, description="SMTP server")
     port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
     starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS")
@@ -240,14 +112,14 @@ class EmailSettings(_Section):
         return value
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     remind_after_s: float = Field(default=3600, gt=0, description="remind while a finding stays open this long")
     unchecked_after: int = Field(default=3, ge=1, le=1000, description="rounds an account may fail before an alert")
     console: bool = Field(default=True, description="print alerts on standard output")
     email: EmailSettings | None = Field(default=None, description="send alerts by e-mail too")
 
 
-class OpsSettings(_Section):
+class OpsSettings(Section):
     listen: str | None = Field(
         default="127.0.0.1:9108", description="host:port for /healthz and /metrics (port 0: any free); null: off"
     )

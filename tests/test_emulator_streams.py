@@ -906,7 +906,7 @@ async def test_stopping_the_emulator_closes_its_streams() -> None:
             await emulator.stop()
 
 
-def test_a_forced_close_is_published_to_the_streams():
+async def test_a_forced_close_is_published_to_the_streams():
     """Closing with a cause (history) and publishing to streams are one state change."""
     from emulator.exchange import ExchangeEmulator
 

@@ -1,0 +1,36 @@
+"""Plans from what the operator saw: the alert's frozen details for a button, the check's rows for
+``reconcile --fix``."""
+
+from __future__ import annotations
+
+from services.findings import StoredFinding
+from services.model import Finding, FindingKind
+from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixAction, FixPlan, RowSeen, SetDbQuantity
+
+
+def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | None:
+    """The plan a button on this finding's alert stands for, with the values that alert showed."""
+    d = finding.details
+    base = {"account": finding.account, "market": finding.market, "side": finding.side}
+    rows = tuple(RowSeen(id=r.id, symbol=r.symbol, quantity=r.quantity) for r in d.db_rows)
+    if action is FixAction.CLOSE_GHOST and finding.kind is FindingKind.GHOST and rows:
+        return CloseGhost(**base, rows=rows)
+    if finding.kind is FindingKind.ORPHAN and d.exchange_quantity is not None:
+        if action is FixAction.ADOPT_ORPHAN:
+            return AdoptOrphan(**base, quantity=d.exchange_quantity, entry_price=d.entry_price)
+        if action is FixAction.CLOSE_ORPHAN:
+            return CloseOrphan(**base, quantity=d.exchange_quantity, hedged=d.hedged)
+    if (
+        action is FixAction.SET_DB_QUANTITY
+        and finding.kind is FindingKind.QUANTITY_MISMATCH
+        and len(rows) == 1
+        and d.exchange_quantity is not None
+    ):
+        return SetDbQuantity(**base, row=rows[0], exchange_quantity=d.exchange_quantity)
+    return None
+
+
+def ghost_plan(finding: Finding) -> CloseGhost:
+    """Close the rows of a ghost found by a check, at the sizes that check read."""
+    rows = tuple(RowSeen(id=p.id, symbol=p.symbol, quantity=p.quantity) for p in finding.db_positions)
+    return CloseGhost(account=finding.key.account, market=finding.key.market, side=finding.key.side, rows=rows)

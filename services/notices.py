@@ -1,0 +1,55 @@
+"""Notices: what reconbot tells about an account or itself rather than about one finding. Stored in the outbox
+as structured data; each channel words them (``plain_text`` for the console and e-mail, ``bot.texts`` for
+Telegram)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class NoticeKind(StrEnum):
+    UNREACHABLE = "unreachable"  # an account could not be read for several checks in a row
+    REACHABLE = "reachable"  # and now it can
+    AUTO_FIX_LIMIT = "auto_fix_limit"  # more ghosts at once than auto-fix may close
+    TEXT = "text"  # free text (notices queued by an earlier version)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: NoticeKind
+    account: str | None = None
+    since: datetime | None = None
+    failures: int | None = None
+    error: str | None = None
+    count: int | None = None
+    limit: int | None = None
+    text: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body = {key: value for key, value in asdict(self).items() if value is not None}
+        body["kind"] = str(self.kind)
+        if self.since is not None:
+            body["since"] = self.since.isoformat()
+        return body
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Notice:
+        """A queued notice; one without a known kind is kept as text, so nothing queued is lost."""
+        try:
+            kind = NoticeKind(body.get("kind"))
+        except ValueError:
+            return cls(NoticeKind.TEXT, text=str(body.get("text", "")))
+        since = body.get("since")
+        return cls(
+            kind=kind,
+            account=body.get("account"),
+            since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+            failures=body.get("failures"),
+            error=body.get("error"),
+            count=body.get("count"),
+            limit=body.get("limit"),
+            text=body.get("text"),
+        )

@@ -1,0 +1,86 @@
+"""A fix's reason in words, for the terminal and the audit trail: one template per ``Why``, filled from the
+reason's values (sizes as exact decimals, sides in capitals, position ids as ``#17``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from services.model import Side
+from services.report import decimal_text
+
+if TYPE_CHECKING:
+    from services.fixes.outcomes import Reason
+
+
+def _ids(ids: Sequence[str]) -> str:
+    return ", ".join(f"#{pid}" for pid in ids)
+
+
+def _value(value: Any) -> str:
+    """One value as a person reads it: decimals without exponent or trailing zeros, sides upper-case."""
+    if value is None:
+        return "none"
+    if isinstance(value, Decimal):
+        return decimal_text(value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Side):
+        return value.upper()
+    return str(value)
+
+
+def _closed(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
+    noun = "position" if len(raw["rows"]) == 1 else "positions"
+    return f"{noun} {_ids(raw['rows'])} {v['market']} {v['side']} {v['quantity']} marked closed"
+
+
+def _many_rows(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
+    return f"{len(raw['rows'])} rows ({_ids(raw['rows']) or 'none'}) track this position; fix their sizes by hand"
+
+
+_TEMPLATES: dict[str, str | Callable[[Mapping[str, str], Mapping[str, Any]], str]] = {
+    "not_found": "position #{row} does not exist",
+    "not_active": "position #{row} is not active (status {status})",
+    "unwatched": "position #{row} is on {exchange}, which no configured account watches",
+    "unreadable": "position #{row} cannot be read: {problem}",
+    "unknown_symbol": "{note}",
+    "young": "position #{row} was opened less than {grace}s ago; wait for it to fill",
+    "open_on_exchange": "{target} is open on {account}: {market} {side} {quantity}",
+    "unchecked": "cannot check {account}: {error}",
+    "not_configured": "{account} is not a configured account",
+    "row_moved": "position #{row} no longer tracks {where}",
+    "row_changed": "position #{row} changed meanwhile: {what} now {now}, you approved {approved}; "
+    "nothing changed — ask again",
+    "changed": "changed since you were asked: {what} now {now}, you approved {approved}; nothing changed — ask again",
+    "closed_meanwhile": "position #{row} was closed meanwhile; nothing changed",
+    "resized_meanwhile": "position #{row} changed meanwhile (size now {size}); nothing changed",
+    "changed_meanwhile": "position #{row} changed meanwhile; nothing changed",
+    "no_longer_holds": "the {kind} on {where} no longer holds; nothing to fix",
+    "read_only": "{remedy}",
+    "orders_not_allowed": "{account} does not allow exchange orders (allow_exchange_orders)",
+    "order_refused": "the order was not accepted: {error}",
+    "table_refused": "the positions table refused the row: {error}",
+    "already_tracked": "{where} is already tracked in the DB",
+    "many_rows": _many_rows,
+    "interrupted": "reconbot stopped before this fix finished; check the position before asking again",
+    "answer_lost": "{error}; re-reading the position to find out whether the order executed",
+    "re_read": "{error}; the re-read shows {where} {state}",
+    "settled_done": "{target} closed on the exchange ({read})",
+    "settled_not_executed": "{error}; the re-read shows {where} still open at {remaining}: not executed",
+    "settled_unknown": "{error}; {account} could not be re-read, so whether the order executed is unknown: check it",
+    "closed": _closed,
+    "adopted": "{where} {quantity} adopted as position #{row}",
+    "order_sent": "{where} {quantity} closed on the exchange (order {order_id})",
+    "resized": "position #{row} {market} {side} size {before} → {after}",
+}
+
+
+def reason_text(reason: Reason) -> str:
+    """The one line a terminal, a log and the audit trail show for this reason."""
+    values = {name: _value(value) for name, value in reason.values.items()}
+    template = _TEMPLATES[reason.why.value]
+    if callable(template):
+        return template(values, reason.values)
+    return template.format(**values)
