@@ -17,7 +17,7 @@ import asyncpg
 from app.commands import cmd_check, cmd_check_config, cmd_closeghost, cmd_migrate, error
 from app.run import run_service
 from services.database import DatabaseError, first_line
-from services.model import ORPHANS_ONLY, RECONCILIATION
+from services.model import RECONCILIATION, SCAN_KINDS
 from services.redaction import install_redaction
 from services.report import EXIT_UNKNOWN
 from services.settings import ConfigError, load_settings
@@ -128,7 +128,7 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return await run_service(settings, say=lambda text: print(text, flush=True))
         if args.command == "scan":
-            return await cmd_check(settings, args, ORPHANS_ONLY)
+            return await cmd_check(settings, args, SCAN_KINDS)
         if args.command == "reconcile":
             return await cmd_check(settings, args, RECONCILIATION)
         if args.command == "closeghost":

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from services import migrations
 from services.database import Database, DatabaseUnreachable, TableMissing
 from services.fixes import FixOutcome, ghost_plan
-from services.model import ORPHANS_ONLY, FindingKind
+from services.model import SCAN_KINDS, FindingKind
 from services.positions import open_store
 from services.redaction import redact
 from services.report import EXIT_DRIFT, EXIT_OK, EXIT_UNKNOWN, exit_code, fix_question, render_text, result_dict
@@ -68,7 +68,7 @@ async def cmd_check(settings: Settings, args: argparse.Namespace, kinds: frozens
             result = await runtime.monitor.check(kinds, args.account)
         except KeyError as exc:
             return error(str(exc.args[0]))
-        title = "scan" if kinds == ORPHANS_ONLY else "reconcile"
+        title = "scan" if kinds == SCAN_KINDS else "reconcile"
         if not args.json:
             print(render_text(result, title))
         outcomes: list[FixOutcome] = []

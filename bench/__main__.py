@@ -77,6 +77,9 @@ def report(results: dict[str, Any]) -> str:
                     ("peak_mib", "peak MiB", ".1f"),
                     ("requests", "requests", ".0f"),
                     ("positions_requests_per_category", "pos. req/category", ".2f"),
+                    ("order_requests", "order reads", ".0f"),
+                    ("binance_weight_per_account", "Binance weight/acct", ".0f"),
+                    ("binance_order_weight_per_account", "of it orders", ".0f"),
                 ],
             )
         )

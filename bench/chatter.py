@@ -26,7 +26,7 @@ from bench.common import Databases, accounts_for, scenario
 from bot.flood import FloodControl
 from emulator.exchange import ExchangeEmulator
 from emulator.telegram import BotApiEmulator
-from services.model import ORPHANS_ONLY
+from services.model import SCAN_KINDS
 from services.settings import Settings
 
 TOKEN = "123456:BENCH"
@@ -108,7 +108,7 @@ async def _one(databases: Databases, *, commands: int, flood_chat: int, alert_ch
                 await telegram.wait_until(lambda: len(telegram.messages(flood_chat)) >= 3, timeout=30)
                 emulator.account(account.name).set_position("BTCUSDT", "long", "2")
                 filed = time.monotonic()
-                await service.reconciler.check(ORPHANS_ONLY)
+                await service.reconciler.check(SCAN_KINDS)
                 await telegram.wait_until(
                     lambda: any("Orphan" in m.text for m in telegram.messages(alert_chat)), timeout=600
                 )

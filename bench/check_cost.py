@@ -1,5 +1,6 @@
-"""What one full check costs: wall time, CPU time, peak Python memory and exchange requests, for 1, 10 and 100
-accounts × 10, 100 and 1 000 positions each, against the emulator (in its own process) and real PostgreSQL."""
+"""What one full check costs: wall time, CPU time, peak Python memory, exchange requests and Binance request weight
+(positions and protective orders), for 1, 10 and 100 accounts × 10, 100 and 1 000 positions each, against the
+emulator (in its own process) and real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ async def measure(databases: Databases, n_accounts: int, n_positions: int) -> di
             assert not result.unchecked and not result.findings, "the benchmark books must match"
             requests = await emulator.total_requests(names) / REPEATS
             positions_requests = await emulator.total_requests(names, "positions") / REPEATS
+            order_requests = await emulator.total_requests(names, "open_orders") / REPEATS
+            binance = [a.name for a in accounts if a.venue == "binance"]
+            binance_weight = await emulator.total_weight(binance) / REPEATS
+            binance_order_weight = await emulator.total_weight(binance, "open_orders") / REPEATS
             tracemalloc.start()
             await runtime.monitor.check(ALL_KINDS)
             _, peak = tracemalloc.get_traced_memory()
@@ -55,6 +60,9 @@ async def measure(databases: Databases, n_accounts: int, n_positions: int) -> di
         "requests": requests,
         "positions_requests": positions_requests,
         "positions_requests_per_category": positions_requests / categories,
+        "order_requests": order_requests,
+        "binance_weight_per_account": binance_weight / max(len(binance), 1),
+        "binance_order_weight_per_account": binance_order_weight / max(len(binance), 1),
     }
 
 

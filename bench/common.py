@@ -52,7 +52,8 @@ def markets_for(count: int) -> list[str]:
 
 
 def scenario(accounts: Iterable[BenchAccount], positions: int) -> dict[str, Any]:
-    """Every account holds ``positions`` longs on synthetic USDT markets."""
+    """Every account holds ``positions`` longs on synthetic USDT markets, each protected by a close-position
+    stop (as a trading bot that places its stops keeps them), so a check reads both books in full."""
     markets = markets_for(positions)
     return {
         "synthetic_markets": {"binance": positions, "bybit": positions},
@@ -71,6 +72,16 @@ def scenario(accounts: Iterable[BenchAccount], positions: int) -> dict[str, Any]
                         "entry_price": "1.25",
                         "mark_price": "1.30",
                         "opened_ms": OPENED_MS,
+                    }
+                    for m in markets
+                ],
+                "protective_orders": [
+                    {
+                        "symbol": m,
+                        "side": "sell",
+                        "type": "stop_market",
+                        "trigger_price": "1.00",
+                        "close_position": True,
                     }
                     for m in markets
                 ],
@@ -105,6 +116,16 @@ class Emulator:
         query = f"?endpoint={endpoint}" if endpoint else ""
         async with self.http.get(f"{self.base}/_emulator/{account}/requests{query}") as response:
             return int((await response.json())["count"])
+
+    async def request_weight(self, account: str, endpoint: str | None = None) -> int:
+        """The venue's request weight of what the account was sent (Binance weights; Bybit counts 1 each)."""
+        assert self.http is not None
+        query = f"?endpoint={endpoint}" if endpoint else ""
+        async with self.http.get(f"{self.base}/_emulator/{account}/requests{query}") as response:
+            return int((await response.json())["weight"])
+
+    async def total_weight(self, accounts: Iterable[str], endpoint: str | None = None) -> int:
+        return sum(await asyncio.gather(*(self.request_weight(a, endpoint) for a in accounts)))
 
     async def clear_requests(self, account: str) -> None:
         assert self.http is not None

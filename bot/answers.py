@@ -16,6 +16,7 @@ from services.findings import StoredFinding
 from services.fixes import FixOutcome, FixStatus
 from services.kinds import count_text
 from services.model import DbPosition, FindingKind, FindingState, PositionKey
+from services.protection import Protection
 from services.report import decimal_text
 from services.settings import AccountSettings
 from services.snapshot import AccountSnapshot
@@ -152,19 +153,28 @@ def positions_usage(names: Sequence[str]) -> str:
     return "Usage: /positions [account]\nAccounts: " + ", ".join(html.quote(n) for n in names)
 
 
+_STOP_COLUMN = {
+    Protection.STOP: "stop",
+    Protection.PARTIAL: "PARTIAL",
+    Protection.NONE: "NONE",
+    Protection.UNKNOWN: "?",
+}
+
+
 def _positions_rows(snapshot: AccountSnapshot) -> list[str]:
     exchange = {p.key: p for p in snapshot.exchange_positions}
     db: dict[PositionKey, list[DbPosition]] = {}
     for row in snapshot.db_positions:
         db.setdefault(row.key, []).append(row)
-    rows = [f"{'MARKET':<16} {'SIDE':<5} {'EXCHANGE':>12} {'DB':>12}"]
+    rows = [f"{'MARKET':<16} {'SIDE':<5} {'EXCHANGE':>12} {'DB':>12} {'STOP':<7}"]
     for key in sorted(exchange.keys() | db.keys()):
         ex = exchange.get(key)
         rows_db = db.get(key, [])
         ex_size = decimal_text(ex.quantity) if ex else "-"
         db_size = decimal_text(sum((r.quantity for r in rows_db), Decimal(0))) if rows_db else "-"
+        stop = _STOP_COLUMN[ex.protection.level] if ex and ex.protection else "-"
         mark = "" if ex and rows_db and ex_size == db_size else "  ≠"
-        rows.append(f"{key.market:<16} {key.side.upper():<5} {ex_size:>12} {db_size:>12}{mark}")
+        rows.append(f"{key.market:<16} {key.side.upper():<5} {ex_size:>12} {db_size:>12} {stop:<7}{mark}".rstrip())
     if len(rows) == 1:
         rows.append("(no positions on either side)")
     return rows

@@ -21,6 +21,7 @@ class FindingButton(StrEnum):
     KEEP = "keep"
     SET_SIZE = "setsize"
     IGNORE = "ignore"
+    CANCEL_ORDER = "xcancel"
 
 
 class FindingAction(CallbackData, prefix="f"):

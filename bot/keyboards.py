@@ -23,6 +23,7 @@ LABELS = {
     B.KEEP: "Keep",
     B.SET_SIZE: "Set DB to exchange size",
     B.IGNORE: "Ignore",
+    B.CANCEL_ORDER: "Cancel order",
 }
 # Per kind: the buttons in order, and how many go on each row.
 KIND_BUTTONS: dict[FindingKind, tuple[tuple[FindingButton, ...], tuple[int, ...]]] = {
@@ -30,8 +31,10 @@ KIND_BUTTONS: dict[FindingKind, tuple[tuple[FindingButton, ...], tuple[int, ...]
     FindingKind.GHOST: ((B.MARK_CLOSED, B.KEEP, B.DETAILS), (2,)),
     FindingKind.QUANTITY_MISMATCH: ((B.SET_SIZE, B.IGNORE, B.DETAILS), (1, 2)),
     FindingKind.UNKNOWN_SYMBOL: ((B.SNOOZE, B.KEEP, B.DETAILS), (2,)),
+    FindingKind.UNPROTECTED: ((B.SNOOZE, B.KEEP, B.DETAILS), (2,)),
+    FindingKind.STRAY_ORDER: ((B.CANCEL_ORDER, B.KEEP, B.DETAILS), (1, 2)),
 }
-EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE})
+EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
 
 
 def buttons_for(kind: FindingKind, *, exchange_orders: bool) -> tuple[FindingButton, ...]:

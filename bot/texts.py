@@ -15,6 +15,8 @@ from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
 from services.model import CheckResult, FindingKind, FindingState
 from services.notices import Notice
 from services.plain_text import notice_text
+from services.protection import Protection
+from services.protection_text import db_belief_text, order_text, protection_text
 from services.report import decimal_text, fix_question
 
 __all__ = ["fix_question"]
@@ -65,6 +67,19 @@ def num(value: Decimal | None) -> str:
     return code(decimal_text(value))
 
 
+def protection_line(details: FindingDetails) -> str:
+    """The stop, the lack of one, or why it is not known: never "no stop" for a position whose orders could not
+    be read."""
+    if details.protection is Protection.NONE:
+        return "⚠️ <b>NO STOP LOSS</b> on the exchange"
+    text = html.quote(protection_text(details) or "")
+    if details.protection is Protection.PARTIAL:
+        return f"⚠️ <b>Stop-loss</b>: {text}"
+    if details.protection is Protection.UNKNOWN:
+        return f"❓ Stop-loss {text}"
+    return f"🛡️ Stop-loss: {text}"
+
+
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
@@ -75,11 +90,20 @@ def finding_body(finding: StoredFinding) -> list[str]:
             f"Entry: {num(d.entry_price)} · Mark: {num(d.mark_price)}",
             f"Unrealized PnL: {num(d.unrealized_pnl)} · Leverage: "
             + (html.code(f"{decimal_text(d.leverage)}x") if d.leverage else "unknown"),
+            protection_line(d),
         ]
-        if d.stop_loss:
-            lines.append(f"Stop-loss: {num(d.stop_loss)}")
-        else:
-            lines.append("⚠️ <b>NO STOP LOSS</b>" + ("" if d.stop_loss_known else " known"))
+    elif finding.kind is FindingKind.UNPROTECTED:
+        lines += [
+            f"Contracts: {num(d.exchange_quantity)} · DB position {_db_rows(d)}",
+            f"Entry: {num(d.entry_price)} · Mark: {num(d.mark_price)}",
+            protection_line(d),
+        ]
+        belief = db_belief_text(d)
+        if belief:
+            lines.append(html.quote(belief))
+    elif finding.kind is FindingKind.STRAY_ORDER:
+        lines.append("No position on the exchange for these orders to close; one can open a position when it triggers:")
+        lines += [f"• {html.quote(order_text(order))}" for order in d.orders]
     elif finding.kind is FindingKind.GHOST:
         lines += [
             f"DB position {_db_rows(d)} · size {num(d.db_quantity)}",
@@ -94,6 +118,7 @@ def finding_body(finding: StoredFinding) -> list[str]:
         lines += [
             f"Exchange: {num(d.exchange_quantity)} · DB: {num(d.db_quantity)} ({_db_rows(d)})",
             f"Difference: {num(d.difference)}",
+            protection_line(d),
         ]
     lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
     return lines
@@ -137,12 +162,18 @@ def details_message(finding: StoredFinding) -> str:
         ("unrealized PnL", "unrealized_pnl"),
         ("leverage", "leverage"),
         ("stop-loss", "stop_loss"),
+        ("stop distance %", "stop_distance_pct"),
+        ("protection", "protection"),
+        ("protected size", "protected_quantity"),
+        ("protection note", "protection_note"),
+        ("DB stop-loss", "db_stop_loss"),
         ("category", "category"),
     ]
     for label, key in labels:
         value = getattr(d, key)
         if value not in (None, ""):
             lines.append(f"{label}: {code(decimal_text(value) if isinstance(value, Decimal) else value)}")
+    lines += [f"order: {html.quote(order_text(order))}" for order in d.orders]
     for row in d.db_rows:
         listed = "" if row.listed else " (symbol not listed on the venue)"
         lines.append(

@@ -42,8 +42,9 @@ Binance USDⓈ-M (``venue="binance"``)::
            /fapi/v1/positionSide/dual [30]                                           (signed, group "positions")
     POST   /fapi/v1/order [0] (MARKET only; conditional types: -4120, use the Algo Service)
     DELETE /fapi/v1/order [1] (classic conditional orders), /fapi/v1/algoOrder [1] (algo orders)
+                                                                                 (signed, group "orders")
     GET    /fapi/v1/openOrders [1 with symbol, 40 without] (classic conditional orders),
-           /fapi/v1/openAlgoOrders [1 / 40] (Algo Service conditional orders)       (signed, group "orders")
+           /fapi/v1/openAlgoOrders [1 / 40] (Algo Service conditional orders)  (signed, group "open_orders")
     GET    /fapi/v1/userTrades [5] (fills), /fapi/v1/forceOrders [20 with symbol, 50 without] (liquidation and
            ADL orders), /fapi/v1/order [1], /fapi/v1/allOrders [5] (filled orders and classic conditional
            ones), /fapi/v1/algoOrder [1], /fapi/v1/allAlgoOrders [5]                (signed, group "history")
@@ -54,9 +55,9 @@ Bybit v5 (``venue="bybit"``), every request weighing 1::
     GET  /v5/market/time, /v5/market/instruments-info                           (public, group "markets")
     GET  /v5/position/list (``stopLoss``, ``takeProfit``, ``trailingStop`` from position stops)
                                                                                 (signed, group "positions")
-    POST /v5/order/create (Market only), /v5/order/cancel;  GET /v5/order/realtime (conditional orders:
-         ``orderFilter`` Order | StopOrder | tpslOrder | ..., absent = all; ``openOnly`` 0 | 1)
-                                                                                (signed, group "orders")
+    POST /v5/order/create (Market only), /v5/order/cancel                       (signed, group "orders")
+    GET  /v5/order/realtime (conditional orders: ``orderFilter`` Order | StopOrder | tpslOrder | ..., absent =
+         all; ``openOnly`` 0 | 1)                                           (signed, group "open_orders")
     GET  /v5/execution/list, /v5/position/closed-pnl (``limit`` 1..100, default 50; ``cursor``)
                                                                                 (signed, group "history")
     GET  /v5/account/wallet-balance, /v5/account/info, /v5/user/query-api       (signed, group "account")

@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, Message
 from bot import answers, texts
 from bot.callbacks import FindingAction, FindingButton
 from bot.context import BotContext
-from bot.keyboards import buttons_for, finding_keyboard
+from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for, finding_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
 from handlers.fixes import ask_confirmation
@@ -92,6 +92,7 @@ FIX_BUTTONS = {
     FindingButton.ADOPT: FixAction.ADOPT_ORPHAN,
     FindingButton.CLOSE_ON_EXCHANGE: FixAction.CLOSE_ORPHAN,
     FindingButton.SET_SIZE: FixAction.SET_DB_QUANTITY,
+    FindingButton.CANCEL_ORDER: FixAction.CANCEL_ORDERS,
 }
 
 
@@ -99,7 +100,7 @@ async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContex
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None or not isinstance(query.message, Message):
         return
-    if callback_data.action is FindingButton.CLOSE_ON_EXCHANGE and not ctx.exchange_orders_allowed(finding.account):
+    if callback_data.action in EXCHANGE_ORDER_BUTTONS and not ctx.exchange_orders_allowed(finding.account):
         await query.answer(answers.orders_not_allowed(finding.account), show_alert=True)
         return
     plan = plan_for_finding(finding, FIX_BUTTONS[callback_data.action])
@@ -126,6 +127,7 @@ def create_router() -> Router:
                     FindingButton.CLOSE_ON_EXCHANGE,
                     FindingButton.MARK_CLOSED,
                     FindingButton.SET_SIZE,
+                    FindingButton.CANCEL_ORDER,
                 }
             )
         ),

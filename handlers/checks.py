@@ -11,7 +11,7 @@ from bot.context import BotContext
 from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
 from bot.roles import Role
-from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
+from services.model import RECONCILIATION, SCAN_KINDS, FindingKind
 from services.outbox import Channel
 
 VIEW = {"role": Role.VIEWER}
@@ -32,7 +32,7 @@ async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind
 
 
 async def scan(message: Message, ctx: BotContext) -> None:
-    await _check(message, ctx, ORPHANS_ONLY, answers.SCAN_TITLE)
+    await _check(message, ctx, SCAN_KINDS, answers.SCAN_TITLE)
 
 
 async def reconcile(message: Message, ctx: BotContext) -> None:

@@ -47,7 +47,12 @@ class AccountSettings(Section):
     api_base_url: BaseUrl = Field(default=None, description="replaces the venue's REST host for every endpoint")
     testnet: bool = Field(default=False, description="use the venue's testnet")
     demo_trading: bool = Field(default=False, description="use the venue's demo-trading environment")
-    allow_exchange_orders: bool = Field(default=False, description="allow closing orphans with reduce-only orders")
+    allow_exchange_orders: bool = Field(
+        default=False, description="allow closing orphans with reduce-only orders and cancelling stray orders"
+    )
+    require_stop_loss: bool | None = Field(
+        default=None, description="overrides scan.require_stop_loss for this account (false: a strategy without stops)"
+    )
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="per-request timeout")
     read_deadline_s: float | None = Field(
         default=None,

@@ -16,6 +16,7 @@ from services.model import (
     FindingKind,
     PositionKey,
 )
+from services.protection import Protection, ProtectiveOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +56,18 @@ def detect(
     rules: DetectionRules,
     now: datetime,
     kinds: frozenset[FindingKind] = ALL_KINDS,
+    orders: Iterable[ProtectiveOrder] | None = None,
+    require_stop: bool = True,
+    venue: str = "",
 ) -> Detection:
     """Compare both sides key by key (account, market, side).
 
     Several active DB rows on one key are one position to the exchange, so their sizes are summed.
     A position inside the grace window is reported as pending rather than as a finding. A row whose symbol is
     no market of its venue is an unknown symbol: it is never matched, so it can never look like a ghost.
+    A tracked position of the right size whose stops cover none or part of it is unprotected (when stops are
+    required); a resting stop or take-profit with no position to close is a stray order. ``orders`` None means
+    the orders are not known this round: then no stray order is reported.
     """
     db_by_key: dict[PositionKey, list[DbPosition]] = defaultdict(list)
     unmapped: dict[PositionKey, list[DbPosition]] = defaultdict(list)
@@ -82,10 +89,15 @@ def detect(
                 else:
                     findings.append(Finding(FindingKind.ORPHAN, key, position.exchange, position))
             continue
-        if FindingKind.QUANTITY_MISMATCH not in kinds:
-            continue
         db_quantity = sum((row.quantity for row in rows), Decimal(0))
         if not quantities_differ(position.quantity, db_quantity, position.amount_step, rules.quantity_tolerance):
+            if FindingKind.UNPROTECTED in kinds and require_stop and _unprotected(position):
+                if is_young(position.changed_at, now, rules.grace):
+                    pending.append(key)
+                else:
+                    findings.append(Finding(FindingKind.UNPROTECTED, key, position.exchange, position, _by_id(rows)))
+            continue
+        if FindingKind.QUANTITY_MISMATCH not in kinds:
             continue
         last_change = max(
             (t for t in [position.changed_at, *(row.updated_at or row.opened_at for row in rows)] if t is not None),
@@ -112,9 +124,27 @@ def detect(
         for key, rows in unmapped.items():
             findings.append(Finding(FindingKind.UNKNOWN_SYMBOL, key, _exchange_of(rows), None, _by_id(rows)))
 
+    if FindingKind.STRAY_ORDER in kinds and orders is not None:
+        stray: dict[PositionKey, list[ProtectiveOrder]] = defaultdict(list)
+        for order in orders:
+            if order.key not in exchange_by_key:
+                stray[order.key].append(order)
+        for key, resting in stray.items():
+            newest = max((o.created_at for o in resting if o.created_at is not None), default=None)
+            if is_young(newest, now, rules.grace):
+                pending.append(key)  # placed with an entry that has not filled yet, perhaps
+            else:
+                resting.sort(key=lambda o: o.order_id)
+                findings.append(Finding(FindingKind.STRAY_ORDER, key, venue, orders=tuple(resting)))
+
     findings.sort(key=lambda f: (f.key, f.kind))
     pending.sort()
     return Detection(tuple(findings), tuple(pending))
+
+
+def _unprotected(position: ExchangePosition) -> bool:
+    """Known to lack a stop for all or part of its size; unknown protection is not reported as missing."""
+    return position.protection is not None and position.protection.level in (Protection.NONE, Protection.PARTIAL)
 
 
 def _by_id(rows: list[DbPosition]) -> tuple[DbPosition, ...]:

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from services.amounts import Exact
 from services.kinds import unknown_symbol_text
-from services.model import Finding, FindingKind
+from services.model import DbPosition, Finding, FindingKind, Side
+from services.protection import OrderPurpose, Protection, ProtectiveOrder, short_order_id, stop_distance_pct
 
 
 class RowShown(BaseModel):
@@ -24,6 +25,38 @@ class RowShown(BaseModel):
     listed: bool = True
 
 
+class OrderShown(BaseModel):
+    """One resting order as the alert showed it (a stray order's, or a position's stops)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    order_id: str
+    purpose: OrderPurpose
+    closes: Side
+    trigger_price: Exact | None = None
+    quantity: Exact | None = None  # None: the whole position
+    source: str
+    category: str | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def of(cls, order: ProtectiveOrder) -> OrderShown:
+        return cls(
+            order_id=order.order_id,
+            purpose=order.purpose,
+            closes=order.closes,
+            trigger_price=order.trigger_price,
+            quantity=order.quantity,
+            source=order.source,
+            category=order.category,
+            created_at=order.created_at,
+        )
+
+    @property
+    def short_id(self) -> str:
+        return short_order_id(self.order_id)
+
+
 class FindingDetails(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -35,7 +68,13 @@ class FindingDetails(BaseModel):
     unrealized_pnl: Exact | None = None
     leverage: Exact | None = None
     stop_loss: Exact | None = None
-    stop_loss_known: bool = False
+    protection: Protection | None = None
+    protected_quantity: Exact | None = None
+    protection_note: str | None = None  # why protection is unknown
+    stop_distance_pct: Exact | None = None
+    db_stop_loss: Exact | None = None  # what the trading bot believes, where the DB keeps it
+    db_has_stop_loss: bool | None = None
+    orders: tuple[OrderShown, ...] = ()
     hedged: bool = False
     category: str | None = None
     note: str | None = None
@@ -49,6 +88,7 @@ class FindingDetails(BaseModel):
         entry = position.entry_price if position and position.entry_price is not None else None
         if entry is None:
             entry = next((row.entry_price for row in rows if row.entry_price is not None), None)
+        state = position.protection if position else None
         note = None
         if finding.kind is FindingKind.UNKNOWN_SYMBOL:
             note = unknown_symbol_text(finding.db_position_ids, finding.key.market, finding.exchange)
@@ -61,7 +101,13 @@ class FindingDetails(BaseModel):
             unrealized_pnl=position.unrealized_pnl if position else None,
             leverage=position.leverage if position else None,
             stop_loss=position.stop_loss if position else None,
-            stop_loss_known=bool(position and position.stop_loss_known),
+            protection=state.level if state else None,
+            protected_quantity=state.covered if state else None,
+            protection_note=state.reason if state else None,
+            stop_distance_pct=stop_distance_pct(state.stop_price, position.mark_price) if state and position else None,
+            db_stop_loss=next((r.stop_loss for r in rows if r.stop_loss is not None), None),
+            db_has_stop_loss=_db_believes_stop(rows),
+            orders=tuple(OrderShown.of(order) for order in finding.orders),
             hedged=bool(position and position.hedged),
             category=position.category if position else None,
             note=note,
@@ -73,6 +119,19 @@ class FindingDetails(BaseModel):
         )
 
     @property
+    def protection_known(self) -> bool:
+        return self.protection is not None and self.protection is not Protection.UNKNOWN
+
+    @property
     def opened_at(self) -> datetime | None:
         """When the oldest DB row was opened, if known."""
         return min((r.opened_at for r in self.db_rows if r.opened_at is not None), default=None)
+
+
+def _db_believes_stop(rows: tuple[DbPosition, ...]) -> bool | None:
+    """Whether the trading bot's rows say a stop was placed: a flag column, else a stop price column."""
+    flags = [r.has_stop_loss for r in rows if r.has_stop_loss is not None]
+    if flags:
+        return any(flags)
+    prices = [r.stop_loss for r in rows]
+    return True if any(p is not None for p in prices) else None

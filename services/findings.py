@@ -15,7 +15,7 @@ import asyncpg
 
 from services import outbox
 from services.finding_details import FindingDetails
-from services.model import LIVE_STATES, CheckResult, FindingKind, FindingState, PositionKey, Side
+from services.model import LIVE_STATES, ORDER_KINDS, CheckResult, FindingKind, FindingState, PositionKey, Side
 from services.notices import Notice, NoticeKind
 from services.outbox import Destination, OutboxKind
 
@@ -114,6 +114,7 @@ class FindingsStore:
         checked = [a.account for a in result.accounts if a.checked]
         kinds = [k.value for k in result.kinds]
         pending = {(k.account, k.market, k.side.value) for k in result.pending}
+        blind = {a.account for a in result.accounts if a.orders_error}  # orders unread: order kinds not judged
         new: list[StoredFinding] = []
         resolved: list[StoredFinding] = []
         live: list[StoredFinding] = []
@@ -161,6 +162,9 @@ class FindingsStore:
             for gone in existing.values():
                 if (gone.account, gone.market, gone.side.value) in pending:
                     live.append(gone)  # inside the grace window again: neither drift nor resolved yet
+                    continue
+                if gone.kind in ORDER_KINDS and gone.account in blind:
+                    live.append(gone)  # its orders could not be read this time: not seen is not gone
                     continue
                 closed = await self._close(conn, gone.id, FindingState.RESOLVED, "reconbot", "drift no longer seen")
                 if closed is not None:

@@ -18,6 +18,7 @@ class KindLabels:
     emoji: str
     alert: str  # an alert's title: Orphan position
     chat: str = ""  # in a chat's counts, when shorter than ``noun``: size mismatch
+    chat_plural: str = ""
 
     @property
     def chat_noun(self) -> str:
@@ -40,6 +41,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "⚖️",
         "Quantity mismatch",
         "size mismatch",
+        "size mismatches",
     ),
     FindingKind.UNKNOWN_SYMBOL: KindLabels(
         "UNKNOWN SYMBOL",
@@ -49,6 +51,24 @@ KINDS: dict[FindingKind, KindLabels] = {
         "a DB row whose symbol is no market of its venue: it cannot be compared",
         "❔",
         "Unknown symbol",
+    ),
+    FindingKind.UNPROTECTED: KindLabels(
+        "UNPROTECTED",
+        "unprotected position",
+        "unprotected positions",
+        "Unprotected",
+        "tracked, but no stop-loss covers its whole size",
+        "🛡️",
+        "Unprotected position",
+    ),
+    FindingKind.STRAY_ORDER: KindLabels(
+        "STRAY ORDER",
+        "stray order",
+        "stray orders",
+        "Stray order",
+        "a resting stop or take-profit with no position to close: it can open one when it triggers",
+        "🧹",
+        "Stray order",
     ),
 }
 
@@ -61,7 +81,7 @@ def count_text(kind: FindingKind, n: int, *, chat: bool = False) -> str:
     """``3 orphans``, ``1 quantity mismatch`` (``1 size mismatch`` in a chat)."""
     names = KINDS[kind]
     if chat and names.chat:
-        return f"{n} {names.chat}{'' if n == 1 else 'es'}"
+        return f"{n} {names.chat if n == 1 else names.chat_plural}"
     return f"{n} {names.noun if n == 1 else names.plural}"
 
 

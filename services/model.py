@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.protection import ProtectionState, ProtectiveOrder
 
 
 class Side(StrEnum):
@@ -18,6 +22,8 @@ class FindingKind(StrEnum):
     GHOST = "ghost"
     QUANTITY_MISMATCH = "quantity_mismatch"
     UNKNOWN_SYMBOL = "unknown_symbol"
+    UNPROTECTED = "unprotected"
+    STRAY_ORDER = "stray_order"
 
 
 class FindingState(StrEnum):
@@ -31,9 +37,13 @@ class FindingState(StrEnum):
 
 
 LIVE_STATES = (FindingState.OPEN, FindingState.SNOOZED, FindingState.ACKNOWLEDGED)
-ORPHANS_ONLY = frozenset({FindingKind.ORPHAN})
+SCAN_KINDS = frozenset({FindingKind.ORPHAN, FindingKind.UNPROTECTED, FindingKind.STRAY_ORDER})
+"""What the frequent scan looks for: risk on the exchange (an untracked position, a position without a stop, a
+stop with no position). Reconciliation looks for the DB being wrong."""
 RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH, FindingKind.UNKNOWN_SYMBOL})
-ALL_KINDS = ORPHANS_ONLY | RECONCILIATION
+ALL_KINDS = SCAN_KINDS | RECONCILIATION
+ORDER_KINDS = frozenset({FindingKind.UNPROTECTED, FindingKind.STRAY_ORDER})
+"""Kinds that need the protective orders: not judged on an account whose orders could not be read."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -66,8 +76,8 @@ class ExchangePosition:
     notional: Decimal | None = None
     margin: Decimal | None = None
     settle: str | None = None
-    stop_loss: Decimal | None = None
-    stop_loss_known: bool = False
+    stop_loss: Decimal | None = None  # the position's own stop (Bybit), or the nearest stop order once read
+    protection: ProtectionState | None = None  # None: not assessed yet
     take_profit: Decimal | None = None
     amount_step: Decimal | None = None
     category: str | None = None
@@ -102,6 +112,8 @@ class DbPosition:
     opened_at: datetime | None = None
     updated_at: datetime | None = None
     market_listed: bool = True
+    stop_loss: Decimal | None = None  # what the trading bot believes, where the mapping has a stop column
+    has_stop_loss: bool | None = None
 
     @property
     def key(self) -> PositionKey:
@@ -117,6 +129,7 @@ class Finding:
     exchange: str
     exchange_position: ExchangePosition | None = None
     db_positions: tuple[DbPosition, ...] = ()
+    orders: tuple[ProtectiveOrder, ...] = ()  # a stray order finding's orders
 
     @property
     def fingerprint(self) -> str:
@@ -154,6 +167,7 @@ class AccountStatus:
     checked: bool
     error: str | None = None
     positions: int = 0
+    orders_error: str | None = None  # the protective orders could not be read: protection unknown, no strays
 
     @property
     def status(self) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from services.detector import DetectionRules, detect
 from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
 from services.positions import PositionsStore
-from services.settings import ScanSettings
+from services.settings import AccountSettings, ScanSettings
 from services.snapshot import AccountSnapshot, SnapshotReader
 from services.venues import Gateway
 
@@ -55,6 +55,9 @@ class Monitor:
             raise KeyError(f"unknown account {', '.join(unknown)}; configured: {', '.join(self.gateways)}")
         return [name for name in self.gateways if name in set(accounts)]
 
+    def requires_stop(self, account: AccountSettings) -> bool:
+        return self.scan.require_stop_loss if account.require_stop_loss is None else account.require_stop_loss
+
     def _detect(
         self, snapshots: Mapping[str, AccountSnapshot], kinds: frozenset[FindingKind]
     ) -> tuple[list[Finding], list[PositionKey]]:
@@ -64,7 +67,16 @@ class Monitor:
         for snapshot in snapshots.values():
             if not snapshot.checked:
                 continue
-            detection = detect(snapshot.db_positions, snapshot.exchange_positions, self.rules, now, kinds)
+            detection = detect(
+                snapshot.db_positions,
+                snapshot.exchange_positions,
+                self.rules,
+                now,
+                kinds,
+                orders=None if snapshot.orders_error else snapshot.orders,
+                require_stop=self.requires_stop(snapshot.account),
+                venue=snapshot.account.exchange,
+            )
             findings.extend(detection.findings)
             pending.extend(detection.pending)
         return findings, pending

@@ -40,6 +40,16 @@ def _many_rows(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
     return f"{len(raw['rows'])} rows ({_ids(raw['rows']) or 'none'}) track this position; fix their sizes by hand"
 
 
+def _orders_cancelled(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
+    noun = "order" if len(raw["orders"]) == 1 else "orders"
+    return f"{noun} {_ids(raw['orders'])} on {v['where']} cancelled"
+
+
+def _order_not_cancelled(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
+    done = f"cancelled {_ids(raw['cancelled'])}; " if raw["cancelled"] else ""
+    return f"{done}order #{v['order']} on {v['where']} was not cancelled: {v['error']}"
+
+
 _TEMPLATES: dict[str, str | Callable[[Mapping[str, str], Mapping[str, Any]], str]] = {
     "not_found": "position #{row} does not exist",
     "not_active": "position #{row} is not active (status {status})",
@@ -74,6 +84,8 @@ _TEMPLATES: dict[str, str | Callable[[Mapping[str, str], Mapping[str, Any]], str
     "adopted": "{where} {quantity} adopted as position #{row}",
     "order_sent": "{where} {quantity} closed on the exchange (order {order_id})",
     "resized": "position #{row} {market} {side} size {before} → {after}",
+    "orders_cancelled": _orders_cancelled,
+    "order_not_cancelled": _order_not_cancelled,
 }
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
 from services.model import FindingKind, FindingState
 from services.notices import Notice, NoticeKind
+from services.protection import Protection
+from services.protection_text import db_belief_text, order_text, protection_text
 from services.report import decimal_text
 
 
@@ -40,6 +43,12 @@ def subject(finding: StoredFinding, prefix: str = "") -> str:
     return f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
 
 
+def _protection(details: FindingDetails) -> str:
+    if details.protection is Protection.NONE:
+        return "NO STOP LOSS on the exchange"
+    return f"stop-loss: {protection_text(details)}"
+
+
 def finding_text(finding: StoredFinding) -> str:
     d = finding.details
     names = KINDS[finding.kind]
@@ -51,8 +60,20 @@ def finding_text(finding: StoredFinding) -> str:
             f"contracts: {_value(d.exchange_quantity)}",
             f"entry: {_value(d.entry_price)}  mark: {_value(d.mark_price)}",
             f"unrealized PnL: {_value(d.unrealized_pnl)}  leverage: {_value(d.leverage)}",
-            f"stop-loss: {_value(d.stop_loss)}" if d.stop_loss else "NO STOP LOSS",
+            _protection(d),
         ]
+    elif finding.kind is FindingKind.UNPROTECTED:
+        lines += [
+            f"contracts: {_value(d.exchange_quantity)} (DB position {ids})",
+            f"entry: {_value(d.entry_price)}  mark: {_value(d.mark_price)}  leverage: {_value(d.leverage)}",
+            _protection(d),
+        ]
+        belief = db_belief_text(d)
+        if belief:
+            lines.append(belief)
+    elif finding.kind is FindingKind.STRAY_ORDER:
+        lines.append("no position on the exchange for these orders to close:")
+        lines += [f"  {order_text(order)}" for order in d.orders]
     elif finding.kind is FindingKind.GHOST:
         lines.append(f"DB position {ids}, size {_value(d.db_quantity)}; nothing on the exchange")
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
@@ -61,6 +82,7 @@ def finding_text(finding: StoredFinding) -> str:
         lines += [
             f"exchange size: {_value(d.exchange_quantity)}  DB size: {_value(d.db_quantity)} ({ids})",
             f"difference: {_value(d.difference)}",
+            _protection(d),
         ]
     lines.append(f"finding #{finding.id}, first seen {finding.first_seen:%Y-%m-%d %H:%M UTC}")
     if finding.state in (FindingState.RESOLVED, FindingState.FIXED):

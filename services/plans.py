@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.amounts import Exact
 from services.model import Side
+from services.protection import OrderPurpose
 
 
 class FixAction(StrEnum):
@@ -21,6 +22,7 @@ class FixAction(StrEnum):
     ADOPT_ORPHAN = "adopt_orphan"
     CLOSE_ORPHAN = "close_orphan"
     SET_DB_QUANTITY = "set_db_quantity"
+    CANCEL_ORDERS = "cancel_orders"
 
 
 class _Plan(BaseModel):
@@ -84,7 +86,33 @@ class SetDbQuantity(_Plan):
     exchange_quantity: Exact
 
 
-FixPlan = Annotated[CloseGhost | AdoptOrphan | CloseOrphan | SetDbQuantity, Field(discriminator="action")]
+class OrderSeen(BaseModel):
+    """A resting order as the operator saw it: where it lives and what it would do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order_id: str
+    source: str
+    category: str | None = None
+    purpose: OrderPurpose
+    trigger_price: Exact | None = None
+    quantity: Exact | None = None  # None: the whole position
+
+
+class CancelOrders(_Plan):
+    """Cancel exactly these resting orders, left with no position to close on this market and side."""
+
+    action: Literal[FixAction.CANCEL_ORDERS] = FixAction.CANCEL_ORDERS
+    orders: tuple[OrderSeen, ...] = Field(min_length=1)
+
+    @property
+    def order_ids(self) -> tuple[str, ...]:
+        return tuple(order.order_id for order in self.orders)
+
+
+FixPlan = Annotated[
+    CloseGhost | AdoptOrphan | CloseOrphan | SetDbQuantity | CancelOrders, Field(discriminator="action")
+]
 _ADAPTER: TypeAdapter[FixPlan] = TypeAdapter(FixPlan)
 
 

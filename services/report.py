@@ -7,9 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 from services.amounts import decimal_text
+from services.finding_details import FindingDetails
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
-from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixPlan
+from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
+from services.protection import short_order_id, stop_distance_pct
+from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -46,7 +49,26 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "unrealized_pnl": decimal_text(position.unrealized_pnl if position else None),
         "leverage": decimal_text(position.leverage if position else None),
         "stop_loss": decimal_text(position.stop_loss if position else None),
+        "protection": str(position.protection.level) if position and position.protection else None,
     }
+    if position is not None and position.protection is not None:
+        state = position.protection
+        data["protected_quantity"] = decimal_text(state.covered)
+        data["stop_distance_pct"] = decimal_text(stop_distance_pct(state.stop_price, position.mark_price))
+        if state.reason:
+            data["protection_note"] = state.reason
+    if finding.orders:
+        data["orders"] = [
+            {
+                "order_id": o.order_id,
+                "purpose": str(o.purpose),
+                "trigger_price": decimal_text(o.trigger_price),
+                "quantity": decimal_text(o.quantity),
+                "whole_position": o.whole_position,
+                "source": o.source,
+            }
+            for o in finding.orders
+        ]
     if finding.kind is FindingKind.UNKNOWN_SYMBOL:
         data["note"] = unknown_symbol_text(ids, finding.key.market, finding.exchange)
     return data
@@ -63,6 +85,7 @@ def result_dict(result: CheckResult) -> dict[str, Any]:
     return {
         "accounts": [
             {"account": a.account, "exchange": a.exchange, "status": a.status, "error": a.error}
+            | ({"orders_error": a.orders_error} if a.orders_error else {})
             for a in result.accounts
         ],
         "findings": [finding_dict(f) for f in result.findings],
@@ -74,21 +97,17 @@ def render_json(result: CheckResult) -> str:
     return json.dumps(result_dict(result), indent=2)
 
 
-def _stop_loss_text(finding: Finding) -> str:
-    position = finding.exchange_position
-    if position is None:
-        return "-"
-    if position.stop_loss is not None:
-        return decimal_text(position.stop_loss) or "-"
-    return "NONE" if position.stop_loss_known else "NONE KNOWN (the venue does not report it with positions)"
-
-
 def render_finding(finding: Finding) -> list[str]:
     data = finding_dict(finding)
     position = finding.exchange_position
     title = f"{KINDS[finding.kind].title}  {finding.key.market} {finding.key.side.upper()}"
     lines = [f"{title}  on {finding.key.account} ({finding.exchange})"]
-    rows: list[tuple[str, str | None]] = [
+    details = FindingDetails.of(finding)
+    if finding.kind is FindingKind.STRAY_ORDER:
+        rows: list[tuple[str, str | None]] = [("position", "none on the exchange: nothing for these orders to close")]
+        rows += [("order", order_text(order)) for order in details.orders]
+        return lines + [f"  {label:<15} {value}" for label, value in rows]
+    rows = [
         ("exchange size", data["exchange_quantity"] or "none (not on the exchange)"),
         ("DB size", data["db_quantity"] or "none (no active row)"),
     ]
@@ -101,7 +120,10 @@ def render_finding(finding: Finding) -> list[str]:
         ("leverage", f"{data['leverage']}x" if data["leverage"] else None),
     ]
     if position is not None:
-        rows.append(("stop-loss", _stop_loss_text(finding)))
+        rows.append(("stop-loss", protection_text(details)))
+        belief = db_belief_text(details)
+        if belief:
+            rows.append(("DB belief", belief))
     if finding.db_positions:
         rows.append(("DB id", ", ".join(f"#{pid}" for pid in finding.db_position_ids)))
         opened = [p.opened_at for p in finding.db_positions if p.opened_at]
@@ -122,6 +144,8 @@ def render_text(result: CheckResult, title: str) -> str:
     width = max((len(a.account) for a in result.accounts), default=0)
     for account in result.accounts:
         state = f"ok, {account.positions} open position(s)" if account.checked else f"UNCHECKED: {account.error}"
+        if account.checked and account.orders_error:
+            state += f"; stop orders not read ({account.orders_error}): protection unknown"
         lines.append(f"  {account.account:<{width}}  {account.exchange:<11}  {state}")
     for finding in result.findings:
         lines.append("")
@@ -138,6 +162,12 @@ def render_text(result: CheckResult, title: str) -> str:
     return "\n".join(lines)
 
 
+def _order_seen_text(order: OrderSeen) -> str:
+    size = "the whole position" if order.quantity is None else decimal_text(order.quantity)
+    trigger = f" at {decimal_text(order.trigger_price)}" if order.trigger_price is not None else ""
+    return f"{PURPOSE_WORDS[order.purpose]}{trigger} for {size} (#{short_order_id(order.order_id)})"
+
+
 def fix_question(plan: FixPlan) -> str:
     """What a confirmation will do, with the exact values it will apply (the terminal and Telegram ask alike)."""
     if isinstance(plan, CloseGhost):
@@ -151,6 +181,10 @@ def fix_question(plan: FixPlan) -> str:
             f"Close {plan.where} ({decimal_text(plan.quantity)} contracts) on the exchange with a reduce-only "
             "market order?"
         )
+    if isinstance(plan, CancelOrders):
+        listing = "; ".join(_order_seen_text(o) for o in plan.orders)
+        noun = "this order" if len(plan.orders) == 1 else f"these {len(plan.orders)} orders"
+        return f"Cancel {noun} on {plan.where}, which has no position to close: {listing}?"
     return (
         f"Set position #{plan.row.id} {plan.market} {plan.side.upper()} size from {decimal_text(plan.row.quantity)} "
         f"to {decimal_text(plan.exchange_quantity)} (the exchange's)?"

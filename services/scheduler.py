@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind
+from services.model import RECONCILIATION, SCAN_KINDS, FindingKind
 from services.reconciler import Reconciler
 from services.settings import ScanSettings
 
 log = logging.getLogger(__name__)
 
-JOBS = {"orphan scan": ORPHANS_ONLY, "reconciliation": RECONCILIATION}
+JOBS = {"orphan scan": SCAN_KINDS, "reconciliation": RECONCILIATION}
 
 
 class CheckScheduler:

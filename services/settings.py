@@ -66,7 +66,14 @@ class ScanSettings(Section):
     )
     auto_fix_ghosts: bool = Field(default=False, description="mark confirmed ghosts closed without asking")
     auto_fix_max_per_run: int = Field(default=3, ge=1, le=1000, description="beyond this many ghosts, ask a human")
-    orphan_interval_s: float = Field(default=300, ge=1, description="how often run looks for orphans")
+    require_stop_loss: bool = Field(
+        default=True,
+        description="report tracked positions without a covering stop as unprotected (per account: "
+        "accounts[].require_stop_loss)",
+    )
+    orphan_interval_s: float = Field(
+        default=300, ge=1, description="how often run scans for orphans, unprotected positions and stray orders"
+    )
     reconcile_interval_s: float = Field(default=600, ge=1, description="how often run reconciles")
     jitter_s: float = Field(default=3, ge=0, le=60, description="random delay of scheduled checks")
 

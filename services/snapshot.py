@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from services.model import AccountStatus, DbPosition, ExchangePosition, Side
+from services.model import AccountStatus, DbPosition, ExchangePosition, PositionKey, Side
 from services.positions import PositionRow, PositionsStore
+from services.protection import ProtectiveOrder, protection_of, unknown
 from services.settings import AccountSettings
 from services.venues import Gateway, VenueError
 
@@ -18,12 +19,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """One account's side of a snapshot; ``error`` set means unchecked, and then both lists are empty."""
+    """One account's side of a snapshot; ``error`` set means unchecked, and then both lists are empty.
+
+    ``orders`` are the resting protective orders; ``orders_error`` says why they are not known (a failed read),
+    in which case every position's protection is unknown and no stray order can be reported."""
 
     account: AccountSettings
     exchange_positions: tuple[ExchangePosition, ...] = ()
     db_positions: tuple[DbPosition, ...] = ()
     error: str | None = None
+    orders: tuple[ProtectiveOrder, ...] = ()
+    orders_error: str | None = None
     read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration_s: float = 0.0
 
@@ -38,6 +44,7 @@ class AccountSnapshot:
             checked=self.checked,
             error=self.error,
             positions=len(self.exchange_positions),
+            orders_error=self.orders_error,
         )
 
 
@@ -127,9 +134,63 @@ def to_db_positions(
                 opened_at=row.opened_at,
                 updated_at=row.updated_at,
                 market_listed=listed,
+                stop_loss=row.stop_loss,
+                has_stop_loss=row.has_stop_loss,
             )
         )
     return positions
+
+
+def with_protection(
+    positions: Sequence[ExchangePosition], orders: Sequence[ProtectiveOrder], orders_error: str | None
+) -> list[ExchangePosition]:
+    """Each position with its protection: the stops that would close it, or unknown when they could not be read
+    (a position's own stop is known even then)."""
+    by_key: dict[PositionKey, list[ProtectiveOrder]] = {}
+    for order in orders:
+        by_key.setdefault(order.key, []).append(order)
+    protected = []
+    for position in positions:
+        if orders_error is not None and position.stop_loss is None:
+            state = unknown(orders_error)
+        else:
+            state = protection_of(
+                position.quantity, position.mark_price, by_key.get(position.key, ()), position.stop_loss
+            )
+        protected.append(replace(position, protection=state, stop_loss=state.stop_price or position.stop_loss))
+    return protected
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRead:
+    """What one account's venue answered this round: positions and orders, or why not."""
+
+    positions: tuple[ExchangePosition, ...] = ()
+    orders: tuple[ProtectiveOrder, ...] = ()
+    orders_error: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+async def read_venue(gateway: Gateway) -> ExchangeRead:
+    """Positions, then the protective orders when they can matter: when the account holds positions, or held
+    orders at the last read (so an order left behind by the last position is still seen)."""
+    try:
+        positions = await gateway.positions()
+    except VenueError as exc:
+        return ExchangeRead(error=exc.reason)
+    if not gateway.reads_orders:
+        return ExchangeRead(
+            tuple(with_protection(positions, (), gateway.no_orders_reason)), (), gateway.no_orders_reason
+        )
+    if not positions and not gateway.holds_orders:
+        return ExchangeRead()
+    try:
+        orders = await gateway.protective_orders()
+    except VenueError as exc:
+        return ExchangeRead(tuple(with_protection(positions, (), exc.reason)), (), exc.reason)
+    gateway.holds_orders = bool(orders)
+    return ExchangeRead(tuple(with_protection(positions, orders, None)), tuple(orders))
 
 
 class SnapshotReader:
@@ -156,12 +217,9 @@ class SnapshotReader:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        async def read_exchange(gateway: Gateway) -> tuple[list[ExchangePosition] | str, float]:
-            try:
-                result: list[ExchangePosition] | str = await gateway.positions()
-            except VenueError as exc:
-                result = exc.reason
-            return result, loop.time() - started
+        async def read_exchange(gateway: Gateway) -> ExchangeRead:
+            result = await read_venue(gateway)
+            return replace(result, duration_s=loop.time() - started)
 
         exchange_results, rows = await asyncio.gather(
             asyncio.gather(*(read_exchange(g) for g in gateways)), self.repository.active(db_exchanges)
@@ -169,17 +227,18 @@ class SnapshotReader:
         by_account_column = self.repository.has_account_column
         assigned = assign_rows(rows, [g.account for g in gateways], by_account_column)
         snapshots: dict[str, AccountSnapshot] = {}
-        for gateway, (result, duration) in zip(gateways, exchange_results, strict=True):
-            error = row_problems(assigned[gateway.name])
-            if isinstance(result, str) or error:
-                snapshots[gateway.name] = AccountSnapshot(
-                    gateway.account, error=result if isinstance(result, str) else error, duration_s=duration
-                )
+        for gateway, result in zip(gateways, exchange_results, strict=True):
+            error = result.error or row_problems(assigned[gateway.name])
+            if error:
+                snapshots[gateway.name] = AccountSnapshot(gateway.account, error=error, duration_s=result.duration_s)
                 continue
+            rows = to_db_positions(assigned[gateway.name], gateway, self.repository, result.positions)
             snapshots[gateway.name] = AccountSnapshot(
                 gateway.account,
-                exchange_positions=tuple(result),
-                db_positions=tuple(to_db_positions(assigned[gateway.name], gateway, self.repository, result)),
-                duration_s=duration,
+                exchange_positions=result.positions,
+                db_positions=tuple(rows),
+                orders=result.orders,
+                orders_error=result.orders_error,
+                duration_s=result.duration_s,
             )
         return snapshots

@@ -46,6 +46,9 @@ SAMPLE_VALUES = {
     "order_id": "42",
     "before": Decimal("1"),
     "after": Decimal("2"),
+    "orders": ("123", "456"),
+    "order": "789",
+    "cancelled": ("123",),
 }
 
 

@@ -67,6 +67,9 @@ async def test_scan_reports_an_orphan_with_full_detail(tmp_path, db, new_account
         "unrealized_pnl": "0.5762",
         "leverage": "10",
         "stop_loss": None,
+        "protection": "none",
+        "protected_quantity": None,
+        "stop_distance_pct": None,
     }
 
     code, text, _ = await cli(capsys, "scan", "--config", config)
@@ -85,7 +88,7 @@ async def test_scan_reports_an_orphan_with_full_detail(tmp_path, db, new_account
 
 async def test_all_clear_exits_zero(tmp_path, db, new_account, capsys):
     binance = new_account("binance")
-    binance.set_position("BTCUSDT", "long", Decimal("1"))
+    binance.set_position("BTCUSDT", "long", Decimal("1"), stop_loss=Decimal("60000"))
     await insert_positions(db, [row(binance, "BTCUSDT", "long", "1.000")])
     config = write_config(tmp_path / "c.yaml", db, [binance])
     for command in ("scan", "reconcile"):
@@ -124,8 +127,8 @@ async def test_reconcile_finds_ghosts_and_mismatches_but_not_orphans(tmp_path, d
 
 async def test_hedge_mode_pair_is_matched_side_by_side(tmp_path, db, new_account, capsys):
     binance = new_account("binance", hedge_mode=True)
-    binance.set_position("BTCUSDT", "long", Decimal("1"))
-    binance.set_position("BTCUSDT", "short", Decimal("0.4"))
+    binance.set_position("BTCUSDT", "long", Decimal("1"), stop_loss=Decimal("60000"))
+    binance.set_position("BTCUSDT", "short", Decimal("0.4"), stop_loss=Decimal("70000"))
     await insert_positions(db, [row(binance, "BTCUSDT", "long", "1"), row(binance, "BTCUSDT", "short", "0.4")])
     config = write_config(tmp_path / "c.yaml", db, [binance])
     code, out, _ = await cli(capsys, "scan", "--config", config, "--json")
@@ -154,7 +157,9 @@ async def test_every_bybit_category_and_page_is_scanned(tmp_path, db, new_accoun
     config = write_config(tmp_path / "c.yaml", db, [bybit])
     code, out, _ = await cli(capsys, "scan", "--config", config, "--json")
     assert code == 2
-    assert sorted(f["symbol"] for f in json.loads(out)["findings"]) == ["BTCUSD", "DOGEUSDT", "SOLPERP"]
+    findings = json.loads(out)["findings"]
+    assert sorted(f["symbol"] for f in findings if f["kind"] == "orphan") == ["BTCUSD", "DOGEUSDT", "SOLPERP"]
+    assert sorted(f["symbol"] for f in findings if f["kind"] == "unprotected") == sorted(tracked), "no stops"
 
 
 FAULT_KINDS = ["http_500", "rate_limit", "empty_body", "timeout", "bad_key", "garbage_json", "no_success_marker"]

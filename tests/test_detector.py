@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from services.detector import DetectionRules, detect, quantities_differ
 from services.model import (
     ALL_KINDS,
-    ORPHANS_ONLY,
     RECONCILIATION,
+    SCAN_KINDS,
     DbPosition,
     ExchangePosition,
     FindingKind,
@@ -160,7 +160,7 @@ def test_kinds_filter_limits_what_is_reported():
         [db("1", "BTCUSDT", Side.LONG, "1"), db("2", "ETHUSDT", Side.LONG, "1")],
         [ex("SOLUSDT", Side.LONG, "1"), ex("ETHUSDT", Side.LONG, "3")],
     )
-    assert [f.kind for f in detect(*books, RULES, NOW, ORPHANS_ONLY).findings] == [FindingKind.ORPHAN]
+    assert [f.kind for f in detect(*books, RULES, NOW, SCAN_KINDS).findings] == [FindingKind.ORPHAN]
     assert sorted(f.kind for f in detect(*books, RULES, NOW, RECONCILIATION).findings) == [
         FindingKind.GHOST,
         FindingKind.QUANTITY_MISMATCH,

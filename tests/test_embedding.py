@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from services.embedding import OrphanedPositionMonitor, PositionReconciliation
-from services.model import ORPHANS_ONLY
+from services.model import SCAN_KINDS
 from services.monitor import Monitor
 from services.positions import PositionsRepository
 from services.settings import AccountSettings, PositionsSettings, ScanSettings
@@ -65,6 +65,23 @@ async def test_manual_scan_returns_orphans_by_account_and_alerts_once(parts):
     bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await monitor.manual_scan()
     assert len(alerts) == 2, "an orphan that went away and came back is announced again"
+
+
+async def test_has_stop_loss_comes_from_the_venues_orders(parts):
+    """The seed-compatible dict and the alerts share one truth: a stop order protects, a failed read is unknown."""
+    repository, gateways, binance, bybit = parts
+    bybit.set_position("AVLUSDT", "long", Decimal("86"), mark_price=Decimal("0.13"))
+    bybit.place_protective_order("AVLUSDT", "sell", "stop_market", trigger_price="0.12", close_position=True)
+    binance.set_position("BTCUSDT", "long", Decimal("1"))
+    binance.fail("http_500", endpoint="open_orders")
+    monitor = OrphanedPositionMonitor(
+        repository=repository, exchange_managers=gateways, position_manager=None, alert_callback=None, scan=SCAN
+    )
+    result = await monitor.manual_scan()
+    [protected] = result[bybit.name]
+    assert (protected["has_stop_loss"], protected["stop_loss"], protected["protection"]) == (True, 0.12, "stop")
+    [unknown] = result[binance.name]
+    assert (unknown["has_stop_loss"], unknown["protection"]) == (None, "unknown")
 
 
 async def test_manual_reconcile_reports_ghosts_and_mismatches_with_async_callback(parts, database_url):
@@ -143,17 +160,17 @@ async def test_drift_already_confirmed_needs_no_second_read(parts):
     repository, gateways, _binance, bybit = parts
     bybit.set_position("AVLUSDT", "long", Decimal("86"))
     monitor = Monitor(SCAN, gateways, repository)
-    await monitor.check(ORPHANS_ONLY)
+    await monitor.check(SCAN_KINDS)
     bybit.clear_requests()
-    first = await monitor.check(ORPHANS_ONLY)
+    first = await monitor.check(SCAN_KINDS)
     assert bybit.request_count("positions") == 2 * 3, "a new candidate is read twice (3 categories each)"
     bybit.clear_requests()
-    known = await monitor.check(ORPHANS_ONLY, confirmed={f.fingerprint for f in first.findings})
+    known = await monitor.check(SCAN_KINDS, confirmed={f.fingerprint for f in first.findings})
     assert bybit.request_count("positions") == 3, "known drift is reported from the first read"
     assert [f.fingerprint for f in known.findings] == [f.fingerprint for f in first.findings]
     bybit.set_position("SOLUSDT", "short", Decimal("2"))
     bybit.clear_requests()
-    both = await monitor.check(ORPHANS_ONLY, confirmed={f.fingerprint for f in first.findings})
+    both = await monitor.check(SCAN_KINDS, confirmed={f.fingerprint for f in first.findings})
     assert bybit.request_count("positions") == 2 * 3, "something new: that account is read again"
     assert sorted(f.key.market for f in both.findings) == ["AVLUSDT", "SOLUSDT"]
 

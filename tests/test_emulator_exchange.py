@@ -210,7 +210,7 @@ async def test_binance_one_way_positions_and_zero_rows(emu: ExchangeEmulator) ->
     assert not any(p["hedged"] for p in positions)
     paths = [r.path for r in account.requests]
     assert paths.count("/fapi/v1/leverageBracket") == 1 and paths.count("/fapi/v3/positionRisk") == 3
-    assert paths.count("/fapi/v1/openAlgoOrders") == 2 and account.request_count("orders") == 3
+    assert paths.count("/fapi/v1/openAlgoOrders") == 2 and account.request_count("open_orders") == 3
 
 
 async def test_binance_hedge_mode_positions(emu: ExchangeEmulator) -> None:
@@ -410,7 +410,7 @@ async def test_fault_validation(emu: ExchangeEmulator) -> None:
         "garbage_json",
         "no_success_marker",
     }
-    assert set(ENDPOINT_GROUPS) == {"positions", "markets", "orders", "history", "account", "any"}
+    assert set(ENDPOINT_GROUPS) == {"positions", "markets", "orders", "open_orders", "history", "account", "any"}
 
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])

@@ -562,7 +562,7 @@ async def test_history_faults_hit_only_history_endpoints(emu: ExchangeEmulator, 
         account.clear_faults()
         assert len(await client.fetch_my_liquidations("BTC/USDT:USDT")) == 1
     assert account.request_count("history") == len(calls) + 1
-    assert account.request_count("orders") == 1 and "history" in ENDPOINT_GROUPS
+    assert account.request_count("open_orders") == 1 and "history" in ENDPOINT_GROUPS
 
 
 async def test_history_request_weights(emu: ExchangeEmulator) -> None:

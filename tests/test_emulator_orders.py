@@ -133,7 +133,7 @@ async def test_binance_classic_and_algo_orders_in_one_way_mode(emu: ExchangeEmul
     )
     assert algo_row["takeProfitPrice"] == 72000.0 and algo_row["reduceOnly"] is True
     assert sorted(o["symbol"] for o in everything) == ["BTC/USDT:USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"]
-    paths = [(r.method, r.path, r.params.get("symbol")) for r in account.requests if r.endpoint == "orders"]
+    paths = [(r.method, r.path, r.params.get("symbol")) for r in account.requests if r.endpoint == "open_orders"]
     assert paths == [
         ("GET", "/fapi/v1/openOrders", "BTCUSDT"),
         ("GET", "/fapi/v1/openOrders", "ETHUSDT"),
@@ -424,7 +424,8 @@ async def test_bybit_cancel_errors(emu: ExchangeEmulator) -> None:
 async def test_order_faults_hit_every_order_endpoint(emu: ExchangeEmulator, venue: str) -> None:
     account = new_account(emu, venue)
     order = account.place_protective_order("BTCUSDT", "sell", "stop_market", trigger_price=60000, quantity="0.001")
-    account.fail("http_500", endpoint="orders")
+    account.fail("http_500", endpoint="orders")  # changes: placing and cancelling
+    account.fail("http_500", endpoint="open_orders")  # reads of resting orders
     expected = OperationFailed if venue == "binance" else ExchangeNotAvailable
     async with client_for(account) as client:
         await client.load_markets()
@@ -441,7 +442,7 @@ async def test_order_faults_hit_every_order_endpoint(emu: ExchangeEmulator, venu
         assert [o["id"] for o in await client.fetch_open_orders("BTC/USDT:USDT", params={"trigger": True})] == [
             order.order_id
         ]
-    assert account.request_count("orders") == 5
+    assert account.request_count("orders") + account.request_count("open_orders") == 5
 
 
 async def test_protective_order_validation() -> None:

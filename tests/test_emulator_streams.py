@@ -534,11 +534,9 @@ async def test_binance_live_faults_surface_in_ccxt(
         assert (await result(positions))[0]["contracts"] == 1.0
 
 
-async def test_binance_stall_and_malformed_frame_end_in_a_keepalive_timeout(
-    emu: ExchangeEmulator, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A stalled link stops answering ping frames. A cut-off frame raises inside ccxt's receive callback
-    (logged by asyncio), which ends its receive loop: pongs go unread, so both end as a keepalive timeout."""
+async def test_binance_stall_and_malformed_frame_end_in_a_keepalive_timeout(emu: ExchangeEmulator) -> None:
+    """A stalled link stops answering ping frames. A cut-off frame raises inside ccxt's receive callback, which
+    ends its receive loop: pongs go unread, so both end as a keepalive timeout."""
     for kind in ("stall", "malformed"):
         account = new_account(emu, "binance")
         async with pro(account, keep_alive_ms=100) as client:
@@ -548,8 +546,6 @@ async def test_binance_stall_and_malformed_frame_end_in_a_keepalive_timeout(
             with pytest.raises(RequestTimeout, match="ping-pong keepalive missing"):
                 await result(positions, 2.0)
             await until(lambda account=account: not account.open_streams)
-    decode_errors = [r for r in caplog.records if r.exc_info and type(r.exc_info[1]).__name__ == "JSONDecodeError"]
-    assert [r.name for r in decode_errors] == ["asyncio"]
 
 
 async def test_binance_refusals_surface_in_ccxt(emu: ExchangeEmulator) -> None:

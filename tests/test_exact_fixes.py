@@ -14,7 +14,7 @@ import pytest
 
 from services import audit
 from services.fixes import FixStatus
-from services.model import ORPHANS_ONLY, RECONCILIATION, Side
+from services.model import RECONCILIATION, SCAN_KINDS, Side
 from services.plans import CloseOrphan
 from tests.chatops import ALERT_CHAT, OPERATOR, Harness, running_chatops, telegram_settings
 from tests.helpers import fetch_audit, fetch_positions_table, insert_positions
@@ -65,7 +65,7 @@ async def test_adopt_inserts_the_size_shown_or_nothing(database_url, new_account
     bybit = new_account("bybit")
     async with chatops(database_url, telegram, [bybit]) as h:
         bybit.set_position("AVLUSDT", "long", Decimal("86"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Adopt into DB", "Adopt ")
         assert "(86 contracts)" in question.text
@@ -89,7 +89,7 @@ async def test_close_on_exchange_sends_the_size_shown_or_nothing(database_url, n
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Close on exchange", "Close ")
         binance.set_position("ETHUSDT", "short", Decimal("4"))
@@ -125,7 +125,7 @@ async def test_a_lost_order_answer_is_settled_by_a_re_read(database_url, new_acc
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Close on exchange", "Close ")
         binance.fail("timeout", endpoint="orders", times=1)  # held past the 1 s client timeout, then executed
@@ -144,7 +144,7 @@ async def test_a_lost_order_that_did_not_execute_is_refused_after_the_re_read(da
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Close on exchange", "Close ")
         binance.fail("http_500", endpoint="orders", times=1)  # a gateway error: was it placed? only a read tells
@@ -161,7 +161,7 @@ async def test_an_unsettled_lost_order_stays_unknown(database_url, new_account, 
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         await h.wait_alerts(1)
         binance.fail("http_500", endpoint="orders", times=1)
         binance.fail("http_500", endpoint="positions", times=3)  # the settling re-reads fail too
@@ -196,7 +196,7 @@ async def test_stop_lets_a_confirmed_fix_finish_and_update_its_message(database_
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Close on exchange", "Close ")
         binance.fail("timeout", endpoint="orders", times=1)  # the fix takes a few seconds
@@ -212,7 +212,7 @@ async def test_a_fix_abandoned_at_stop_is_audited_as_interrupted(database_url, n
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Close on exchange", "Close ")
         binance.fail("timeout", endpoint="positions", times=1)  # the re-read before the order hangs
@@ -248,7 +248,7 @@ async def test_a_press_with_an_id_out_of_range_gets_a_polite_answer(database_url
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance]) as h:
         binance.set_position("ETHUSDT", "long", Decimal("1"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         answer = await h.press(OPERATOR, alert, data=data)
         assert answer.params["text"] == "This button is not valid (any more)."

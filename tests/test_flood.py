@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from bot.flood import ChatLane, FloodControl, Limit, Priority
-from services.model import ORPHANS_ONLY
+from services.model import SCAN_KINDS
 from tests.chatops import ALERT_CHAT, VIEWER, running_chatops, telegram_settings
 
 
@@ -101,7 +101,7 @@ async def test_a_flood_of_commands_in_a_private_chat_does_not_delay_an_alert(har
     await flood_of_help(harness, VIEWER, 60)
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
     filed_at = time.monotonic()
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1, timeout=10)
     assert alert.sent_at - filed_at < 2.0, "the alert to the other chat went out at once"
     assert len(harness.telegram.messages(VIEWER)) < 30, "while the flooding chat is still being answered"
@@ -113,7 +113,7 @@ async def test_a_flood_of_commands_in_the_alert_group_does_not_hold_back_an_aler
     await asyncio.sleep(0.5)
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
     filed_at = time.monotonic()
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     await harness.telegram.wait_until(lambda: any("Orphan position" in m.text for m in harness.alerts()), timeout=10)
     alert = next(m for m in harness.alerts() if "Orphan position" in m.text)
     assert alert.sent_at - filed_at < 2.0

@@ -51,7 +51,7 @@ async def test_binance_one_way_positions_with_detail(new_account, gateway_for):
     assert btc.unrealized_pnl == Decimal("500")
     assert btc.leverage == Decimal("10")
     assert btc.amount_step == Decimal("0.001")
-    assert btc.stop_loss_known is False
+    assert btc.stop_loss is None and btc.protection is None, "stops come from the order read, not positionRisk"
     assert btc.updated_at is not None
     pepe = next(p for p in positions if p.market == "1000PEPEUSDT")
     assert pepe.leverage == Decimal("5")
@@ -94,9 +94,9 @@ async def test_bybit_reads_every_category_and_every_page(new_account, gateway_fo
     # 5 USDT positions in pages of 2 -> 3 pages; 3 USDC -> 2; 3 inverse -> 2.
     assert account.request_count("positions") - before == 7
     eth = next(p for p in positions if p.market == "ETHUSDT")
-    assert (eth.stop_loss, eth.stop_loss_known) == (Decimal("1"), True)
+    assert eth.stop_loss == Decimal("1"), "Bybit reports a position's own stop with the position"
     btc = next(p for p in positions if p.market == "BTCUSDT")
-    assert (btc.stop_loss, btc.stop_loss_known) == (None, True)
+    assert btc.stop_loss is None
     assert btc.opened_at is not None
 
 

@@ -129,12 +129,12 @@ async def test_an_empty_bybit_page_that_carries_a_cursor_is_followed(new_account
 
 
 async def test_a_read_stopped_by_its_deadline_says_so_and_how_far_it_got(new_account, open_gateway, exchange_emulator):
-    markets = exchange_emulator.add_synthetic_markets("bybit", 60)
+    markets = exchange_emulator.add_synthetic_markets("bybit", 400)
     account = new_account("bybit")
     account.page_size = 1
     for market in markets:
         account.set_position(market, "long", Decimal("1"))
-    gateway = open_gateway(account, read_deadline_s=0.5)
+    gateway = open_gateway(account, read_deadline_s=0.5)  # 400 pages, one request each, take longer
     await gateway.load_markets()
     with pytest.raises(Unavailable) as caught:
         await gateway.positions()

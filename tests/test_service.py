@@ -145,7 +145,7 @@ async def test_resolution_edits_the_alert(database_url, new_account, telegram):
         await until(lambda: telegram.messages(ALERT_CHAT))
         [alert] = telegram.messages(ALERT_CHAT)
         assert "Ghost position" in alert.text
-        binance.set_position("BTCUSDT", "long", Decimal("1"))
+        binance.set_position("BTCUSDT", "long", Decimal("1"), stop_loss=Decimal("60000"))
         await until(lambda: "Resolved" in telegram.message(ALERT_CHAT, alert.message_id).text)
         edited = telegram.message(ALERT_CHAT, alert.message_id)
         assert "drift no longer seen" in edited.text

@@ -15,7 +15,7 @@ from bot.keyboards import confirm_keyboard, finding_keyboard
 from bot.texts import split_message
 from emulator.telegram import StoredMessage, utf16_len
 from services.findings import StoredFinding
-from services.model import ORPHANS_ONLY, RECONCILIATION, FindingKind, Side
+from services.model import RECONCILIATION, SCAN_KINDS, FindingKind, Side
 from tests.chatops import ALERT_CHAT, OPERATOR, OPERATOR_2, VIEWER, Harness, running_chatops, telegram_settings
 from tests.helpers import fetch_audit, fetch_positions_table, insert_positions
 from tests.helpers import position_row as row
@@ -105,7 +105,7 @@ async def test_adopt_orphan_inserts_an_active_row_and_edits_the_alert(harness):
     harness.bybit.set_position(
         "AVLUSDT", "long", Decimal("86"), entry_price=Decimal("0.1234"), mark_price=Decimal("0.1301")
     )
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     assert alert.button_texts == ORPHAN_BUTTONS
     where = f"AVLUSDT LONG on {harness.bybit.name}"
@@ -135,13 +135,14 @@ async def test_adopt_orphan_inserts_an_active_row_and_edits_the_alert(harness):
     assert f"Fixed by @user{OPERATOR} ({OPERATOR})" in edited.text
     assert f"adopted as position #{adopted['id']}" in edited.text
     assert not edited.has_keyboard
-    assert (await harness.reconciler.check()).live == (), "the adopted position is tracked now"
+    live = (await harness.reconciler.check()).live
+    assert [f.kind for f in live] == [FindingKind.UNPROTECTED], "tracked now; still without a stop-loss"
     assert_callback_data_fits(harness.alerts())
 
 
 async def test_adopt_is_refused_when_the_trading_bot_tracked_the_position_meanwhile(harness):
     harness.bybit.set_position("AVLUSDT", "short", Decimal("40"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     question = await ask(harness, OPERATOR, alert, "Adopt into DB", "Adopt ")
     [pid] = await insert_positions(harness.db, [row(harness.bybit, "AVL/USDT:USDT", "short", "40")])
@@ -163,7 +164,7 @@ async def test_close_on_exchange_sends_one_reduce_only_order(database_url, new_a
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], account={"allow_exchange_orders": True}) as h:
         binance.set_position("ETHUSDT", "short", Decimal("1.5"))
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         assert alert.button_texts == ["Adopt into DB", "Close on exchange", "Snooze 1h", "Details"]
         question = await ask(h, OPERATOR, alert, "Close on exchange", "Close ")
@@ -195,11 +196,11 @@ async def test_close_on_exchange_sends_one_reduce_only_order(database_url, new_a
 @pytest.mark.parametrize("venue", ["binance", "bybit"])
 async def test_close_on_exchange_in_hedge_mode_closes_only_the_orphan_side(database_url, new_account, telegram, venue):
     account = new_account(venue, hedge_mode=True)
-    account.set_position("BTCUSDT", "long", Decimal("0.5"))
+    account.set_position("BTCUSDT", "long", Decimal("0.5"), stop_loss=Decimal("60000"))
     account.set_position("BTCUSDT", "short", Decimal("0.2"))
     async with chatops(database_url, telegram, [account], account={"allow_exchange_orders": True}) as h:
         await insert_positions(database_url, [row(account, "BTCUSDT", "long", "0.5")])
-        await h.reconciler.check(ORPHANS_ONLY)
+        await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         assert f"BTCUSDT SHORT · {account.name}" in alert.text
         question = await ask(h, OPERATOR, alert, "Close on exchange", "Close ")
@@ -214,7 +215,7 @@ async def test_close_on_exchange_in_hedge_mode_closes_only_the_orphan_side(datab
 
 async def test_close_on_exchange_needs_the_accounts_permission(harness):
     harness.binance.set_position("ETHUSDT", "long", Decimal("1"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     assert "Close on exchange" not in alert.button_texts
     answer = await harness.press(OPERATOR, alert, data=f"f:xclose:{finding_id(alert)}")
@@ -329,7 +330,7 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
 
 async def test_snooze_pressed_on_a_copy_edits_the_copy_and_the_alert(harness):
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     _title, copy = await harness.say(OPERATOR, "/findings", chat_id=ALERT_CHAT, replies=2)
     assert finding_id(copy) == finding_id(alert)
@@ -435,10 +436,10 @@ async def test_positions_side_by_side_with_differences_marked(harness):
     title, *table = reply.text.splitlines()
     assert title.startswith(f"{binance.name} (binanceusdm), read ")
     assert [line.split() for line in table] == [
-        ["MARKET", "SIDE", "EXCHANGE", "DB"],
-        ["BTCUSDT", "LONG", "1", "1"],
-        ["ETHUSDT", "SHORT", "2", "-", "≠"],
-        ["SOLUSDT", "LONG", "-", "3", "≠"],
+        ["MARKET", "SIDE", "EXCHANGE", "DB", "STOP"],
+        ["BTCUSDT", "LONG", "1", "1", "NONE"],
+        ["ETHUSDT", "SHORT", "2", "-", "NONE", "≠"],
+        ["SOLUSDT", "LONG", "-", "3", "-", "≠"],
     ]
     assert len({line.index(line.split()[1]) for line in table}) == 1, "columns line up"
     assert "<pre>" in reply.html
@@ -561,7 +562,7 @@ async def test_html_characters_in_a_db_symbol_are_shown_literally(harness):
 async def test_a_429_is_waited_out_and_the_alert_delivered_once(harness):
     harness.telegram.fail("sendMessage", 429, retry_after=1, times=1, chat_id=ALERT_CHAT)
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     [refused] = [c for c in harness.telegram.calls if c.method == "sendMessage" and c.error_code == 429]
     assert 0.9 <= alert.sent_at - refused.at < 3.0, "sent again after the retry_after Telegram named"
@@ -572,7 +573,7 @@ async def test_a_429_is_waited_out_and_the_alert_delivered_once(harness):
 async def test_server_errors_are_retried_and_the_alert_delivered_once(harness):
     harness.telegram.fail("sendMessage", 500, times=2, chat_id=ALERT_CHAT)
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
     failed = [c for c in harness.telegram.calls if c.method == "sendMessage" and c.error_code == 500]
     assert len(failed) == 2
@@ -584,7 +585,7 @@ async def test_server_errors_are_retried_and_the_alert_delivered_once(harness):
 async def test_an_alert_waits_in_the_outbox_while_telegram_is_down(harness):
     harness.telegram.down = True
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
-    await harness.reconciler.check(ORPHANS_ONLY)
+    await harness.reconciler.check(SCAN_KINDS)
 
     async def attempted() -> bool:
         return any(r["attempts"] for r in await outbox_rows(harness))

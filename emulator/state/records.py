@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from emulator.state.common import fmt
 
 FAULT_KINDS = ("http_500", "rate_limit", "empty_body", "timeout", "bad_key", "garbage_json", "no_success_marker")
-ENDPOINT_GROUPS = ("positions", "markets", "orders", "history", "account", "any")
+ENDPOINT_GROUPS = ("positions", "markets", "orders", "open_orders", "history", "account", "any")
 SIDES = ("long", "short")
 
 

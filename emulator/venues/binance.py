@@ -114,8 +114,8 @@ class BinanceApi(BinanceHistory, VenueApi):
             ),
             ("POST", "/fapi/v1/order"): Route("orders", True, self.create_order, 0),
             ("DELETE", "/fapi/v1/order"): Route("orders", True, self.cancel_order),
-            ("GET", "/fapi/v1/openOrders"): Route("orders", True, self.open_orders, _by_symbol(1, 40)),
-            ("GET", "/fapi/v1/openAlgoOrders"): Route("orders", True, self.open_algo_orders, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/openOrders"): Route("open_orders", True, self.open_orders, _by_symbol(1, 40)),
+            ("GET", "/fapi/v1/openAlgoOrders"): Route("open_orders", True, self.open_algo_orders, _by_symbol(1, 40)),
             ("DELETE", "/fapi/v1/algoOrder"): Route("orders", True, self.cancel_algo_order),
             ("GET", "/fapi/v2/balance"): Route("account", True, self.balance, 5),
             ("GET", "/fapi/v3/balance"): Route("account", True, self.balance, 5),
@@ -135,6 +135,8 @@ class BinanceApi(BinanceHistory, VenueApi):
             return "positions"
         if path.endswith(("/userTrades", "/forceOrders", "/allOrders", "/allAlgoOrders")):
             return "history"
+        if path.endswith(("/openOrders", "/openAlgoOrders")):
+            return "open_orders"
         if "/order" in path.lower() or "Orders" in path or "Trades" in path:
             return "orders"
         if path.endswith(("/balance", "/account")):

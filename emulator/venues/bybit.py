@@ -103,7 +103,7 @@ class BybitApi(BybitHistory, VenueApi):
             ("GET", "/v5/market/instruments-info"): Route("markets", False, self.instruments_info),
             ("GET", "/v5/position/list"): Route("positions", True, self.position_list),
             ("POST", "/v5/order/create"): Route("orders", True, self.create_order),
-            ("GET", "/v5/order/realtime"): Route("orders", True, self.open_orders),
+            ("GET", "/v5/order/realtime"): Route("open_orders", True, self.open_orders),
             ("POST", "/v5/order/cancel"): Route("orders", True, self.cancel_order),
             ("GET", "/v5/account/wallet-balance"): Route("account", True, self.wallet_balance),
             ("GET", "/v5/account/info"): Route("account", True, self.account_info),
@@ -113,7 +113,7 @@ class BybitApi(BybitHistory, VenueApi):
 
     def group_of(self, path: str) -> str | None:
         prefixes = {"/v5/execution/": "history", "/v5/position/closed-pnl": "history", "/v5/market/": "markets"}
-        prefixes.update({"/v5/position/": "positions", "/v5/order/": "orders"})
+        prefixes.update({"/v5/position/": "positions", "/v5/order/realtime": "open_orders", "/v5/order/": "orders"})
         prefixes.update({"/v5/account/": "account", "/v5/user/": "account"})
         return next((group for prefix, group in prefixes.items() if path.startswith(prefix)), None)
 

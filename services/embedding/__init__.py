@@ -26,7 +26,7 @@ from typing import Any
 from services import audit
 from services.embedding.dicts import finding_dict
 from services.embedding.sources import BotRepository, gateways_for
-from services.model import ORPHANS_ONLY, RECONCILIATION, CheckResult, Finding, FindingKind
+from services.model import RECONCILIATION, CheckResult, Finding, FindingKind
 from services.monitor import Monitor
 from services.positions import PositionsStore, PostgresPositions
 from services.settings import ScanSettings
@@ -142,7 +142,7 @@ class OrphanedPositionMonitor(_PeriodicCheck):
     """Finds positions open on an exchange that the DB does not track."""
 
     alert_type = ALERT_ORPHAN
-    kinds = ORPHANS_ONLY
+    kinds = frozenset({FindingKind.ORPHAN})  # the seed's detector reports orphans only
     default_interval_s = 300.0
 
     async def manual_scan(self) -> dict[str, list[dict[str, Any]]]:

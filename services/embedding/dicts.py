@@ -8,13 +8,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.model import Finding, FindingKind
+from services.model import ExchangePosition, Finding, FindingKind
+from services.protection import Protection
 
 SEED_TYPES = {
     FindingKind.ORPHAN: "orphaned_position",
     FindingKind.GHOST: "missing_on_exchange",
     FindingKind.QUANTITY_MISMATCH: "quantity_mismatch",
     FindingKind.UNKNOWN_SYMBOL: "unknown_symbol",
+    FindingKind.UNPROTECTED: "unprotected_position",
+    FindingKind.STRAY_ORDER: "stray_order",
 }
 
 
@@ -60,8 +63,7 @@ def finding_dict(finding: Finding, detected_at: datetime) -> dict[str, Any]:
             mark_price=number(position.mark_price),
             unrealized_pnl=number(position.unrealized_pnl),
             leverage=number(position.leverage),
-            stop_loss=number(position.stop_loss),
-            has_stop_loss=position.stop_loss is not None,
+            **_protection(position),
         )
     elif rows:
         details["entry_price"] = number(rows[0].entry_price)
@@ -74,6 +76,20 @@ def finding_dict(finding: Finding, detected_at: datetime) -> dict[str, Any]:
         }
         details["exchange_position"] = None
     return details
+
+
+def _protection(position: ExchangePosition) -> dict[str, Any]:
+    """The stop as reconbot's alerts state it: ``has_stop_loss`` is None when the orders could not be read."""
+    state = position.protection
+    if state is None or not state.known:
+        has_stop = True if position.stop_loss is not None else None
+    else:
+        has_stop = state.level in (Protection.STOP, Protection.PARTIAL)
+    return {
+        "stop_loss": number(position.stop_loss),
+        "has_stop_loss": has_stop,
+        "protection": str(state.level) if state else None,
+    }
 
 
 def _id(value: str) -> Any:

@@ -25,8 +25,9 @@ from services.model import ExchangePosition, Side
 from services.positions import Change, PositionRow, PositionsStore
 from services.positions.rows import parse_decimal, parse_moment
 from services.positions_config import PositionsSettings
+from services.protection import ProtectiveOrder
 from services.settings import AccountSettings
-from services.venues import REGISTRY, Gateway, ReadProgress
+from services.venues import REGISTRY, Gateway, ReadProgress, Rejected
 from services.venues.rows import Row
 
 VENUE_ALIASES = {"binance": "binanceusdm", "binanceusdm": "binanceusdm", "bybit": "bybit"}
@@ -69,6 +70,8 @@ class GivenPositions(Gateway):
     ccxt's unified form, is taken as given."""
 
     owns_client = False
+    reads_orders = False
+    no_orders_reason = "the trading bot's position source reports no orders"
 
     @classmethod
     def build_client(cls, **_: Any) -> ccxt.Exchange:
@@ -142,6 +145,15 @@ class GivenPositions(Gateway):
 
     def parse_position(self, row: Row) -> ExchangePosition | None:  # pragma: no cover - not used
         return None
+
+    async def order_rows(self, progress: ReadProgress) -> list[Row]:  # pragma: no cover - not used
+        return []
+
+    def parse_order(self, row: Row) -> ProtectiveOrder | None:  # pragma: no cover - not used
+        return None
+
+    async def cancel_order(self, order: ProtectiveOrder) -> None:
+        raise Rejected("the trading bot's position source cannot cancel orders")
 
 
 def gateways_for(exchange_managers: Mapping[str, Any]) -> dict[str, Gateway]:

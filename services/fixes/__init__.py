@@ -11,14 +11,15 @@ and a ``Reason``); the words are the presentation's.
 from __future__ import annotations
 
 from services.fixes.ghosts import GHOST_EXIT_REASON, GhostFixes
+from services.fixes.orders import OrderFixes
 from services.fixes.orphans import OrphanFixes
 from services.fixes.outcomes import FixOutcome, FixStatus, Reason, Why
 from services.fixes.planning import ghost_plan, plan_for_finding
 from services.fixes.sizes import SizeFixes
-from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixPlan, SetDbQuantity
+from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, SetDbQuantity
 
 
-class FixService(GhostFixes, OrphanFixes, SizeFixes):
+class FixService(GhostFixes, OrphanFixes, SizeFixes, OrderFixes):
     """Every fix reconbot can apply, behind ``apply``."""
 
     async def dispatch(self, plan: FixPlan, actor: str, confirmation_id: int | None) -> FixOutcome:
@@ -28,6 +29,8 @@ class FixService(GhostFixes, OrphanFixes, SizeFixes):
             return await self.adopt(plan, actor, confirmation_id)
         if isinstance(plan, CloseOrphan):
             return await self.close_orphan(plan, actor, confirmation_id)
+        if isinstance(plan, CancelOrders):
+            return await self.cancel_orders(plan, actor, confirmation_id)
         assert isinstance(plan, SetDbQuantity)
         return await self.set_quantity(plan, actor, confirmation_id)
 

@@ -25,6 +25,10 @@ from services.venues import Gateway, VenueError
 
 log = logging.getLogger(__name__)
 
+# A change whose answer was lost is settled by re-reading: this many reads, 0, 1, 2… pauses apart.
+SETTLE_READS = 3
+SETTLE_PAUSE_S = 1.0
+
 
 def target_of(plan: FixPlan) -> str:
     """How the audit trail names what a plan changes."""

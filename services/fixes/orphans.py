@@ -13,7 +13,7 @@ import asyncpg
 
 from services import audit
 from services.database import DatabaseError, first_line
-from services.fixes.core import FixCore, target_of
+from services.fixes.core import SETTLE_PAUSE_S, SETTLE_READS, FixCore, target_of
 from services.fixes.outcomes import FixOutcome, FixStatus, Reason, Why, refuse
 from services.model import ExchangePosition, PositionKey
 from services.plans import AdoptOrphan, CloseOrphan
@@ -21,9 +21,6 @@ from services.report import decimal_text
 from services.venues import AnswerLost, VenueError
 
 log = logging.getLogger(__name__)
-
-SETTLE_READS = 3
-SETTLE_PAUSE_S = 1.0
 
 
 def position_dict(position: ExchangePosition) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class Why(StrEnum):
     TABLE_REFUSED = "table_refused"
     ALREADY_TRACKED = "already_tracked"
     MANY_ROWS = "many_rows"
+    ORDER_NOT_CANCELLED = "order_not_cancelled"
     INTERRUPTED = "interrupted"
     # an order whose answer was lost
     ANSWER_LOST = "answer_lost"
@@ -56,6 +57,7 @@ class Why(StrEnum):
     ADOPTED = "adopted"
     ORDER_SENT = "order_sent"
     RESIZED = "resized"
+    ORDERS_CANCELLED = "orders_cancelled"
 
 
 @dataclass(frozen=True, slots=True)

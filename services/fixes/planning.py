@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from services.findings import StoredFinding
 from services.model import Finding, FindingKind
-from services.plans import AdoptOrphan, CloseGhost, CloseOrphan, FixAction, FixPlan, RowSeen, SetDbQuantity
+from services.plans import (
+    AdoptOrphan,
+    CancelOrders,
+    CloseGhost,
+    CloseOrphan,
+    FixAction,
+    FixPlan,
+    OrderSeen,
+    RowSeen,
+    SetDbQuantity,
+)
 
 
 def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | None:
@@ -20,6 +30,10 @@ def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | Non
             return AdoptOrphan(**base, quantity=d.exchange_quantity, entry_price=d.entry_price)
         if action is FixAction.CLOSE_ORPHAN:
             return CloseOrphan(**base, quantity=d.exchange_quantity, hedged=d.hedged)
+    if action is FixAction.CANCEL_ORDERS and finding.kind is FindingKind.STRAY_ORDER and d.orders:
+        fields = set(OrderSeen.model_fields)
+        seen = tuple(OrderSeen.model_validate(o.model_dump(include=fields)) for o in d.orders)
+        return CancelOrders(**base, orders=seen)
     if (
         action is FixAction.SET_DB_QUANTITY
         and finding.kind is FindingKind.QUANTITY_MISMATCH

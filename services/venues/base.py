@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import ccxt.async_support as ccxt
 
 from services.model import ExchangePosition, Side
+from services.protection import ProtectiveOrder
 from services.settings import AccountSettings
 from services.venues.errors import BadAnswer, Unavailable, VenueError, from_ccxt, order_error
 from services.venues.rows import Row
@@ -86,6 +87,8 @@ class Gateway(ABC):
     exchange_id: ClassVar[str]
     default_db_exchange: ClassVar[str]
     owns_client = True  # False when a program embedding reconbot lent its own client
+    reads_orders = True  # False for a source that reports positions only
+    no_orders_reason = "this source reports no orders"
 
     def __init__(
         self, account: AccountSettings, client: ccxt.Exchange | None = None, markets: MarketCache | None = None
@@ -93,6 +96,7 @@ class Gateway(ABC):
         self.account = account
         self.markets = markets or MarketCache()
         self.client = client or self.create_client(account)
+        self.holds_orders = True  # read orders at the first check even without positions, then while any rest
 
     # -- construction ---------------------------------------------------------------------------------------
 
@@ -230,6 +234,29 @@ class Gateway(ABC):
     @abstractmethod
     def parse_position(self, row: Row) -> ExchangePosition | None:
         """One raw row as a position; None for a zero-size row; ``BadAnswer`` for a row that makes no sense."""
+
+    # -- protective orders ------------------------------------------------------------------------------------
+
+    async def protective_orders(self) -> list[ProtectiveOrder]:
+        """Every resting reduce-only / close-position stop or take-profit of every category and page, or a
+        ``VenueError``; never a partial list (a stop missed would read as "no stop")."""
+        await self.load_markets()
+        progress = ReadProgress()
+        rows = await self.guard(self.order_rows(progress), progress)
+        return [order for order in (self.parse_order(row) for row in rows) if order is not None]
+
+    @abstractmethod
+    async def order_rows(self, progress: ReadProgress) -> list[Row]:
+        """Every raw open-order row of the account that may be a conditional order, all categories and pages."""
+
+    @abstractmethod
+    def parse_order(self, row: Row) -> ProtectiveOrder | None:
+        """One raw order row as a protective order; None for an order that protects nothing (a plain limit
+        order, an order that opens); ``BadAnswer`` for a row that makes no sense."""
+
+    @abstractmethod
+    async def cancel_order(self, order: ProtectiveOrder) -> None:
+        """Cancel one resting order where the venue keeps it; a lost answer is ``AnswerLost``."""
 
     # -- changes ----------------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Binance USDⓈ-M futures: positions from ``GET /fapi/v3/positionRisk``, read row by row.
+"""Binance USDⓈ-M futures: positions from ``GET /fapi/v3/positionRisk``, read row by row; protective orders
+from both places Binance keeps conditional orders, the classic order book (``GET /fapi/v1/openOrders``) and the
+Algo Service (``GET /fapi/v1/openAlgoOrders``), each read for all symbols at once (weight 40 apiece).
 
 ccxt's ``fetch_positions`` drops every row whose ``entryPrice`` is 0, which Binance sends for some open
 positions, and takes a row's side from the sign of ``notional``; reconbot reads the raw rows itself so an open
@@ -7,18 +9,49 @@ position can never vanish, and a row whose fields contradict each other makes th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
 from ccxt.base.errors import BadResponse
 
 from services.model import ExchangePosition, Side
+from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer
-from services.venues.rows import Row, as_list
+from services.venues.rows import Row, SourcedRow, as_list
 
 POSITIONS_PATH = "/fapi/v3/positionRisk"
+OPEN_ORDERS_PATH = "/fapi/v1/openOrders"
+OPEN_ALGO_ORDERS_PATH = "/fapi/v1/openAlgoOrders"
+CLASSIC, ALGO = "classic", "algo"
+_PURPOSES = {
+    "STOP": OrderPurpose.STOP,
+    "STOP_MARKET": OrderPurpose.STOP,
+    "TAKE_PROFIT": OrderPurpose.TAKE_PROFIT,
+    "TAKE_PROFIT_MARKET": OrderPurpose.TAKE_PROFIT,
+    "TRAILING_STOP_MARKET": OrderPurpose.TRAILING_STOP,
+}
+_CLOSES = {"SELL": Side.LONG, "BUY": Side.SHORT}  # the one-way position an order of that side reduces
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """Where an order row keeps each value: the classic book and the Algo Service name them differently."""
+
+    kind: str
+    trigger: str
+    quantity: str
+    order_id: str
+    client_id: str
+    created: str
+
+
+_ROW_FIELDS = {
+    CLASSIC: _Fields("type", "stopPrice", "origQty", "orderId", "clientOrderId", "time"),
+    ALGO: _Fields("orderType", "triggerPrice", "quantity", "algoId", "clientAlgoId", "createTime"),
+}
 
 
 class GuardedBinanceUsdm(ccxt.binanceusdm):
@@ -107,6 +140,87 @@ class BinanceUsdm(Gateway):
             hedged=leg != "BOTH",
             updated_at=row.moment("updateTime"),
         )
+
+    # -- protective orders ----------------------------------------------------------------------------------
+
+    async def order_rows(self, progress: ReadProgress) -> list[Row]:
+        """Both homes of conditional orders, every symbol: a stop kept in either is a stop."""
+        rows: list[Row] = []
+        for source, path, read in (
+            (CLASSIC, OPEN_ORDERS_PATH, self.client.fapiPrivateGetOpenOrders),
+            (ALGO, OPEN_ALGO_ORDERS_PATH, self.client.fapiPrivateGetOpenAlgoOrders),
+        ):
+            answer = await read()
+            progress.page(f"{source} orders")
+            rows += [
+                SourcedRow(raw, f"{source} order row {i + 1} of {path}", source)
+                for i, raw in enumerate(as_list(answer, path))
+            ]
+        return rows
+
+    def parse_order(self, row: Row) -> ProtectiveOrder | None:
+        source = row.origin if isinstance(row, SourcedRow) else (ALGO if "algoId" in row.raw else CLASSIC)
+        fields = _ROW_FIELDS[source]
+        market_id = row.text("symbol") or ""
+        row.name(market_id)
+        if source == ALGO:
+            if row.text("algoType") != "CONDITIONAL":
+                return None
+            if (row.text("algoStatus", required=False) or "NEW") != "NEW":
+                return None  # triggered, finished or cancelled: no longer resting
+        purpose = _PURPOSES.get(row.text(fields.kind) or "")
+        if purpose is None:
+            return None  # a plain limit or market order
+        side_text = row.text("side") or ""
+        one_way_closes = _CLOSES.get(side_text)
+        if one_way_closes is None:
+            raise BadAnswer(f"bad response: {row.where}: side {side_text!r}")
+        leg = row.text("positionSide", required=False) or "BOTH"
+        reducing = row.flag("reduceOnly") or row.flag("closePosition")
+        if leg == "BOTH":
+            if not reducing:
+                return None  # an order that would open or add
+            closes = one_way_closes
+        elif leg in ("LONG", "SHORT"):
+            closes = Side(leg.lower())
+            if closes is not one_way_closes:
+                if reducing:
+                    raise BadAnswer(f"bad response: {row.where}: a closing order {side_text} on the {leg} leg")
+                return None  # hedge mode: adds to its leg
+        else:
+            raise BadAnswer(f"bad response: {row.where}: positionSide {leg!r}")
+        if purpose is OrderPurpose.TRAILING_STOP:
+            trigger = row.positive("activatePrice")
+        else:
+            trigger = row.positive(fields.trigger)
+            if trigger is None:
+                raise BadAnswer(f"bad response: {row.where}: a {row.raw[fields.kind]} order without {fields.trigger}")
+        quantity = None if row.flag("closePosition") else row.decimal(fields.quantity, required=True)
+        if quantity is not None and quantity <= 0:
+            raise BadAnswer(f"bad response: {row.where}: {fields.quantity} {quantity} without closePosition")
+        market = self.market_by_id(market_id)
+        return ProtectiveOrder(
+            account=self.name,
+            market=market_id,
+            symbol=(market or {}).get("symbol") or market_id,
+            order_id=row.text(fields.order_id) or "",
+            purpose=purpose,
+            closes=closes,
+            trigger_price=trigger,
+            quantity=quantity,
+            source=source,
+            client_order_id=row.text(fields.client_id, required=False) or "",
+            created_at=row.moment(fields.created),
+        )
+
+    async def cancel_order(self, order: ProtectiveOrder) -> None:
+        if order.source == CLASSIC:
+            request = self.client.fapiPrivateDeleteOrder({"symbol": order.market, "orderId": order.order_id})
+        elif order.source == ALGO:
+            request = self.client.fapiPrivateDeleteAlgoOrder({"algoId": order.order_id})
+        else:
+            raise ValueError(f"Binance keeps no orders in {order.source!r}")
+        await self.guard_order(request)
 
 
 def _side(leg: str, amount: Decimal, row: Row) -> Side:

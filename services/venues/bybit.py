@@ -1,5 +1,6 @@
 """Bybit v5: positions of every settlement family (linear USDT, linear USDC, inverse) from
-``GET /v5/position/list``, every page, read row by row.
+``GET /v5/position/list``, and their resting conditional orders from ``GET /v5/order/realtime``, every page,
+read row by row.
 
 Pagination follows ``nextPageCursor`` until Bybit sends none: an empty page that still carries a cursor is
 followed, a repeated cursor is an error, never the end.
@@ -7,16 +8,19 @@ followed, a repeated cursor is an error, never the end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
 from ccxt.base.errors import BadResponse
 
 from services.model import ExchangePosition, Side
+from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer
-from services.venues.rows import Row, as_list
+from services.venues.rows import Row, SourcedRow, as_list
 
 # Bybit keeps each settlement family in its own listing; linear needs a settle coin to list without symbol.
 POSITION_QUERIES: tuple[dict[str, str], ...] = (
@@ -25,9 +29,23 @@ POSITION_QUERIES: tuple[dict[str, str], ...] = (
     {"category": "inverse"},
 )
 PAGE_LIMIT = 200
+ORDER_PAGE_LIMIT = 50  # /v5/order/realtime serves at most 50 a page
 MAX_PAGES = 1000
+CONDITIONAL = "conditional"
 _SIDES = {"Buy": Side.LONG, "Sell": Side.SHORT}
 _HEDGE_SIDES = {1: Side.LONG, 2: Side.SHORT}
+_CLOSES = {"Sell": Side.LONG, "Buy": Side.SHORT}  # the one-way position an order of that side reduces
+_PURPOSES = {
+    "StopLoss": OrderPurpose.STOP,
+    "PartialStopLoss": OrderPurpose.STOP,
+    "TakeProfit": OrderPurpose.TAKE_PROFIT,
+    "PartialTakeProfit": OrderPurpose.TAKE_PROFIT,
+    "TrailingStop": OrderPurpose.TRAILING_STOP,
+}
+# A plain conditional order, or a TP/SL order that names neither, is a stop or a take-profit by the way the
+# price must move to trigger it: 1 rise, 2 fall.
+_BY_DIRECTION = ("Stop", "tpslOrder")
+_STOP_DIRECTION = {Side.LONG: 2, Side.SHORT: 1}
 
 
 class GuardedBybit(ccxt.bybit):
@@ -44,7 +62,7 @@ class GuardedBybit(ccxt.bybit):
         return None
 
 
-def query_name(query: dict[str, str]) -> str:
+def query_name(query: dict[str, Any]) -> str:
     return " ".join(v for k, v in query.items() if k in ("category", "settleCoin"))
 
 
@@ -71,26 +89,31 @@ class Bybit(Gateway):
     async def position_rows(self, progress: ReadProgress) -> list[Row]:
         rows: list[Row] = []
         for query in POSITION_QUERIES:
-            rows += await self._pages(query, progress)
+            request = {**query, "limit": PAGE_LIMIT}
+            rows += await self._pages(self.client.privateGetV5PositionList, request, "positions", progress)
         return rows
 
-    async def _pages(self, query: dict[str, str], progress: ReadProgress) -> list[Row]:
+    async def _pages(
+        self,
+        read: Callable[[dict[str, Any]], Awaitable[Any]],
+        request: dict[str, Any],
+        noun: str,
+        progress: ReadProgress,
+        row: Callable[[Any, str], Row] = Row,
+    ) -> list[Row]:
         """Follow ``nextPageCursor`` to the last page; a repeated or endless cursor is an error, not the end."""
-        what = f"{query_name(query)} positions"
+        what = f"{query_name(request)} {noun}"
         rows: list[Row] = []
         cursor = ""
         seen: set[str] = set()
         for page_number in range(1, MAX_PAGES + 1):
-            request: dict[str, Any] = {**query, "limit": PAGE_LIMIT}
-            if cursor:
-                request["cursor"] = cursor
-            response = await self.client.privateGetV5PositionList(request)
+            response = await read({**request, "cursor": cursor} if cursor else dict(request))
             progress.page(what)
             result = response.get("result") if isinstance(response, dict) else None
             if not isinstance(result, dict):
                 raise BadAnswer(f"bad response: {what} page {page_number} without a result object")
             page = as_list(result.get("list"), f"{what} page {page_number} list")
-            rows += [Row(raw, f"{what} page {page_number} row {i + 1}") for i, raw in enumerate(page)]
+            rows += [row(raw, f"{what} page {page_number} row {i + 1}") for i, raw in enumerate(page)]
             cursor = result.get("nextPageCursor") or ""
             if not isinstance(cursor, str):
                 raise BadAnswer(f"bad response: {what} page {page_number} has a cursor that is not text")
@@ -135,11 +158,93 @@ class Bybit(Gateway):
             margin=row.decimal("positionIM"),
             settle=(market or {}).get("settle"),
             stop_loss=row.positive("stopLoss"),
-            stop_loss_known=True,
             take_profit=row.positive("takeProfit"),
             amount_step=self.amount_step(market),
             category=self.category(market),
             hedged=hedge_side is not None,
             opened_at=row.moment("createdTime"),
             updated_at=row.moment("updatedTime"),
+        )
+
+    # -- protective orders ----------------------------------------------------------------------------------
+
+    async def order_rows(self, progress: ReadProgress) -> list[Row]:
+        """Open orders of every settlement family; each row remembers its category, which cancelling needs."""
+        rows: list[Row] = []
+        for query in POSITION_QUERIES:
+            request = {**query, "openOnly": 0, "limit": ORDER_PAGE_LIMIT}
+            origin = partial(SourcedRow, origin=query["category"])
+            rows += await self._pages(self.client.privateGetV5OrderRealtime, request, "orders", progress, origin)
+        return rows
+
+    def parse_order(self, row: Row) -> ProtectiveOrder | None:
+        market_id = row.text("symbol") or ""
+        row.name(market_id)
+        stop_type = row.text("stopOrderType", required=False)
+        if stop_type is None:
+            return None  # an active (limit or market) order, not a conditional one
+        if row.text("orderStatus") != "Untriggered":
+            return None  # triggered or closed: no longer resting
+        side_text = row.text("side") or ""
+        one_way_closes = _CLOSES.get(side_text)
+        if one_way_closes is None:
+            raise BadAnswer(f"bad response: {row.where}: side {side_text!r}")
+        index = row.decimal("positionIdx")
+        reducing = row.flag("reduceOnly") or row.flag("closeOnTrigger")
+        if index is None or index == 0:
+            if not reducing:
+                return None  # an order that would open or add
+            closes = one_way_closes
+        elif index in _HEDGE_SIDES:
+            closes = _HEDGE_SIDES[int(index)]
+            if closes is not one_way_closes:
+                if reducing:
+                    raise BadAnswer(f"bad response: {row.where}: a closing order {side_text} on positionIdx {index}")
+                return None  # hedge mode: adds to its leg
+        else:
+            raise BadAnswer(f"bad response: {row.where}: positionIdx {index}")
+        purpose = _PURPOSES.get(stop_type)
+        if purpose is None and stop_type in _BY_DIRECTION:
+            direction = row.decimal("triggerDirection")
+            if direction not in (1, 2):
+                raise BadAnswer(f"bad response: {row.where}: a {stop_type} order with triggerDirection {direction}")
+            purpose = OrderPurpose.STOP if direction == _STOP_DIRECTION[closes] else OrderPurpose.TAKE_PROFIT
+        if purpose is None:
+            return None  # spot-only kinds (OcoOrder, BidirectionalTpslOrder), a margin-rate close, or unknown
+        trigger = row.positive("triggerPrice")
+        if trigger is None and purpose is not OrderPurpose.TRAILING_STOP:
+            raise BadAnswer(f"bad response: {row.where}: a {stop_type} order without triggerPrice")
+        quantity = row.decimal("qty", required=True)
+        assert quantity is not None
+        if row.text("tpslMode", required=False) == "Full" or (row.flag("closeOnTrigger") and quantity == 0):
+            quantity = None
+        elif quantity <= 0:
+            raise BadAnswer(f"bad response: {row.where}: qty {quantity} for an order that does not close all")
+        market = self.market_by_id(market_id)
+        if isinstance(row, SourcedRow):
+            category = row.origin
+        else:
+            category = "inverse" if (market or {}).get("inverse") else "linear"
+        return ProtectiveOrder(
+            account=self.name,
+            market=market_id,
+            symbol=(market or {}).get("symbol") or market_id,
+            order_id=row.text("orderId") or "",
+            purpose=purpose,
+            closes=closes,
+            trigger_price=trigger,
+            quantity=quantity,
+            source=CONDITIONAL,
+            client_order_id=row.text("orderLinkId", required=False) or "",
+            category=category,
+            created_at=row.moment("createdTime"),
+        )
+
+    async def cancel_order(self, order: ProtectiveOrder) -> None:
+        if order.source != CONDITIONAL or not order.category:
+            raise ValueError(f"not a Bybit conditional order: {order.source!r} in category {order.category!r}")
+        await self.guard_order(
+            self.client.privatePostV5OrderCancel(
+                {"category": order.category, "symbol": order.market, "orderId": order.order_id}
+            )
         )

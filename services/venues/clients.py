@@ -43,10 +43,15 @@ def configure(client: Any, *, api_base_url: str | None, testnet: bool, demo_trad
 
 
 def client_config(api_key: str | None, secret: str | None, timeout_ms: int, options: dict[str, Any]) -> dict[str, Any]:
+    """ccxt's rate limiter in its rolling-window mode: the venues count request weight per window (Binance per
+    minute), so a read that costs 40 (all open orders without a symbol) goes at once and is paid for over the
+    window, instead of the leaky bucket holding the next request back for two seconds."""
     return {
         "apiKey": api_key or "",
         "secret": secret or "",
         "enableRateLimit": True,
+        "rateLimiterAlgorithm": "rollingWindow",
+        "rollingWindowSize": 60_000,
         "timeout": timeout_ms,
         "options": {"fetchCurrencies": False, **options},
     }

@@ -51,6 +51,17 @@ class Row:
         value = self.decimal(key)
         return value if value is not None and value > 0 else None
 
+    def flag(self, key: str) -> bool:
+        """A yes/no field, as JSON true/false or the text "true"/"false"; missing is no."""
+        value = self.raw.get(key)
+        if value is None or value is False or value == "":
+            return False
+        if value is True:
+            return True
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise BadAnswer(f"bad response: {self.where} has {key} {str(value)[:40]!r}, not true or false")
+
     def moment(self, key: str) -> datetime | None:
         """A venue timestamp in milliseconds; 0 or missing is unknown."""
         value = self.decimal(key)
@@ -60,6 +71,16 @@ class Row:
             return datetime.fromtimestamp(float(value) / 1000, UTC)
         except (OverflowError, OSError, ValueError):
             raise BadAnswer(f"bad response: {self.where} has {key} {value}, not a time") from None
+
+
+class SourcedRow(Row):
+    """A row that remembers which listing it came from, for a venue that keeps one kind of thing in several
+    (Binance's classic order book and Algo Service, Bybit's linear and inverse categories): where it lives
+    decides how it is read and how it is changed."""
+
+    def __init__(self, raw: Any, where: str, origin: str):
+        super().__init__(raw, where)
+        self.origin = origin
 
 
 def as_list(value: Any, where: str) -> list[Any]:
