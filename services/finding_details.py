@@ -4,13 +4,15 @@ sees, and so what a fix button will apply. Stored as JSON with the finding; read
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
 from services.amounts import Exact
 from services.kinds import unknown_symbol_text
-from services.model import DbPosition, Finding, FindingKind, Side
-from services.protection import OrderPurpose, Protection, ProtectiveOrder, short_order_id, stop_distance_pct
+from services.model import DbPosition, ExchangePosition, Finding, FindingKind, Side
+from services.money import distance_pct, exposure_of, value_of
+from services.protection import OrderPurpose, Protection, ProtectiveOrder, short_order_id
 
 
 class RowShown(BaseModel):
@@ -75,6 +77,17 @@ class FindingDetails(BaseModel):
     db_stop_loss: Exact | None = None  # what the trading bot believes, where the DB keeps it
     db_has_stop_loss: bool | None = None
     orders: tuple[OrderShown, ...] = ()
+    # money: what the position is worth and how close it is to liquidation
+    notional: Exact | None = None
+    currency: str | None = None
+    exposure_usd: Exact | None = None  # for severity and ordering; None when it cannot be told in USD
+    margin: Exact | None = None
+    liquidation_price: Exact | None = None
+    liquidation_distance_pct: Exact | None = None
+    price_tick: Exact | None = None
+    contract_size: Exact | None = None
+    venue_opened_at: datetime | None = None  # when the venue says the position opened (Bybit createdTime)
+    db_value: Exact | None = None  # the DB size's worth at the mark (or the rows' entry price)
     hedged: bool = False
     category: str | None = None
     note: str | None = None
@@ -89,6 +102,8 @@ class FindingDetails(BaseModel):
         if entry is None:
             entry = next((row.entry_price for row in rows if row.entry_price is not None), None)
         state = position.protection if position else None
+        exposure = exposure_of(position) if position else None
+        reference = position.mark_price if position and position.mark_price else entry
         note = None
         if finding.kind is FindingKind.UNKNOWN_SYMBOL:
             note = unknown_symbol_text(finding.db_position_ids, finding.key.market, finding.exchange)
@@ -104,10 +119,24 @@ class FindingDetails(BaseModel):
             protection=state.level if state else None,
             protected_quantity=state.covered if state else None,
             protection_note=state.reason if state else None,
-            stop_distance_pct=stop_distance_pct(state.stop_price, position.mark_price) if state and position else None,
+            stop_distance_pct=distance_pct(state.stop_price, position.mark_price) if state and position else None,
             db_stop_loss=next((r.stop_loss for r in rows if r.stop_loss is not None), None),
             db_has_stop_loss=_db_believes_stop(rows),
             orders=tuple(OrderShown.of(order) for order in finding.orders),
+            notional=exposure.notional if exposure else None,
+            currency=exposure.currency if exposure else _settle_of(finding),
+            exposure_usd=exposure.usd if exposure else _db_usd(finding, entry),
+            margin=position.margin if position else None,
+            liquidation_price=position.liquidation_price if position else None,
+            liquidation_distance_pct=distance_pct(position.liquidation_price, position.mark_price)
+            if position
+            else None,
+            price_tick=position.price_tick if position else None,
+            contract_size=position.contract_size if position else None,
+            venue_opened_at=position.opened_at if position else None,
+            db_value=value_of(finding.db_quantity, reference, position.contract_size if position else None)
+            if finding.db_quantity is not None
+            else None,
             hedged=bool(position and position.hedged),
             category=position.category if position else None,
             note=note,
@@ -135,3 +164,20 @@ def _db_believes_stop(rows: tuple[DbPosition, ...]) -> bool | None:
         return any(flags)
     prices = [r.stop_loss for r in rows]
     return True if any(p is not None for p in prices) else None
+
+
+def _settle_of(finding: Finding) -> str | None:
+    """The settle currency of a finding without an exchange position, from its market id's quote."""
+    market = finding.key.market
+    return next((quote for quote in ("USDT", "USDC") if market.endswith(quote)), None)
+
+
+def _db_usd(finding: Finding, entry: Decimal | None) -> Decimal | None:
+    """A ghost's worth in USD: the DB size at its entry price, for stablecoin-settled markets."""
+    if finding.db_quantity is None or _settle_of(finding) is None:
+        return None
+    return value_of(finding.db_quantity, entry)
+
+
+def _liquidation_distance(position: ExchangePosition | None) -> Decimal | None:
+    return distance_pct(position.liquidation_price, position.mark_price) if position else None

@@ -80,6 +80,9 @@ class ExchangePosition:
     protection: ProtectionState | None = None  # None: not assessed yet
     take_profit: Decimal | None = None
     amount_step: Decimal | None = None
+    contract_size: Decimal | None = None  # base units (linear) or USD (inverse) per contract
+    inverse: bool = False
+    price_tick: Decimal | None = None
     category: str | None = None
     hedged: bool = False
     opened_at: datetime | None = None

@@ -87,13 +87,6 @@ def short_order_id(order_id: str) -> str:
     return order_id if len(order_id) <= 12 else f"…{order_id[-8:]}"
 
 
-def stop_distance_pct(stop: Decimal | None, mark: Decimal | None) -> Decimal | None:
-    """How far the stop is from the mark, in percent of the mark (always positive), to two places."""
-    if stop is None or mark is None or mark <= 0:
-        return None
-    return (abs(mark - stop) / mark * 100).quantize(Decimal("0.01"))
-
-
 def protection_of(
     quantity: Decimal,
     mark: Decimal | None,

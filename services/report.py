@@ -10,8 +10,9 @@ from services.amounts import decimal_text
 from services.finding_details import FindingDetails
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
+from services.money import distance_pct
 from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
-from services.protection import short_order_id, stop_distance_pct
+from services.protection import short_order_id
 from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
 
 EXIT_OK = 0
@@ -54,7 +55,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
     if position is not None and position.protection is not None:
         state = position.protection
         data["protected_quantity"] = decimal_text(state.covered)
-        data["stop_distance_pct"] = decimal_text(stop_distance_pct(state.stop_price, position.mark_price))
+        data["stop_distance_pct"] = decimal_text(distance_pct(state.stop_price, position.mark_price))
         if state.reason:
             data["protection_note"] = state.reason
     if finding.orders:

@@ -30,7 +30,9 @@ from pydantic_settings import (
 
 from services.account_settings import ENV_PREFIX, AccountSettings
 from services.config_types import BaseUrl, Section
+from services.model import FindingKind
 from services.positions_config import PositionsSettings, quote_identifier
+from services.severity import DEFAULT_NOTIFY, Notify, Severity, severity_of
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
@@ -119,11 +121,40 @@ class EmailSettings(Section):
         return value
 
 
+class SeveritySettings(Section):
+    critical_usd: Decimal = Field(
+        default=Decimal(10_000), ge=0, description="exposure from which a finding is critical"
+    )
+    warning_usd: Decimal = Field(default=Decimal(1_000), ge=0, description="exposure from which a finding is a warning")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeveritySettings:
+        if self.warning_usd > self.critical_usd:
+            raise ValueError("warning_usd must not exceed critical_usd")
+        return self
+
+    def of(self, exposure_usd: Decimal | None) -> Severity:
+        return severity_of(exposure_usd, self.critical_usd, self.warning_usd)
+
+
 class AlertSettings(Section):
     remind_after_s: float = Field(default=3600, gt=0, description="remind while a finding stays open this long")
+    severity: SeveritySettings = Field(
+        default_factory=SeveritySettings, description="USD exposure thresholds: critical, warning, else info"
+    )
+    digest_after: int = Field(
+        default=5, ge=1, le=1000, description="more new findings than this in one check arrive as one digest"
+    )
+    notify: dict[FindingKind, Notify] = Field(
+        default_factory=dict,
+        description="per kind: loud, silent or off (default: orphan and unprotected loud, the rest silent)",
+    )
     unchecked_after: int = Field(default=3, ge=1, le=1000, description="rounds an account may fail before an alert")
     console: bool = Field(default=True, description="print alerts on standard output")
     email: EmailSettings | None = Field(default=None, description="send alerts by e-mail too")
+
+    def notify_for(self, kind: FindingKind) -> Notify:
+        return self.notify.get(kind, DEFAULT_NOTIFY[kind])
 
 
 class OpsSettings(Section):

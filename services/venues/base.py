@@ -205,6 +205,19 @@ class Gateway(ABC):
         return f"linear {settle}" if settle else "linear"
 
     @staticmethod
+    def contract_terms(market: dict[str, Any] | None) -> dict[str, Any]:
+        """What turns contracts into money: the contract size, whether it is inverse (contracts in USD), and
+        the price tick that prices are shown at."""
+        market = market or {}
+        size = market.get("contractSize")
+        tick = (market.get("precision") or {}).get("price")
+        return {
+            "contract_size": Decimal(str(size)) if size else None,
+            "inverse": bool(market.get("inverse")),
+            "price_tick": Decimal(str(tick)) if tick else None,
+        }
+
+    @staticmethod
     def amount_step(market: dict[str, Any] | None) -> Decimal | None:
         step = ((market or {}).get("precision") or {}).get("amount")
         return Decimal(str(step)) if step is not None else None

@@ -136,6 +136,7 @@ class BinanceUsdm(Gateway):
             margin=margin,
             settle=row.text("marginAsset", required=False) or (market or {}).get("settle"),
             amount_step=self.amount_step(market),
+            **self.contract_terms(market),
             category=self.category(market),
             hedged=leg != "BOTH",
             updated_at=row.moment("updateTime"),

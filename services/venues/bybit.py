@@ -160,6 +160,7 @@ class Bybit(Gateway):
             stop_loss=row.positive("stopLoss"),
             take_profit=row.positive("takeProfit"),
             amount_step=self.amount_step(market),
+            **self.contract_terms(market),
             category=self.category(market),
             hedged=hedge_side is not None,
             opened_at=row.moment("createdTime"),
