@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 
@@ -28,7 +27,6 @@ from services.scheduler import CheckScheduler
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -112,7 +110,7 @@ async def start_service(
         runtime,
         destinations,
         listeners,
-        policy=AlertPolicy(timedelta(seconds=settings.alerts.remind_after_s), settings.alerts.unchecked_after),
+        policy=AlertPolicy.from_settings(settings.alerts),
         auto_fix=AutoFix(settings.scan.auto_fix_ghosts, settings.scan.auto_fix_max_per_run),
     )
     scheduler = CheckScheduler(reconciler, settings.scan)

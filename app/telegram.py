@@ -18,9 +18,11 @@ from bot.context import BotContext
 from bot.delivery import TelegramDelivery
 from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
 from bot.texts import COMMANDS
-from handlers import alerts, checks, common, errors, fallback, fixes, status
+from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status
+from services.announcements import AlertPolicy
 
 log = logging.getLogger(__name__)
+
 
 def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Dispatcher:
     dispatcher = Dispatcher(ctx=ctx)
@@ -32,7 +34,7 @@ def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Disp
     dispatcher.message.middleware(RoleMiddleware())
     dispatcher.callback_query.middleware(RoleMiddleware())
     dispatcher.include_routers(
-        *(module.create_router() for module in (common, status, checks, fixes, alerts, fallback))
+        *(module.create_router() for module in (common, status, checks, mute, fixes, alerts, digests, fallback))
     )
     dispatcher.errors.register(errors.on_error)
     return dispatcher
@@ -53,6 +55,8 @@ class ChatOps:
             ctx.runtime.findings,
             ctx.runtime.outbox,
             exchange_orders={a.name: a.allow_exchange_orders for a in ctx.settings.accounts},
+            policy=AlertPolicy.from_settings(ctx.settings.alerts),
+            mutes=ctx.runtime.mutes,
         )
         ctx.reconciler.wakeups.append(self.delivery.wake)
         self._backoff = backoff

@@ -59,6 +59,11 @@ NOT_A_BUTTON_OF_FINDING = "This button does not belong to any finding."
 STALE_BUTTON = "This button is not valid (any more)."
 CHANGED_MEANWHILE = "It changed meanwhile; nothing to do."
 ACKNOWLEDGED = "Acknowledged: no more reminders for this finding."
+UNACKNOWLEDGED = "Open again: reminders resume."
+DIGEST_GONE = "This digest is no longer known."
+MUTE_USAGE = "Usage: /mute [duration], e.g. /mute 30m, /mute 2h, /mute 1d (at most 7d); /mute off ends it."
+NOT_MUTED = "This chat was not muted."
+UNMUTED = "🔔 This chat is no longer muted: alerts arrive again."
 NOT_FIXABLE_THAT_WAY = "This finding cannot be fixed that way; fix it by hand."
 CANCELLED = "Cancelled; nothing changed."
 RECHECKING = "Checking both sides again…"
@@ -200,3 +205,18 @@ def positions_messages(snapshot: AccountSnapshot) -> list[str]:
         return [f"{title}\n❓ not checked: {html.quote(snapshot.error or '')}"]
     blocks = _pre_blocks(_positions_rows(snapshot))
     return [f"{title}\n{blocks[0]}", *blocks[1:]]
+
+
+def snoozed_many(count: int, until: datetime) -> str:
+    return f"Snoozed {count} finding{'s' if count != 1 else ''} until {when(until)}."
+
+
+def showing(count: int) -> str:
+    return f"Showing {count} finding{'s' if count != 1 else ''} below."
+
+
+def muted(until: datetime) -> str:
+    return (
+        f"🔕 This chat is muted until {when(until)}: alerts are still recorded, and /findings lists them. "
+        "/mute off ends it."
+    )

@@ -18,10 +18,16 @@ class FindingButton(StrEnum):
     SNOOZE = "snooze"
     DETAILS = "details"
     MARK_CLOSED = "markclosed"
-    KEEP = "keep"
     SET_SIZE = "setsize"
-    IGNORE = "ignore"
     CANCEL_ORDER = "xcancel"
+    ACKNOWLEDGE = "ack"
+    UNACKNOWLEDGE = "unack"
+    SHOW = "show"  # a digest's number: the finding with its own buttons
+    KEEP = "keep"  # on alerts sent before Acknowledge replaced Keep and Ignore: acknowledges
+    IGNORE = "ignore"
+
+
+LEGACY_ACKNOWLEDGE = frozenset({FindingButton.KEEP, FindingButton.IGNORE})
 
 
 class FindingAction(CallbackData, prefix="f"):
@@ -41,3 +47,15 @@ class ConfirmAction(CallbackData, prefix="c"):
 
     confirmation_id: RowId
     choice: ConfirmChoice
+
+
+class DigestChoice(StrEnum):
+    SHOW_ALL = "all"
+    SNOOZE_ALL = "snooze"
+
+
+class DigestAction(CallbackData, prefix="d"):
+    """A button on a digest: show every finding it lists, or snooze them all."""
+
+    digest_id: RowId
+    choice: DigestChoice

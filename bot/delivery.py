@@ -1,23 +1,32 @@
-"""Drains the outbox into Telegram: new alerts with their buttons, edits when a finding changes, reminders
-and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``."""
+"""Drains the outbox into Telegram: new alerts with their buttons, digests of many, edits when a finding
+changes, reminders and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``.
+
+Sound is for new risk: an alert rings only when its kind is ``loud`` and it is not info-level; digests ring
+when they hold such an alert; reminders and notices arrive silently. A muted chat gets no new messages (edits
+still keep what it shows true)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.types import InlineKeyboardMarkup
 
-from bot import texts
+from bot import finding_texts, texts
 from bot.flood import urgent
-from bot.keyboards import finding_keyboard
+from bot.keyboards import digest_keyboard, finding_keyboard
 from bot.replies import edit_quietly
+from services.announcements import AlertPolicy
+from services.chat_address import split_address
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore, StoredFinding
 from services.model import FindingState
+from services.mutes import ChatMutes
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
+from services.severity import Notify, Severity
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +36,29 @@ PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", 
 class TelegramDelivery(Deliverer):
     channel = Channel.TELEGRAM
 
-    def __init__(self, bot: Bot, findings: FindingsStore, outbox: Outbox, *, exchange_orders: dict[str, bool]):
+    def __init__(
+        self,
+        bot: Bot,
+        findings: FindingsStore,
+        outbox: Outbox,
+        *,
+        exchange_orders: Mapping[str, bool],
+        policy: AlertPolicy | None = None,
+        mutes: ChatMutes | None = None,
+    ):
         super().__init__(findings, outbox)
         self.bot = bot
         self.exchange_orders = exchange_orders
+        self.policy = policy or AlertPolicy()
+        self.mutes = mutes or ChatMutes(findings.pool)
 
     def _keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
         return finding_keyboard(finding, exchange_orders=self.exchange_orders.get(finding.account, False))
+
+    def rings(self, finding: StoredFinding) -> bool:
+        """New risk rings: a loud kind that is not info-level."""
+        loud = self.policy.notify_for(finding.kind) is Notify.LOUD
+        return loud and finding_texts.severity(finding) is not Severity.INFO
 
     async def deliver(self, item: OutboxItem) -> None:
         """Deliver one item; a chat that can never receive it makes the error permanent."""
@@ -48,43 +73,77 @@ class TelegramDelivery(Deliverer):
             raise
 
     async def _deliver(self, item: OutboxItem) -> None:
-        chat_id = int(item.destination)
+        chat_id, thread_id = split_address(item.destination)
+        if item.kind is OutboxKind.UPDATE:
+            finding = await self._finding(item)
+            if finding is not None:
+                await self.refresh(chat_id, finding)
+            return
+        until = await self.mutes.muted_until(chat_id)
+        if until is not None:
+            log.info("chat %s is muted until %s: %s #%s not sent", chat_id, until, item.kind, item.id)
+            return
         if item.kind is OutboxKind.NOTICE:
             for chunk in texts.split_message(texts.notice_message(Notice.from_body(item.body))):
-                await self.bot.send_message(chat_id, chunk)
-            return
-        finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
-        if finding is None:
-            log.warning("outbox item %s names an unknown finding %s; dropped", item.id, item.finding_id)
-            return
-        if item.kind is OutboxKind.ALERT:
-            await self.send_finding(chat_id, finding)
+                await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
+        elif item.kind is OutboxKind.ALERT:
+            finding = await self._finding(item)
+            if finding is not None:  # one fixed before it went out still says what happened, quietly
+                silent = not (finding.live and self.rings(finding))
+                await self.send_finding(chat_id, finding, thread_id=thread_id, silent=silent)
+        elif item.kind is OutboxKind.DIGEST:
+            await self.send_digest(chat_id, thread_id, int(item.body["digest_id"]), item.body.get("finding_ids", []))
         elif item.kind is OutboxKind.REMINDER:
-            if finding.state is FindingState.OPEN:
-                await self.send_finding(chat_id, finding, prefix="⏰ <b>Still open</b>")
-        elif item.kind is OutboxKind.UPDATE:
-            await self.refresh(chat_id, finding)
+            await self.send_reminder(chat_id, thread_id, item)
         else:
             log.warning("outbox item %s has an unknown kind %r; dropped", item.id, item.kind)
 
-    async def send_finding(self, chat_id: int, finding: StoredFinding, *, prefix: str | None = None) -> int:
+    async def _finding(self, item: OutboxItem) -> StoredFinding | None:
+        finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
+        if finding is None:
+            log.warning("outbox item %s names an unknown finding %s; dropped", item.id, item.finding_id)
+        return finding
+
+    async def send_finding(
+        self, chat_id: int, finding: StoredFinding, *, thread_id: int | None = None, silent: bool = True
+    ) -> int:
         """Send a finding's message with its buttons and remember it, so later changes edit it; returns the id
         of the message that carries the buttons."""
-        text = texts.finding_message(finding)
-        if prefix:
-            text = f"{prefix}\n{text}"
-        chunks = texts.split_message(text)
+        chunks = texts.split_message(finding_texts.finding_message(finding))
         message_id = 0
         for index, chunk in enumerate(chunks):
             markup = self._keyboard(finding) if index == len(chunks) - 1 else None
-            message = await self.bot.send_message(chat_id, chunk, reply_markup=markup)
+            message = await self.bot.send_message(
+                chat_id, chunk, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
+            )
             message_id = message.message_id
             await self.findings.record_alert_message(chat_id, message_id, finding.id)
         return message_id
 
+    async def send_digest(self, chat_id: int, thread_id: int | None, digest_id: int, ids: list[int]) -> None:
+        """One message for many new findings, biggest first; it rings when one of them would have."""
+        listed = [f for f in [await self.findings.get(i) for i in ids] if f is not None and f.live]
+        if not listed:
+            return
+        text = finding_texts.digest_message(listed)
+        markup = digest_keyboard(digest_id, [f.id for f in listed])
+        silent = not any(self.rings(f) for f in listed)
+        await self.bot.send_message(
+            chat_id, text, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
+        )
+
+    async def send_reminder(self, chat_id: int, thread_id: int | None, item: OutboxItem) -> None:
+        """One silent message listing what is still open; findings handled meanwhile are left out."""
+        ids = item.body.get("finding_ids") or ([item.finding_id] if item.finding_id is not None else [])
+        still = [f for f in [await self.findings.get(i) for i in ids] if f and f.state is FindingState.OPEN]
+        if not still:
+            return
+        for chunk in texts.split_message(finding_texts.reminder_message(still)):
+            await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
+
     async def refresh(self, chat_id: int, finding: StoredFinding) -> None:
-        """Edit every message announcing this finding in this chat to its current state."""
-        text = texts.split_message(texts.finding_message(finding))[-1]
+        """Edit every message showing this finding in this chat to its current state."""
+        text = texts.split_message(finding_texts.finding_message(finding))[-1]
         for message_id in await self.findings.alert_messages(finding.id, chat_id):
             await edit_quietly(
                 self.bot.edit_message_text(

@@ -40,6 +40,7 @@ class Priority(IntEnum):
 
     ALERT = 0  # alerts, their edits, and the outcome of a confirmed fix
     REPLY = 1  # answers to commands and buttons
+    DETAIL = 2  # a digest's findings shown one by one: never ahead of an operator's answer
 
 
 _priority: ContextVar[Priority] = ContextVar("reconbot_send_priority", default=Priority.REPLY)
@@ -49,6 +50,16 @@ _priority: ContextVar[Priority] = ContextVar("reconbot_send_priority", default=P
 def urgent() -> Iterator[None]:
     """Sends made inside this block go before command replies waiting in the same chat."""
     token = _priority.set(Priority.ALERT)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+@contextlib.contextmanager
+def in_background() -> Iterator[None]:
+    """Sends made inside this block wait behind every reply and alert in the same chat."""
+    token = _priority.set(Priority.DETAIL)
     try:
         yield
     finally:

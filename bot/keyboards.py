@@ -1,17 +1,19 @@
 """Inline keyboards for alerts and confirmations, built with aiogram's InlineKeyboardBuilder.
 
-``KIND_BUTTONS`` is the one table of which buttons each kind of finding has: keyboards draw it and the
-handlers accept exactly these presses, so the two can never disagree.
+``KIND_BUTTONS`` (built from ``FIX_BUTTONS``) is the one table of which buttons each kind of finding has:
+keyboards draw it and the handlers accept exactly these presses, so the two can never disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import ConfirmAction, ConfirmChoice, FindingAction, FindingButton
+from bot.callbacks import ConfirmAction, ConfirmChoice, DigestAction, DigestChoice, FindingAction, FindingButton
 from services.findings import StoredFinding
-from services.model import FindingKind
+from services.model import FindingKind, FindingState
 
 B = FindingButton
 LABELS = {
@@ -20,37 +22,65 @@ LABELS = {
     B.SNOOZE: "Snooze 1h",
     B.DETAILS: "Details",
     B.MARK_CLOSED: "Mark closed",
-    B.KEEP: "Keep",
     B.SET_SIZE: "Set DB to exchange size",
-    B.IGNORE: "Ignore",
     B.CANCEL_ORDER: "Cancel order",
+    B.ACKNOWLEDGE: "Acknowledge",
+    B.UNACKNOWLEDGE: "Undo acknowledge",
 }
-# Per kind: the buttons in order, and how many go on each row.
-KIND_BUTTONS: dict[FindingKind, tuple[tuple[FindingButton, ...], tuple[int, ...]]] = {
-    FindingKind.ORPHAN: ((B.ADOPT, B.CLOSE_ON_EXCHANGE, B.SNOOZE, B.DETAILS), (2,)),
-    FindingKind.GHOST: ((B.MARK_CLOSED, B.KEEP, B.DETAILS), (2,)),
-    FindingKind.QUANTITY_MISMATCH: ((B.SET_SIZE, B.IGNORE, B.DETAILS), (1, 2)),
-    FindingKind.UNKNOWN_SYMBOL: ((B.SNOOZE, B.KEEP, B.DETAILS), (2,)),
-    FindingKind.UNPROTECTED: ((B.SNOOZE, B.KEEP, B.DETAILS), (2,)),
-    FindingKind.STRAY_ORDER: ((B.CANCEL_ORDER, B.KEEP, B.DETAILS), (1, 2)),
+# Per kind: the fix buttons (first row), then Snooze / Acknowledge / Details. Every kind can be snoozed; an
+# orphan is money at risk with nobody watching, so it is never acknowledged into silence.
+FIX_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
+    FindingKind.ORPHAN: (B.ADOPT, B.CLOSE_ON_EXCHANGE),
+    FindingKind.GHOST: (B.MARK_CLOSED,),
+    FindingKind.QUANTITY_MISMATCH: (B.SET_SIZE,),
+    FindingKind.UNKNOWN_SYMBOL: (),
+    FindingKind.UNPROTECTED: (),
+    FindingKind.STRAY_ORDER: (B.CANCEL_ORDER,),
+}
+KIND_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
+    kind: (*fixes, B.SNOOZE, *(() if kind is FindingKind.ORPHAN else (B.ACKNOWLEDGE,)), B.DETAILS)
+    for kind, fixes in FIX_BUTTONS.items()
 }
 EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
 
 
-def buttons_for(kind: FindingKind, *, exchange_orders: bool) -> tuple[FindingButton, ...]:
-    """The buttons a finding of this kind offers (closing on the exchange only where the account allows it)."""
-    buttons, _rows = KIND_BUTTONS[kind]
-    return tuple(b for b in buttons if exchange_orders or b not in EXCHANGE_ORDER_BUTTONS)
+def buttons_for(kind: FindingKind, *, exchange_orders: bool, acknowledged: bool = False) -> tuple[FindingButton, ...]:
+    """The buttons a finding of this kind offers (exchange orders only where the account allows them; an
+    acknowledged finding offers to undo that instead)."""
+    buttons = [b for b in KIND_BUTTONS[kind] if exchange_orders or b not in EXCHANGE_ORDER_BUTTONS]
+    if acknowledged:
+        buttons = [B.UNACKNOWLEDGE if b is B.ACKNOWLEDGE else b for b in buttons]
+    return tuple(buttons)
 
 
 def finding_keyboard(finding: StoredFinding, *, exchange_orders: bool) -> InlineKeyboardMarkup | None:
     """The buttons of a live finding's alert; none once it is resolved or fixed."""
     if not finding.live:
         return None
+    acknowledged = finding.state is FindingState.ACKNOWLEDGED
+    buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged)
     builder = InlineKeyboardBuilder()
-    for button in buttons_for(finding.kind, exchange_orders=exchange_orders):
+    for button in buttons:
         builder.button(text=LABELS[button], callback_data=FindingAction(action=button, finding_id=finding.id))
-    builder.adjust(*KIND_BUTTONS[finding.kind][1])
+    fixes = sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
+    builder.adjust(*(n for n in (fixes, len(buttons) - fixes) if n))
+    return builder.as_markup()
+
+
+DIGEST_NUMBERS_PER_ROW = 5
+
+
+def digest_keyboard(digest_id: int, finding_ids: Sequence[int]) -> InlineKeyboardMarkup:
+    """A number per listed finding (it comes back with its own buttons), then Show all and Snooze all."""
+    builder = InlineKeyboardBuilder()
+    for index, finding_id in enumerate(finding_ids, 1):
+        builder.button(text=str(index), callback_data=FindingAction(action=B.SHOW, finding_id=finding_id))
+    builder.button(text="Show all", callback_data=DigestAction(digest_id=digest_id, choice=DigestChoice.SHOW_ALL))
+    builder.button(
+        text="Snooze all 1h", callback_data=DigestAction(digest_id=digest_id, choice=DigestChoice.SNOOZE_ALL)
+    )
+    full, rest = divmod(len(finding_ids), DIGEST_NUMBERS_PER_ROW)
+    builder.adjust(*([DIGEST_NUMBERS_PER_ROW] * full), *([rest] if rest else []), 2)
     return builder.as_markup()
 
 

@@ -1,5 +1,6 @@
-"""The buttons on alerts. Details is for anyone allowed to look; the rest needs an operator. Fixes ask for
-confirmation first; Snooze, Keep and Ignore only change reconbot's own alert state."""
+"""The buttons on alerts. Details and a digest's numbers are for anyone allowed to look; the rest needs an
+operator. Fixes ask for confirmation first; Snooze and Acknowledge (and its undo) only change reconbot's own
+alert state."""
 
 from __future__ import annotations
 
@@ -8,28 +9,38 @@ from datetime import timedelta
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
-from bot import answers, texts
-from bot.callbacks import FindingAction, FindingButton
+from bot import answers, finding_texts, texts
+from bot.callbacks import LEGACY_ACKNOWLEDGE, FindingAction, FindingButton
 from bot.context import BotContext
+from bot.flood import in_background
 from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for, finding_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
+from bot.showing import show_finding
 from handlers.fixes import ask_confirmation
 from services.findings import StoredFinding
 from services.fixes import plan_for_finding
 from services.model import FindingState
-from services.outbox import Channel
 from services.plans import FixAction
+
+LOOKING = frozenset({FindingButton.DETAILS, FindingButton.SHOW})
+QUIETING = frozenset({FindingButton.SNOOZE, FindingButton.ACKNOWLEDGE, FindingButton.UNACKNOWLEDGE})
+
+
+def pressed(data: FindingAction) -> FindingButton:
+    """The button as it is handled today (Keep and Ignore on older alerts acknowledge)."""
+    return FindingButton.ACKNOWLEDGE if data.action in LEGACY_ACKNOWLEDGE else data.action
 
 
 async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContext) -> StoredFinding | None:
     """The finding a button names, if the press still makes sense; otherwise answer why not."""
     finding = await ctx.runtime.findings.get(data.finding_id)
-    offered = buttons_for(finding.kind, exchange_orders=True) if finding is not None else ()
-    if finding is None or data.action not in offered:
+    acknowledged = finding is not None and finding.state is FindingState.ACKNOWLEDGED
+    offered = set(buttons_for(finding.kind, exchange_orders=True, acknowledged=acknowledged)) if finding else set()
+    if finding is None or pressed(data) not in offered | LOOKING:
         await query.answer(answers.NOT_A_BUTTON_OF_FINDING, show_alert=True)
         return None
-    if data.action is not FindingButton.DETAILS and not finding.live:
+    if pressed(data) not in LOOKING and not finding.live:
         await query.answer(answers.already_settled(finding), show_alert=True)
         if isinstance(query.message, Message) and query.message.reply_markup is not None:
             await edit_quietly(query.message.edit_reply_markup(reply_markup=None))
@@ -43,7 +54,17 @@ async def details(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
         return
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(texts.details_message(finding))
+        await query.message.answer(finding_texts.details_message(finding))
+
+
+async def show(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
+    """A digest's number: the finding with its own buttons, behind any operator's answer in this chat."""
+    finding = await _finding_for(query, callback_data, ctx)
+    if finding is None or not isinstance(query.message, Message):
+        return
+    await query.answer()
+    with in_background():
+        await show_finding(query.message.bot, query.message.chat.id, finding, ctx)  # type: ignore[arg-type]
 
 
 async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
@@ -51,16 +72,18 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
     if finding is None:
         return
     by = actor_name(query.from_user.id, query.from_user.username)
-    if callback_data.action is FindingButton.SNOOZE:
+    store = ctx.runtime.findings
+    if pressed(callback_data) is FindingButton.SNOOZE:
         until = ctx.runtime.monitor.now() + timedelta(seconds=ctx.settings.telegram.snooze_s)
-        updated = await ctx.runtime.findings.set_state(
+        updated = await store.set_state(
             finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until
         )
         answer = answers.snoozed_until(until)
+    elif pressed(callback_data) is FindingButton.UNACKNOWLEDGE:
+        updated = await store.set_state(finding.id, FindingState.OPEN, by=None, destinations=ctx.destinations)
+        answer = answers.UNACKNOWLEDGED
     else:
-        updated = await ctx.runtime.findings.set_state(
-            finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations
-        )
+        updated = await store.set_state(finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations)
         answer = answers.ACKNOWLEDGED
     ctx.reconciler.wake()
     await query.answer(answer if updated else answers.CHANGED_MEANWHILE)
@@ -73,17 +96,15 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
 
 
 async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFinding) -> bool:
-    """An alert in an alert chat is edited through the outbox; any other message showing the finding (a reply
-    to /findings or /scan) is edited here."""
-    if str(message.chat.id) not in {d.address for d in ctx.destinations if d.channel is Channel.TELEGRAM}:
-        return False
+    """A tracked message (an alert, or a copy shown with buttons) is edited through the outbox; any other is
+    edited here."""
     return await ctx.runtime.findings.is_alert_message(message.chat.id, message.message_id, finding.id)
 
 
 async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
     keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
     await edit_quietly(
-        message.edit_text(texts.split_message(texts.finding_message(finding))[-1], reply_markup=keyboard)
+        message.edit_text(texts.split_message(finding_texts.finding_message(finding))[-1], reply_markup=keyboard)
     )
 
 
@@ -115,9 +136,9 @@ def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="alerts")
     router.callback_query(FindingAction.filter(F.action == FindingButton.DETAILS), flags={"role": Role.VIEWER})(details)
+    router.callback_query(FindingAction.filter(F.action == FindingButton.SHOW), flags={"role": Role.VIEWER})(show)
     router.callback_query(
-        FindingAction.filter(F.action.in_({FindingButton.SNOOZE, FindingButton.KEEP, FindingButton.IGNORE})),
-        flags={"role": Role.OPERATOR},
+        FindingAction.filter(F.action.in_(QUIETING | LEGACY_ACKNOWLEDGE)), flags={"role": Role.OPERATOR}
     )(quieten)
     router.callback_query(
         FindingAction.filter(

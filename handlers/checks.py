@@ -8,11 +8,11 @@ from aiogram.types import Message
 
 from bot import answers, texts
 from bot.context import BotContext
-from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
 from bot.roles import Role
+from bot.showing import show_finding
+from services.announcements import biggest_first
 from services.model import RECONCILIATION, SCAN_KINDS, FindingKind
-from services.outbox import Channel
 
 VIEW = {"role": Role.VIEWER}
 
@@ -22,13 +22,12 @@ async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind
     filed = await ctx.reconciler.check(kinds)
     found = [f for f in filed.live if f.kind in kinds]
     await answer_long(message, texts.check_summary(filed.result, title, found))
-    alerted_here = str(message.chat.id) in {d.address for d in ctx.destinations if d.channel is Channel.TELEGRAM}
+    alerted_here = message.chat.id in ctx.settings.telegram.alert_chats
     new_ids = {f.id for f in filed.new}
-    for finding in found:
+    for finding in biggest_first(found):
         if alerted_here and finding.id in new_ids:
-            continue  # this chat receives it as an alert from the outbox
-        keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
-        await answer_long(message, texts.finding_message(finding), keyboard)
+            continue  # this chat receives it as an alert (or in a digest) from the outbox
+        await show_finding(message.bot, message.chat.id, finding, ctx)  # type: ignore[arg-type]
 
 
 async def scan(message: Message, ctx: BotContext) -> None:

@@ -6,11 +6,12 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot import answers, texts
+from bot import answers
 from bot.context import BotContext
-from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
 from bot.roles import Role
+from bot.showing import show_finding
+from services.announcements import biggest_first
 
 VIEW = {"role": Role.VIEWER}
 
@@ -39,9 +40,8 @@ async def findings(message: Message, ctx: BotContext) -> None:
         await message.answer(answers.NO_FINDINGS)
         return
     await message.answer(answers.findings_count(len(live)))
-    for finding in live:
-        keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
-        await answer_long(message, texts.finding_message(finding), keyboard)
+    for finding in biggest_first(live):
+        await show_finding(message.bot, message.chat.id, finding, ctx)  # type: ignore[arg-type]
 
 
 def create_router() -> Router:

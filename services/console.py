@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from services import plain_text
 from services.findings import FiledCheck
+from services.model import ALL_KINDS
 
 Write = Callable[[str], None]
 
@@ -25,7 +26,7 @@ class ConsoleAlerts:
     def __call__(self, filed: FiledCheck) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         result = filed.result
-        kinds = "all kinds" if len(result.kinds) == 3 else ", ".join(sorted(k.value for k in result.kinds))
+        kinds = "all kinds" if result.kinds == ALL_KINDS else ", ".join(sorted(k.value for k in result.kinds))
         summary = f"[{stamp}] check ({kinds}): {len(result.accounts)} account(s), {len(filed.live)} open finding(s)"
         for status in result.unchecked:
             summary += f"; UNCHECKED {status.account}: {status.error}"

@@ -35,6 +35,8 @@ class EmailDelivery(Deliverer):
             message["Subject"] = f"[reconbot] {text.splitlines()[0][:120] if text else 'notice'}"
             message.set_content(text)
             return message
+        if item.kind in (OutboxKind.DIGEST, OutboxKind.REMINDER) and item.finding_id is None:
+            return await self._compose_list(message, item)
         finding = await self.findings.get(item.finding_id) if item.finding_id is not None else None
         if finding is None:
             return None
@@ -45,6 +47,18 @@ class EmailDelivery(Deliverer):
             prefix = STATE_PREFIXES.get(finding.state, "Update:")
         message["Subject"] = plain_text.subject(finding, prefix)
         message.set_content(plain_text.finding_text(finding))
+        return message
+
+    async def _compose_list(self, message: EmailMessage, item: OutboxItem) -> EmailMessage | None:
+        """A digest of new findings or a reminder of open ones: one e-mail listing them, biggest first."""
+        found = [await self.findings.get(i) for i in item.body.get("finding_ids", [])]
+        wanted = FindingState.OPEN if item.kind is OutboxKind.REMINDER else None
+        listed = [f for f in found if f is not None and f.live and (wanted is None or f.state is wanted)]
+        if not listed:
+            return None
+        head = "Still open" if item.kind is OutboxKind.REMINDER else "New findings"
+        message["Subject"] = f"[reconbot] {head}: {plain_text.counts(listed)}"
+        message.set_content("\n\n".join(plain_text.finding_text(f) for f in listed))
         return message
 
     async def deliver(self, item: OutboxItem) -> None:

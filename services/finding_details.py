@@ -13,6 +13,7 @@ from services.kinds import unknown_symbol_text
 from services.model import DbPosition, ExchangePosition, Finding, FindingKind, Side
 from services.money import distance_pct, exposure_of, value_of
 from services.protection import OrderPurpose, Protection, ProtectiveOrder, short_order_id
+from services.severity import Severity
 
 
 class RowShown(BaseModel):
@@ -88,6 +89,7 @@ class FindingDetails(BaseModel):
     contract_size: Exact | None = None
     venue_opened_at: datetime | None = None  # when the venue says the position opened (Bybit createdTime)
     db_value: Exact | None = None  # the DB size's worth at the mark (or the rows' entry price)
+    severity: Severity | None = None  # set when filed, from alerts.severity
     hedged: bool = False
     category: str | None = None
     note: str | None = None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
 from services import outbox
+from services.announcements import AlertPolicy, announce, queue_update, remind
 from services.finding_details import FindingDetails
-from services.model import LIVE_STATES, ORDER_KINDS, CheckResult, FindingKind, FindingState, PositionKey, Side
+from services.model import LIVE_STATES, ORDER_KINDS, CheckResult, Finding, FindingKind, FindingState, PositionKey, Side
 from services.notices import Notice, NoticeKind
 from services.outbox import Destination, OutboxKind
 
@@ -58,6 +59,13 @@ class StoredFinding:
         return list(self.details.db_position_ids)
 
 
+def _biggest_first(findings: Iterable[Finding]) -> list[tuple[Finding, FindingDetails]]:
+    """A check's findings with what their alerts show, biggest exposure first (unknown values last): new ones
+    are filed, and so announced, in this order."""
+    shown = [(f, FindingDetails.of(f)) for f in findings]
+    return sorted(shown, key=lambda pair: (pair[1].exposure_usd is None, -(pair[1].exposure_usd or 0)))
+
+
 def _stored(record: asyncpg.Record) -> StoredFinding:
     details = record["details"]
     return StoredFinding(
@@ -80,14 +88,6 @@ def _stored(record: asyncpg.Record) -> StoredFinding:
         closed_by=record["closed_by"],
         resolution=record["resolution"],
     )
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    """When to remind about open findings and when an unreadable account deserves its own alert."""
-
-    remind_after: timedelta = timedelta(hours=1)
-    unchecked_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,10 @@ class FindingsStore:
                     ),
                 )
             }
-            for finding in result.findings:
-                details = FindingDetails.of(finding).model_dump_json()
+            policy = policy or AlertPolicy()
+            for finding, shown in _biggest_first(result.findings):
+                severity = policy.severity.of(shown.exposure_usd)
+                details = shown.model_copy(update={"severity": severity}).model_dump_json()
                 if finding.fingerprint in existing:
                     record = await conn.fetchrow(
                         f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
@@ -158,7 +160,7 @@ class FindingsStore:
                 stored = _stored(record)
                 new.append(stored)
                 live.append(stored)
-                await outbox.enqueue_many(conn, destinations, OutboxKind.ALERT, finding_id=stored.id)
+            await announce(conn, new, destinations, policy)
             for gone in existing.values():
                 if (gone.account, gone.market, gone.side.value) in pending:
                     live.append(gone)  # inside the grace window again: neither drift nor resolved yet
@@ -169,35 +171,31 @@ class FindingsStore:
                 closed = await self._close(conn, gone.id, FindingState.RESOLVED, "reconbot", "drift no longer seen")
                 if closed is not None:
                     resolved.append(closed)
-                    await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=closed.id)
-            policy = policy or AlertPolicy()
+                    await queue_update(conn, closed.id, destinations)
             notices = await self._record_accounts(conn, result, policy.unchecked_after)
             for notice in notices:
                 await outbox.enqueue_many(conn, destinations, OutboxKind.NOTICE, body=notice.to_body())
-            reminded = await self._remind(conn, destinations, policy.remind_after)
+            reminded = await self._remind(conn, destinations, policy)
         return FiledCheck(result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices))
 
     async def _remind(
-        self, conn: asyncpg.Connection, destinations: Sequence[Destination], remind_after: timedelta
+        self, conn: asyncpg.Connection, destinations: Sequence[Destination], policy: AlertPolicy
     ) -> list[StoredFinding]:
         """End snoozes that ran out, then remind about findings open longer than ``remind_after`` since the
-        last alert or reminder."""
+        last alert or reminder: one message per destination listing them."""
         woken = await conn.fetch(
             f"UPDATE reconbot.findings SET state = 'open', snoozed_until = NULL, reminded_at = NULL "
             f"WHERE state = 'snoozed' AND snoozed_until <= now() RETURNING {_COLUMNS}"
         )
         for record in woken:
-            await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=record["id"])
+            await queue_update(conn, record["id"], destinations)
         due = await conn.fetch(
             f"UPDATE reconbot.findings SET reminded_at = now() "
             f"WHERE state = 'open' AND coalesce(reminded_at, first_seen) <= now() - $1::interval "
             f"RETURNING {_COLUMNS}",
-            remind_after,
+            policy.remind_after,
         )
-        reminded = sorted(map(_stored, due), key=lambda f: f.id)
-        for finding in reminded:
-            await outbox.enqueue_many(conn, destinations, OutboxKind.REMINDER, finding_id=finding.id)
-        return reminded
+        return await remind(conn, list(map(_stored, due)), destinations, policy)
 
     @staticmethod
     async def _record_accounts(conn: asyncpg.Connection, result: CheckResult, unchecked_after: int) -> list[Notice]:
@@ -264,7 +262,7 @@ class FindingsStore:
         async with self.pool.acquire() as conn, conn.transaction():
             closed = await self._close(conn, finding_id, FindingState.FIXED, by, resolution)
             if closed is not None:
-                await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=finding_id)
+                await queue_update(conn, finding_id, destinations)
         return closed
 
     async def set_state(
@@ -272,11 +270,11 @@ class FindingsStore:
         finding_id: int,
         state: FindingState,
         *,
-        by: str,
+        by: str | None,
         destinations: Sequence[Destination],
         snoozed_until: datetime | None = None,
     ) -> StoredFinding | None:
-        """Snooze or acknowledge a live finding (guarded); the alerts are edited to say so."""
+        """Snooze, acknowledge or reopen a live finding (guarded); the alerts are edited to say so."""
         async with self.pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
                 f"UPDATE reconbot.findings SET state = $2, snoozed_until = $3, closed_by = $4 "
@@ -288,8 +286,14 @@ class FindingsStore:
                 [str(s) for s in LIVE_STATES],
             )
             if record is not None:
-                await outbox.enqueue_many(conn, destinations, OutboxKind.UPDATE, finding_id=finding_id)
+                await queue_update(conn, finding_id, destinations)
         return _stored(record) if record else None
+
+    async def digest(self, digest_id: int) -> list[StoredFinding]:
+        """The findings a digest listed, in its order (biggest first)."""
+        ids = await self.pool.fetchval("SELECT finding_ids FROM reconbot.digests WHERE id = $1", digest_id)
+        found = [await self.get(finding_id) for finding_id in ids or []]
+        return [f for f in found if f is not None]
 
     async def get(self, finding_id: int) -> StoredFinding | None:
         record = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM reconbot.findings WHERE id = $1", finding_id)

@@ -19,6 +19,7 @@ class KindLabels:
     alert: str  # an alert's title: Orphan position
     chat: str = ""  # in a chat's counts, when shorter than ``noun``: size mismatch
     chat_plural: str = ""
+    todo: str = ""  # what an operator can do about it, one line
 
     @property
     def chat_noun(self) -> str:
@@ -27,10 +28,24 @@ class KindLabels:
 
 KINDS: dict[FindingKind, KindLabels] = {
     FindingKind.ORPHAN: KindLabels(
-        "ORPHAN", "orphan", "orphans", "Orphan", "open on the exchange, not tracked in the DB", "🚨", "Orphan position"
+        "ORPHAN",
+        "orphan",
+        "orphans",
+        "Orphan",
+        "open on the exchange, not tracked in the DB",
+        "🚨",
+        "Orphan position",
+        todo="Adopt it into the DB, or close it on the exchange.",
     ),
     FindingKind.GHOST: KindLabels(
-        "GHOST", "ghost", "ghosts", "Ghost", "active in the DB, not on the exchange", "👻", "Ghost position"
+        "GHOST",
+        "ghost",
+        "ghosts",
+        "Ghost",
+        "active in the DB, not on the exchange",
+        "👻",
+        "Ghost position",
+        todo="Mark it closed once you know it is gone.",
     ),
     FindingKind.QUANTITY_MISMATCH: KindLabels(
         "QUANTITY MISMATCH",
@@ -42,6 +57,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "Quantity mismatch",
         "size mismatch",
         "size mismatches",
+        todo="Set the DB size to the exchange's, or fix the position by hand.",
     ),
     FindingKind.UNKNOWN_SYMBOL: KindLabels(
         "UNKNOWN SYMBOL",
@@ -51,6 +67,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "a DB row whose symbol is no market of its venue: it cannot be compared",
         "❔",
         "Unknown symbol",
+        todo="Map the symbol in positions.symbols.",
     ),
     FindingKind.UNPROTECTED: KindLabels(
         "UNPROTECTED",
@@ -60,6 +77,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "tracked, but no stop-loss covers its whole size",
         "🛡️",
         "Unprotected position",
+        todo="Place a stop-loss on the exchange.",
     ),
     FindingKind.STRAY_ORDER: KindLabels(
         "STRAY ORDER",
@@ -69,6 +87,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "a resting stop or take-profit with no position to close: it can open one when it triggers",
         "🧹",
         "Stray order",
+        todo="Cancel it unless something should open there.",
     ),
 }
 

@@ -147,6 +147,25 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "digests of many findings, muted chats",
+        """
+        CREATE TABLE reconbot.digests (
+            id          bigserial PRIMARY KEY,
+            finding_ids bigint[] NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE reconbot.chat_mutes (
+            chat_id     bigint PRIMARY KEY,
+            until       timestamptz NOT NULL,
+            muted_by    text NOT NULL
+        );
+        """,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -31,7 +31,10 @@ def exposure_of(position: ExchangePosition) -> Exposure:
     if position.inverse:
         notional = size / mark if mark else None
         return Exposure(notional, position.settle, size)
-    notional = position.notional if position.notional else (size * mark if mark else None)
+    # At the mark: Binance's ``notional`` is, Bybit's ``positionValue`` is at entry, so compute it.
+    notional = (
+        size * position.mark_price if position.mark_price else position.notional or (size * mark if mark else None)
+    )
     currency = position.settle or "USDT"
     return Exposure(notional, currency, notional if currency in USD_LIKE else None)
 

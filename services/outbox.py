@@ -27,8 +27,9 @@ class Channel(StrEnum):
 class OutboxKind(StrEnum):
     ALERT = "alert"  # a new finding
     UPDATE = "update"  # a finding changed state: its alerts are edited
-    REMINDER = "reminder"  # a finding is still open
+    REMINDER = "reminder"  # findings still open (body: finding_ids; older rows name one finding_id)
     NOTICE = "notice"  # about an account or the process, not one finding
+    DIGEST = "digest"  # many new findings from one check, in one message (body: digest_id, finding_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
-from services.kinds import KINDS, SYMBOL_MAPPING_HINT
+from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
 from services.model import FindingKind, FindingState
+from services.money import amount
 from services.notices import Notice, NoticeKind
 from services.protection import Protection
 from services.protection_text import db_belief_text, order_text, protection_text
@@ -38,6 +40,14 @@ def notice_text(notice: Notice) -> str:
     return notice.text or ""
 
 
+def counts(findings: Sequence[StoredFinding], *, chat: bool = False) -> str:
+    """``3 orphans, 1 ghost`` (``1 size mismatch`` in a chat)."""
+    by_kind: dict[FindingKind, int] = {}
+    for finding in findings:
+        by_kind[finding.kind] = by_kind.get(finding.kind, 0) + 1
+    return ", ".join(count_text(kind, n, chat=chat) for kind, n in by_kind.items())
+
+
 def subject(finding: StoredFinding, prefix: str = "") -> str:
     head = f"{prefix} " if prefix else ""
     return f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
@@ -60,6 +70,7 @@ def finding_text(finding: StoredFinding) -> str:
             f"contracts: {_value(d.exchange_quantity)}",
             f"entry: {_value(d.entry_price)}  mark: {_value(d.mark_price)}",
             f"unrealized PnL: {_value(d.unrealized_pnl)}  leverage: {_value(d.leverage)}",
+            f"notional: {amount(d.notional, d.currency)}",
             _protection(d),
         ]
     elif finding.kind is FindingKind.UNPROTECTED:

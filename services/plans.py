@@ -62,12 +62,24 @@ class CloseGhost(_Plan):
         return sum((row.quantity for row in self.rows), Decimal(0))
 
 
+class Shown(BaseModel):
+    """What the question said the position is worth: shown to the operator, not a condition of the fix (the
+    size is; prices move)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    notional: Exact | None = None
+    unrealized_pnl: Exact | None = None
+    currency: str | None = None
+
+
 class AdoptOrphan(_Plan):
     """Insert an active row for an exchange position of exactly this size."""
 
     action: Literal[FixAction.ADOPT_ORPHAN] = FixAction.ADOPT_ORPHAN
     quantity: Exact
     entry_price: Exact | None = None
+    shown: Shown = Field(default_factory=Shown)
 
 
 class CloseOrphan(_Plan):
@@ -76,6 +88,7 @@ class CloseOrphan(_Plan):
     action: Literal[FixAction.CLOSE_ORPHAN] = FixAction.CLOSE_ORPHAN
     quantity: Exact
     hedged: bool = False
+    shown: Shown = Field(default_factory=Shown)
 
 
 class SetDbQuantity(_Plan):

@@ -10,7 +10,7 @@ from services.amounts import decimal_text
 from services.finding_details import FindingDetails
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
-from services.money import distance_pct
+from services.money import amount, distance_pct
 from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
 from services.protection import short_order_id
 from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
@@ -176,11 +176,19 @@ def fix_question(plan: FixPlan) -> str:
         noun = "position" if len(plan.rows) == 1 else "positions"
         return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed?"
     if isinstance(plan, AdoptOrphan):
-        return f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts) into the DB as an active position?"
+        worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""
+        return f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts{worth}) into the DB as an active position?"
     if isinstance(plan, CloseOrphan):
+        worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""
+        pnl = plan.shown.unrealized_pnl
+        realize = (
+            f" It would realize about {amount(pnl, plan.shown.currency, sign=True)} (the unrealized PnL shown)."
+            if pnl is not None
+            else ""
+        )
         return (
-            f"Close {plan.where} ({decimal_text(plan.quantity)} contracts) on the exchange with a reduce-only "
-            "market order?"
+            f"Close {plan.where} ({decimal_text(plan.quantity)} contracts{worth}) on the exchange with a reduce-only "
+            f"market order?{realize}"
         )
     if isinstance(plan, CancelOrders):
         listing = "; ".join(_order_seen_text(o) for o in plan.orders)

@@ -15,6 +15,7 @@ from services.database import Database, DatabaseError
 from services.findings import FindingsStore
 from services.fixes import FixService
 from services.monitor import Clock, Monitor, utc_now
+from services.mutes import ChatMutes
 from services.outbox import Channel, Destination, Outbox
 from services.positions import PositionsStore, open_store
 from services.settings import Settings
@@ -25,7 +26,7 @@ def alert_destinations(settings: Settings) -> list[Destination]:
     """Every place alerts go: each Telegram alert chat (when a bot is configured) and each e-mail recipient."""
     destinations: list[Destination] = []
     if settings.telegram.enabled:
-        destinations += [Destination(Channel.TELEGRAM, str(chat_id)) for chat_id in settings.telegram.alert_chat_ids]
+        destinations += [Destination(Channel.TELEGRAM, address) for address in settings.telegram.alert_chat_ids]
     if settings.alerts.email is not None:
         destinations += [Destination(Channel.EMAIL, address) for address in settings.alerts.email.recipients]
     return destinations
@@ -109,6 +110,7 @@ class Runtime:
         self.destinations = alert_destinations(self.settings)
         self._fixes = FixService(self._monitor, self._repository, self.findings, self.destinations)
         self.outbox = Outbox(self.database.pool)
+        self.mutes = ChatMutes(self.database.pool)
         self.confirmations = ConfirmationStore(
             self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s)
         )

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from services.account_settings import ENV_PREFIX, AccountSettings
+from services.chat_address import ChatAddress, chat_of
 from services.config_types import BaseUrl, Section
 from services.model import FindingKind
 from services.positions_config import PositionsSettings, quote_identifier
@@ -82,7 +83,10 @@ class ScanSettings(Section):
 
 class TelegramSettings(Section):
     token: SecretStr | None = Field(default=None, description="the bot token from @BotFather")
-    alert_chat_ids: list[int] = Field(default_factory=list, description="users or groups that receive alerts")
+    alert_chat_ids: list[ChatAddress] = Field(
+        default_factory=list,
+        description="users or groups that receive alerts; a forum group's topic as chat_id:thread_id",
+    )
     operators: list[int] = Field(default_factory=list, description="user ids that may approve fixes")
     viewers: list[int] = Field(default_factory=list, description="user ids that may look")
     api_base_url: BaseUrl = Field(default=None, description="custom Bot API server (default: Telegram's)")
@@ -99,6 +103,11 @@ class TelegramSettings(Section):
     @property
     def enabled(self) -> bool:
         return self.token is not None
+
+    @property
+    def alert_chats(self) -> list[int]:
+        """The chats that receive alerts (a topic's chat once)."""
+        return list(dict.fromkeys(chat_of(address) for address in self.alert_chat_ids))
 
 
 class EmailSettings(Section):

@@ -77,9 +77,13 @@ def test_every_kind_has_labels_and_buttons() -> None:
 def test_every_button_a_keyboard_shows_has_a_handler() -> None:
     from handlers import alerts
 
-    handled = {FindingButton.DETAILS, FindingButton.SNOOZE, FindingButton.KEEP, FindingButton.IGNORE}
-    handled |= set(alerts.FIX_BUTTONS)
-    shown = {b for kind in FindingKind for b in buttons_for(kind, exchange_orders=True)}
+    handled = alerts.LOOKING | alerts.QUIETING | set(alerts.FIX_BUTTONS)
+    shown = {
+        b
+        for kind in FindingKind
+        for acknowledged in (False, True)
+        for b in buttons_for(kind, exchange_orders=True, acknowledged=acknowledged)
+    }
     assert shown <= handled, shown - handled
 
 

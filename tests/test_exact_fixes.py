@@ -68,7 +68,7 @@ async def test_adopt_inserts_the_size_shown_or_nothing(database_url, new_account
         await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Adopt into DB", "Adopt ")
-        assert "(86 contracts)" in question.text
+        assert "(86 contracts, " in question.text
         bybit.set_position("AVLUSDT", "long", Decimal("120"))
 
         text = await confirm_and_read(h, question)
@@ -266,7 +266,7 @@ async def test_a_press_on_an_alert_already_edited_is_answered_without_error(
         [alert] = await h.wait_alerts(1)
         question = await ask(h, alert, "Mark closed", "Mark position")
         await h.press(OPERATOR, question, "Confirm")
-        keep = alert.button(text="Keep")["callback_data"]
+        keep = alert.button(text="Acknowledge")["callback_data"]
         await h.edited_to(alert, "Fixed")  # the alert lost its buttons
         for _ in range(2):  # an old client still shows them: press twice
             answer = await h.press(OPERATOR, alert, data=keep)

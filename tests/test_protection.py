@@ -287,7 +287,7 @@ async def test_an_unprotected_alert_says_what_the_db_believes_and_offers_snooze_
         [alert] = await h.wait_alerts(1)
         assert "Unprotected position" in alert.text
         assert "PARTIAL: stops cover 4 of 10 at 160 (6.67% from mark)" in alert.text
-        assert alert.button_texts == ["Snooze 1h", "Keep", "Details"]
+        assert alert.button_texts == ["Snooze 1h", "Acknowledge", "Details"]
 
 
 async def test_cancel_order_cancels_exactly_the_orders_shown(database_url, new_account, telegram):
@@ -297,7 +297,7 @@ async def test_cancel_order_cancels_exactly_the_orders_shown(database_url, new_a
         await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
         assert "Stray order" in alert.text and f"stop 3000 for 2 (#…{left.order_id[-8:]}, algo)" in alert.text
-        assert alert.button_texts == ["Cancel order", "Keep", "Details"]
+        assert alert.button_texts == ["Cancel order", "Snooze 1h", "Acknowledge", "Details"]
         later = binance.place_protective_order(
             "ETHUSDT", "sell", "take_profit_market", trigger_price=4000, quantity="2"
         )
@@ -339,8 +339,8 @@ async def test_without_exchange_orders_allowed_there_is_no_cancel_button(databas
     async with chatops(database_url, telegram, [binance]) as h:
         await h.reconciler.check(SCAN_KINDS)
         [alert] = await h.wait_alerts(1)
-        assert alert.button_texts == ["Keep", "Details"]
-        forged = alert.button(text="Keep")["callback_data"].replace("keep", "xcancel")
+        assert alert.button_texts == ["Snooze 1h", "Acknowledge", "Details"]
+        forged = alert.button(text="Acknowledge")["callback_data"].replace("ack", "xcancel")
         answer = await h.press(OPERATOR, alert, data=forged)
         assert "does not allow exchange orders" in answer.params["text"]
         assert len(binance.protective_orders) == 1

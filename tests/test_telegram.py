@@ -24,7 +24,7 @@ async def harness(database_url, new_account, telegram):
 
 async def test_commands_are_registered_and_help_answers(harness):
     registered = [c["command"] for c in harness.telegram.commands()]
-    assert registered == ["status", "findings", "positions", "scan", "reconcile", "closeghost", "whoami", "help"]
+    assert registered == ["status", "findings", "positions", "scan", "reconcile", "closeghost", "mute", "whoami", "help"]
     [reply] = await harness.say(VIEWER, "/start")
     assert "keeps the trading bot's database honest" in reply.text
     assert "/closeghost — mark a ghost closed" in reply.text
@@ -67,7 +67,7 @@ async def test_scan_alerts_an_orphan_with_its_detail_and_buttons(harness):
         f"AVLUSDT LONG · {harness.bybit.name} (bybit)",
         "Contracts: 86",
         "Entry: 0.1234 · Mark: 0.1301",
-        "Unrealized PnL: 0.5762 · Leverage: 10x",
+        "Unrealized PnL: +0.58 USDT · Leverage: 10x",
         "NO STOP LOSS",
         "Detected: ",
     ):
@@ -99,7 +99,7 @@ async def ghost_alert(harness, **extra):
 async def test_mark_closed_asks_then_closes_and_edits_the_alert(harness):
     pid, alert = await ghost_alert(harness)
     assert "Ghost position" in alert.text and f"DB position #{pid} · size 1" in alert.text
-    assert alert.button_texts == ["Mark closed", "Keep", "Details"]
+    assert alert.button_texts == ["Mark closed", "Snooze 1h", "Acknowledge", "Details"]
     answer = await harness.press(OPERATOR, alert, "Mark closed")
     assert answer.ok
     confirmation = await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith("Mark position"))

@@ -22,8 +22,8 @@ from tests.helpers import position_row as row
 
 OPERATORS_ONLY = "Only operators can do this; you can look but not change anything."
 ORPHAN_BUTTONS = ["Adopt into DB", "Snooze 1h", "Details"]
-GHOST_BUTTONS = ["Mark closed", "Keep", "Details"]
-MISMATCH_BUTTONS = ["Set DB to exchange size", "Ignore", "Details"]
+GHOST_BUTTONS = ["Mark closed", "Snooze 1h", "Acknowledge", "Details"]
+MISMATCH_BUTTONS = ["Set DB to exchange size", "Snooze 1h", "Acknowledge", "Details"]
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +110,7 @@ async def test_adopt_orphan_inserts_an_active_row_and_edits_the_alert(harness):
     assert alert.button_texts == ORPHAN_BUTTONS
     where = f"AVLUSDT LONG on {harness.bybit.name}"
     question = await ask(harness, OPERATOR, alert, "Adopt into DB", "Adopt ")
-    assert question.text.startswith(f"Adopt {where} (86 contracts) into the DB as an active position?")
+    assert question.text.startswith(f"Adopt {where} (86 contracts, 11.19 USDT) into the DB as an active position?")
     assert question.button_texts == ["Confirm", "Cancel"]
     assert await fetch_positions_table(harness.db) == [], "nothing before Confirm"
 
@@ -168,9 +168,8 @@ async def test_close_on_exchange_sends_one_reduce_only_order(database_url, new_a
         [alert] = await h.wait_alerts(1)
         assert alert.button_texts == ["Adopt into DB", "Close on exchange", "Snooze 1h", "Details"]
         question = await ask(h, OPERATOR, alert, "Close on exchange", "Close ")
-        assert question.text.startswith(
-            f"Close ETHUSDT SHORT on {binance.name} (1.5 contracts) on the exchange with a reduce-only market order?"
-        )
+        assert question.text.startswith(f"Close ETHUSDT SHORT on {binance.name} (1.5 contracts, ")
+        assert "with a reduce-only market order? It would realize about " in question.text
         assert binance.orders == [], "nothing before Confirm"
 
         await h.press(OPERATOR, question, "Confirm")
@@ -240,7 +239,7 @@ async def mismatch_alert(h: Harness, db_size: str = "1", exchange_size: str = "2
 async def test_set_db_size_to_the_exchange_size(harness):
     pid, alert = await mismatch_alert(harness)
     assert "Quantity mismatch" in alert.text
-    assert f"Exchange: 2 · DB: 1 (#{pid})" in alert.text
+    assert "Exchange: 2 (" in alert.text and f"DB: 1 (≈ " in alert.text and f"(#{pid})" in alert.text
     assert alert.button_texts == MISMATCH_BUTTONS
     question = await ask(harness, OPERATOR, alert, "Set DB to exchange size", "Set position")
     assert question.text.startswith(f"Set position #{pid} ETHUSDT LONG size from 1 to 2 (the exchange's)?")
@@ -286,7 +285,7 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
     orphan = await alert_where(harness, "Orphan position")
     ghost = await alert_where(harness, "Ghost position")
     mismatch = await alert_where(harness, "Quantity mismatch")
-    quieting = ((orphan, "Snooze 1h"), (ghost, "Keep"), (mismatch, "Ignore"))
+    quieting = ((orphan, "Snooze 1h"), (ghost, "Acknowledge"), (mismatch, "Acknowledge"))
 
     for alert, button in quieting:
         answer = await harness.press(VIEWER, alert, button)
@@ -308,15 +307,16 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
     assert f"🔕 Snoozed by @user{OPERATOR} ({OPERATOR}) until " in edited.text
     assert edited.button_texts == ORPHAN_BUTTONS, "the fixes stay possible"
 
-    answer = await harness.press(OPERATOR, ghost, "Keep")
+    answer = await harness.press(OPERATOR, ghost, "Acknowledge")
     assert answer.params["text"] == "Acknowledged: no more reminders for this finding."
     edited = await harness.edited_to(ghost, "Acknowledged by")
     assert f"👍 Acknowledged by @user{OPERATOR} ({OPERATOR})" in edited.text
-    assert edited.button_texts == GHOST_BUTTONS
+    assert edited.button_texts == ["Mark closed", "Snooze 1h", "Undo acknowledge", "Details"]
 
-    await harness.press(OPERATOR, mismatch, "Ignore")
+    legacy_ignore = mismatch.button(text="Acknowledge")["callback_data"].replace(":ack:", ":ignore:")
+    await harness.press(OPERATOR, mismatch, data=legacy_ignore)  # Ignore on an alert sent by an older version
     edited = await harness.edited_to(mismatch, "Acknowledged by")
-    assert edited.button_texts == MISMATCH_BUTTONS
+    assert edited.button_texts == ["Set DB to exchange size", "Snooze 1h", "Undo acknowledge", "Details"]
     states = {f.kind: f.state for f in await harness.runtime.findings.live()}
     assert states == {
         FindingKind.ORPHAN: "snoozed",
@@ -381,6 +381,9 @@ async def test_a_button_of_a_finished_finding_has_nothing_to_do(harness):
     assert replies[0].text == "2 open finding(s):"
     ghost_copy = next(m for m in replies if "Ghost position" in m.text)
     orphan_copy = next(m for m in replies if "Orphan position" in m.text)
+    ghost_id, orphan_id = finding_id(ghost_copy), finding_id(orphan_copy)
+    mark_closed = ghost_copy.button(text="Mark closed")["callback_data"]
+    adopt = orphan_copy.button(text="Adopt into DB")["callback_data"]
 
     harness.binance.set_position("BTCUSDT", "long", Decimal("1"))  # the ghost resolves
     await harness.reconciler.check(RECONCILIATION)
@@ -389,12 +392,14 @@ async def test_a_button_of_a_finished_finding_has_nothing_to_do(harness):
     await harness.press(OPERATOR, question, "Confirm")  # the orphan is fixed
     await harness.edited_to(question, "Done")
 
-    ghost_id = finding_id(ghost_copy)
-    answer = await harness.press(OPERATOR, ghost_copy, "Mark closed")
-    assert answer.params["text"] == f"Finding #{ghost_id} is already resolved; nothing to do."
-    answer = await harness.press(OPERATOR, orphan_copy, "Adopt into DB")
-    assert answer.params["text"] == f"Finding #{finding_id(orphan_copy)} is already fixed; nothing to do."
+    # the copies shown to /findings are edited like the alerts: their first line says what happened
     await harness.telegram.wait_until(lambda: not ghost_copy.has_keyboard and not orphan_copy.has_keyboard)
+    assert ghost_copy.text.startswith("✅ Resolved") and orphan_copy.text.startswith("✅ Fixed by")
+    # a client that still shows the old buttons gets a clear answer and changes nothing
+    answer = await harness.press(OPERATOR, ghost_copy, data=mark_closed)
+    assert answer.params["text"] == f"Finding #{ghost_id} is already resolved; nothing to do."
+    answer = await harness.press(OPERATOR, orphan_copy, data=adopt)
+    assert answer.params["text"] == f"Finding #{orphan_id} is already fixed; nothing to do."
     assert len(await fetch_positions_table(harness.db)) == 2, "adopted once, not twice"
 
 
@@ -535,7 +540,7 @@ async def test_html_characters_in_a_db_symbol_are_shown_literally(harness):
     assert f"DB row #{pid} symbol '{symbol}' is no market of binanceusdm" in alert.text
     assert "&lt;b&gt;X&amp;Y&lt;/b&gt; LONG" in alert.html
     assert "positions.symbols" in alert.text
-    assert alert.button_texts == ["Snooze 1h", "Keep", "Details"]
+    assert alert.button_texts == ["Snooze 1h", "Acknowledge", "Details"]
 
     await harness.press(VIEWER, alert, "Details")
     details = await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith("Finding #"))

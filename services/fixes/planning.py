@@ -15,6 +15,7 @@ from services.plans import (
     OrderSeen,
     RowSeen,
     SetDbQuantity,
+    Shown,
 )
 
 
@@ -26,10 +27,11 @@ def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | Non
     if action is FixAction.CLOSE_GHOST and finding.kind is FindingKind.GHOST and rows:
         return CloseGhost(**base, rows=rows)
     if finding.kind is FindingKind.ORPHAN and d.exchange_quantity is not None:
+        shown = Shown(notional=d.notional, unrealized_pnl=d.unrealized_pnl, currency=d.currency)
         if action is FixAction.ADOPT_ORPHAN:
-            return AdoptOrphan(**base, quantity=d.exchange_quantity, entry_price=d.entry_price)
+            return AdoptOrphan(**base, quantity=d.exchange_quantity, entry_price=d.entry_price, shown=shown)
         if action is FixAction.CLOSE_ORPHAN:
-            return CloseOrphan(**base, quantity=d.exchange_quantity, hedged=d.hedged)
+            return CloseOrphan(**base, quantity=d.exchange_quantity, hedged=d.hedged, shown=shown)
     if action is FixAction.CANCEL_ORDERS and finding.kind is FindingKind.STRAY_ORDER and d.orders:
         fields = set(OrderSeen.model_fields)
         seen = tuple(OrderSeen.model_validate(o.model_dump(include=fields)) for o in d.orders)
