@@ -51,7 +51,7 @@ class Reconciler:
         self.runtime = runtime
         self.destinations = list(destinations)
         self.listeners = list(listeners)
-        self.policy = policy or AlertPolicy()
+        self.policy = policy or AlertPolicy.from_settings(runtime.settings.alerts)
         self.auto_fix = auto_fix or AutoFix()
         self.wakeups: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()

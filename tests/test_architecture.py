@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.callbacks import FindingButton
 from bot.keyboards import KIND_BUTTONS, LABELS, buttons_for
 from services.confirmations import Claim, ClaimRefused
 from services.fixes import Reason, Why

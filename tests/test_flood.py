@@ -41,6 +41,13 @@ async def test_within_a_chat_alerts_go_before_replies_that_waited_longer():
     assert order[2:] == [1, 2, 3], "replies keep their order"
 
 
+async def test_a_digests_findings_shown_one_by_one_wait_behind_an_operators_answer():
+    lane = ChatLane(Limit(1, 0.05))
+    order = await grant_order(lane, [Priority.DETAIL] * 4 + [Priority.REPLY, Priority.ALERT])
+    assert order[:3] == [0, 5, 4], "the one already granted, then the alert, then the operator's answer"
+    assert order[3:] == [1, 2, 3]
+
+
 async def test_replies_leave_a_groups_reserve_to_alerts():
     lane = ChatLane(Limit(4, 10.0), reserve=2)
     started = time.monotonic()

@@ -239,7 +239,7 @@ async def mismatch_alert(h: Harness, db_size: str = "1", exchange_size: str = "2
 async def test_set_db_size_to_the_exchange_size(harness):
     pid, alert = await mismatch_alert(harness)
     assert "Quantity mismatch" in alert.text
-    assert "Exchange: 2 (" in alert.text and f"DB: 1 (≈ " in alert.text and f"(#{pid})" in alert.text
+    assert "Exchange: 2 (" in alert.text and "DB: 1 (≈ " in alert.text and f"(#{pid})" in alert.text
     assert alert.button_texts == MISMATCH_BUTTONS
     question = await ask(harness, OPERATOR, alert, "Set DB to exchange size", "Set position")
     assert question.text.startswith(f"Set position #{pid} ETHUSDT LONG size from 1 to 2 (the exchange's)?")
