@@ -24,7 +24,17 @@ async def harness(database_url, new_account, telegram):
 
 async def test_commands_are_registered_and_help_answers(harness):
     registered = [c["command"] for c in harness.telegram.commands()]
-    assert registered == ["status", "findings", "positions", "scan", "reconcile", "closeghost", "mute", "whoami", "help"]
+    assert registered == [
+        "status",
+        "findings",
+        "positions",
+        "scan",
+        "reconcile",
+        "closeghost",
+        "mute",
+        "whoami",
+        "help",
+    ]
     [reply] = await harness.say(VIEWER, "/start")
     assert "keeps the trading bot's database honest" in reply.text
     assert "/closeghost — mark a ghost closed" in reply.text
