@@ -234,7 +234,7 @@ def test_telegram_token_comes_from_the_environment_only(tmp_path, monkeypatch):
     assert settings.telegram.token.get_secret_value() == "123456:AAE-secret_token"
     assert "AAE-secret_token" not in repr(settings)
     assert "123456:AAE-secret_token" in settings.secrets()
-    assert (settings.telegram.operators, settings.telegram.alert_chat_ids) == ([1], [-100])
+    assert (settings.telegram.operators, settings.telegram.alert_chat_ids) == ([1], ["-100"])
 
 
 def test_telegram_settings_are_validated(tmp_path, monkeypatch):
