@@ -1,15 +1,16 @@
 """Replies to commands and button presses (Telegram HTML, every dynamic value escaped): what a fix did, why a
-press did nothing, /status and /positions. Findings themselves are worded in ``bot.texts``."""
+press did nothing, /help, /status and /positions. Findings themselves are worded in ``bot.texts``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from aiogram import html
 
+from bot.commands import CommandInfo
 from bot.texts import when
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
@@ -108,6 +109,25 @@ def question_and_result(question: str, result: str) -> str:
 
 def findings_count(count: int) -> str:
     return f"{count} open finding(s):"
+
+
+# -- /start and /help ------------------------------------------------------------------------------------------
+
+
+def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
+    """What the bot does, what it watches, and one line for each command the asker may use."""
+    accounts = ", ".join(html.quote(a) for a in watching) or "no accounts"
+    lines = [
+        "<b>reconbot</b> keeps the trading bot's database honest about its futures positions.",
+        f"Watching: {accounts}.",
+        "",
+        "It alerts on <b>orphans</b> (open on the exchange, not in the DB: no stop-loss, nobody watching), "
+        "<b>ghosts</b> (active in the DB, gone from the exchange) and <b>size mismatches</b>. "
+        "Fixes always ask for confirmation; only operators may approve them.",
+        "",
+    ]
+    lines += [f"/{command.name} — {html.quote(command.description)}" for command in commands]
+    return "\n".join(lines)
 
 
 # -- /status and /positions ------------------------------------------------------------------------------------

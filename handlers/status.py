@@ -7,12 +7,10 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot import answers, texts
+from bot.commands import role_flag
 from bot.context import BotContext
 from bot.keyboards import finding_keyboard
 from bot.replies import answer_long
-from bot.roles import Role
-
-VIEW = {"role": Role.VIEWER}
 
 
 async def status(message: Message, ctx: BotContext) -> None:
@@ -47,7 +45,7 @@ async def findings(message: Message, ctx: BotContext) -> None:
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="status")
-    router.message(Command("status"), flags=VIEW)(status)
-    router.message(Command("positions"), flags=VIEW)(positions)
-    router.message(Command("findings"), flags=VIEW)(findings)
+    router.message(Command("status"), flags=role_flag("status"))(status)
+    router.message(Command("positions"), flags=role_flag("positions"))(positions)
+    router.message(Command("findings"), flags=role_flag("findings"))(findings)
     return router
