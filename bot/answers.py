@@ -4,6 +4,7 @@ press did nothing, /help, /status and /positions. Findings themselves are worded
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from aiogram import html
 
 from bot.commands import CommandInfo
 from bot.texts import when
+from services import money
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
 from services.fixes import FixOutcome, FixStatus
@@ -130,9 +132,7 @@ def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
-# -- /status and /positions ------------------------------------------------------------------------------------
-
-PRE_BLOCK_LIMIT = 3800
+# -- /status ---------------------------------------------------------------------------------------------------
 
 
 def _account_line(account: AccountSettings, check: Mapping[str, Any] | None) -> str:
@@ -147,6 +147,42 @@ def _account_line(account: AccountSettings, check: Mapping[str, Any] | None) -> 
     )
 
 
+VALUE_UNKNOWN = money.compact(None)  # "value unknown", as the money module says it
+
+
+@dataclass
+class _KindTotal:
+    """One kind's live findings: how many, the USD exposure of those whose value is known, how many are not."""
+
+    count: int = 0
+    usd: Decimal = Decimal(0)
+    unknown: int = 0
+
+    def add(self, exposure_usd: Decimal | None) -> None:
+        self.count += 1
+        if exposure_usd is None:
+            self.unknown += 1
+        else:
+            self.usd += exposure_usd
+
+    @property
+    def worth(self) -> str:
+        """``1.2M USDT``, ``value unknown``, or ``1.2M USDT; 1 value unknown``."""
+        if self.unknown == self.count:
+            return VALUE_UNKNOWN
+        known = money.compact(self.usd)
+        return f"{known}; {self.unknown} {VALUE_UNKNOWN}" if self.unknown else known
+
+
+def _exposure_by_kind(live: Sequence[StoredFinding]) -> str:
+    """``3 orphans (1.2M USDT), 1 unprotected position (44k USDT)``: the most money at risk first."""
+    totals: dict[FindingKind, _KindTotal] = {}
+    for finding in live:
+        totals.setdefault(finding.kind, _KindTotal()).add(finding.details.exposure_usd)
+    ranked = sorted(totals.items(), key=lambda item: (item[1].unknown == item[1].count, -item[1].usd))
+    return ", ".join(f"{count_text(kind, t.count, chat=True)} ({t.worth})" for kind, t in ranked) or "none"
+
+
 def status_message(
     accounts: Sequence[AccountSettings],
     checks: Mapping[str, Mapping[str, Any]],
@@ -155,18 +191,19 @@ def status_message(
 ) -> str:
     lines = ["<b>reconbot status</b>", "Accounts:"]
     lines += [_account_line(account, checks.get(account.name)) for account in accounts]
-    counts: dict[FindingKind, int] = {}
-    quiet = 0
-    for finding in live:
-        counts[finding.kind] = counts.get(finding.kind, 0) + 1
-        quiet += finding.state is not FindingState.OPEN
-    summary = ", ".join(count_text(k, n, chat=True) for k, n in counts.items()) or "none"
+    quiet = sum(finding.state is not FindingState.OPEN for finding in live)
+    summary = _exposure_by_kind(live)
     lines.append(f"Open findings: {summary}" + (f" ({quiet} snoozed or acknowledged)" if quiet else ""))
     if runs:
         lines.append("Next runs: " + ", ".join(f"{html.quote(job)} {when(at)}" for job, at in runs.items()))
     else:
         lines.append("No scheduled runs in this process: checks run on /scan and /reconcile.")
     return "\n".join(lines)
+
+
+# -- /positions ------------------------------------------------------------------------------------------------
+
+PRE_BLOCK_LIMIT = 3800
 
 
 def positions_usage(names: Sequence[str]) -> str:

@@ -412,7 +412,7 @@ async def test_status_names_accounts_checks_and_open_findings(harness):
         "Open findings: none",
         "No scheduled runs in this process: checks run on /scan and /reconcile.",
     ]
-    binance.set_position("ETHUSDT", "long", Decimal("2"))
+    binance.set_position("ETHUSDT", "long", Decimal("2"), mark_price=Decimal("3500"))
     await insert_positions(harness.db, [row(binance, "BTCUSDT", "long", "1"), row(binance, "ETHUSDT", "long", "1")])
     bybit.fail("rate_limit", endpoint="positions")
     await harness.reconciler.check(RECONCILIATION)
@@ -422,8 +422,7 @@ async def test_status_names_accounts_checks_and_open_findings(harness):
     assert lines[2].startswith(f"✔️ {binance.name}: ok at ") and lines[2].endswith(", 1 open position(s)")
     assert lines[3].startswith(f"❓ {bybit.name}: not checked since ")
     assert "(1 round(s)): rate limited" in lines[3]
-    assert lines[4].startswith("Open findings: ")
-    assert sorted(lines[4].removeprefix("Open findings: ").split(", ")) == ["1 ghost", "1 size mismatch"]
+    assert lines[4] == "Open findings: 1 size mismatch (7k USDT), 1 ghost (value unknown)", "most money first"
     assert lines[5] == "No scheduled runs in this process: checks run on /scan and /reconcile."
 
 

@@ -1,10 +1,12 @@
-"""Menus and /help by role: each role is offered what it may do. End to end through the loopback Bot API and venues."""
+"""Menus, /help and /status by what a trader needs: each role is offered what it may do, money at risk comes
+first. End to end through the loopback Bot API and venues."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 from aiogram.filters import Command
 
@@ -20,6 +22,8 @@ from tests.chatops import (
     running_chatops,
     telegram_settings,
 )
+from tests.helpers import insert_positions
+from tests.helpers import position_row as row
 
 PUBLIC = ["start", "help", "whoami"]
 VIEWER_COMMANDS = ["status", "positions", "findings", "scan", "reconcile", "start", "help", "whoami"]
@@ -108,3 +112,38 @@ async def test_help_lists_only_what_the_asker_may_do(database_url, new_account, 
         assert listed == [f"/{name}" for name in expected]
     assert "/status — accounts, last checks, open findings and the money at stake" in viewer_help.text
     assert "/closeghost" not in viewer_help.text and "/mute" not in viewer_help.text
+
+
+# -- /status: money at risk by kind -------------------------------------------------------------------------------
+
+
+async def test_status_shows_the_exposure_at_risk_by_kind(database_url, new_account, telegram):
+    binance, bybit = new_account("binance"), new_account("bybit")
+    binance.set_position("BTCUSDT", "long", Decimal("10"), mark_price=Decimal("65000"))  # orphan, 650k
+    binance.set_position("ETHUSDT", "long", Decimal("150"), mark_price=Decimal("3700"))  # orphan, 555k
+    binance.set_position("SOLUSDT", "long", Decimal("300"), mark_price=Decimal("146.75"))  # tracked, no stop: 44k
+    async with chatops(database_url, telegram, [binance, bybit]) as h:
+        await insert_positions(
+            database_url,
+            [
+                row(binance, "SOLUSDT", "long", "300"),
+                row(bybit, "BTCUSDT", "long", "0.2", entry_price=Decimal("60000")),  # ghost, 12k
+                row(bybit, "ETHUSDT", "short", "2"),  # ghost of unknown value: no price anywhere
+            ],
+        )
+        await h.reconciler.check()
+        [reply] = await h.say(VIEWER, "/status")
+    [line] = [line for line in reply.text.splitlines() if line.startswith("Open findings: ")]
+    assert line == (
+        "Open findings: 2 orphans (1.2M USDT), 1 unprotected position (44k USDT), 2 ghosts (12k USDT; 1 value unknown)"
+    )
+    assert reply.text.splitlines()[:2] == ["reconbot status", "Accounts:"], "the rest of /status stays"
+
+
+async def test_status_says_when_no_value_is_known(database_url, new_account, telegram):
+    binance = new_account("binance")
+    async with chatops(database_url, telegram, [binance]) as h:
+        await insert_positions(database_url, [row(binance, "BTCUSDT", "long", "1")])
+        await h.reconciler.check()
+        [reply] = await h.say(VIEWER, "/status")
+    assert "Open findings: 1 ghost (value unknown)" in reply.text.splitlines()
