@@ -1,5 +1,5 @@
-"""Menus, /help and /status by what a trader needs: each role is offered what it may do, money at risk comes
-first. End to end through the loopback Bot API and venues."""
+"""Menus, /help, /status and /positions by what a trader needs: each role is offered what it may do, money at
+risk comes first, long tables are paged in place. End to end through the loopback Bot API and venues."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import pytest
 from aiogram.filters import Command
 
 from app.telegram import ROUTERS
 from bot.commands import BY_NAME
+from emulator.telegram import StoredMessage, utf16_len
 from tests.chatops import (
     ALERT_CHAT,
     OPERATOR,
@@ -29,6 +31,7 @@ PUBLIC = ["start", "help", "whoami"]
 VIEWER_COMMANDS = ["status", "positions", "findings", "scan", "reconcile", "start", "help", "whoami"]
 OPERATOR_COMMANDS = ["status", "positions", "findings", "scan", "reconcile", "closeghost", "mute", "start", "help"]
 OPERATOR_COMMANDS += ["whoami"]
+NEXT, PREV = "Next ▶", "◀ Prev"
 
 
 @contextlib.asynccontextmanager
@@ -39,6 +42,11 @@ async def chatops(database_url, telegram, accounts) -> AsyncIterator[Harness]:
 
 def names(commands: list[dict]) -> list[str]:
     return [c["command"] for c in commands]
+
+
+def table_rows(message: StoredMessage) -> list[list[str]]:
+    """The /positions table of a message, without its header, each row split into cells."""
+    return [line.split() for line in message.text.splitlines()[2:]]
 
 
 # -- one table of commands --------------------------------------------------------------------------------------
@@ -147,3 +155,117 @@ async def test_status_says_when_no_value_is_known(database_url, new_account, tel
         await h.reconciler.check()
         [reply] = await h.say(VIEWER, "/status")
     assert "Open findings: 1 ghost (value unknown)" in reply.text.splitlines()
+
+
+# -- /positions: notionals, biggest first, paged ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def long_table(database_url, new_account, telegram, exchange_emulator):
+    """A Bybit account with 20 positions of distinct notionals (100 … 2,000 USDT), an inverse one worth 50 USD,
+    and a DB-only row: 22 rows, two pages."""
+    markets = exchange_emulator.add_synthetic_markets("bybit", 20)
+    bybit = new_account("bybit")
+    sizes = {market: Decimal((i * 7) % 20 + 1) * 10 for i, market in enumerate(markets)}  # 10 … 200, shuffled
+    for market, size in sizes.items():
+        bybit.set_position(market, "long", size, entry_price=Decimal(10), mark_price=Decimal(10))
+    bybit.set_position("BTCUSD", "short", Decimal(50), mark_price=Decimal(64000))  # 50 USD, the least
+    async with chatops(database_url, telegram, [bybit]) as h:
+        await insert_positions(database_url, [row(bybit, "XRPUSDT", "long", "5")])
+        h.bybit, h.sizes = bybit, sizes
+        yield h
+
+
+async def test_positions_are_sorted_by_notional_and_paged_in_place(long_table):
+    h = long_table
+    biggest_first = sorted(h.sizes, key=h.sizes.__getitem__, reverse=True)
+    [table] = await h.say(VIEWER, f"/positions {h.bybit.name}", chat_id=ALERT_CHAT)
+    title = table.text.splitlines()[0]
+    assert title.startswith(f"{h.bybit.name} (bybit), read ") and title.endswith(" · page 1/2")
+    assert table.text.splitlines()[1].split() == ["MARKET", "SIDE", "EXCHANGE", "DB", "NOTIONAL", "STOP"]
+    rows = table_rows(table)
+    assert [r[0] for r in rows] == biggest_first[:15]
+    assert rows[0] == [biggest_first[0], "LONG", "200", "-", "2k", "USDT", "NONE", "≠"]
+    assert table.button_texts == [NEXT]
+    assert all(len(data.encode()) <= 64 for data in table.callback_data)
+    lines = table.text.splitlines()[1:]
+    assert len({line.index(line.split()[1]) for line in lines}) == 1, "columns line up"
+    assert len({line.index("STOP" if n == 0 else "NONE") for n, line in enumerate(lines)}) == 1, "and the rest"
+
+    reads = h.bybit.request_count("positions")
+    await h.press(VIEWER, table, NEXT)
+    await h.edited_to(table, "page 2/2")
+    assert h.bybit.request_count("positions") > reads, "a fresh read for every page"
+    rows = table_rows(table)
+    assert [r[0] for r in rows] == [*biggest_first[15:], "BTCUSD", "XRPUSDT"], "unknown value last"
+    assert rows[-3][:2] == [biggest_first[-1], "LONG"] and rows[-3][4:6] == ["100", "USDT"]
+    assert rows[-2] == ["BTCUSD", "SHORT", "50", "-", "0.00078125", "BTC", "NONE", "≠"], "coins exact, by USD value"
+    assert rows[-1] == ["XRPUSDT", "LONG", "-", "5", "-", "-", "≠"]
+    assert table.button_texts == [PREV]
+
+    h.bybit.set_position(biggest_first[-1], "long", Decimal(1000), entry_price=Decimal(10), mark_price=Decimal(10))
+    await h.press(VIEWER, table, PREV)
+    await h.edited_to(table, "page 1/2")
+    assert table_rows(table)[0][:6] == [biggest_first[-1], "LONG", "1000", "-", "10k", "USDT"]
+    assert table.button_texts == [NEXT]
+    assert h.telegram.messages(ALERT_CHAT)[-1].message_id == table.message_id, "edited, never sent again"
+
+
+async def test_a_short_table_has_no_page_buttons(database_url, new_account, telegram):
+    binance = new_account("binance")
+    binance.set_position("BTCUSDT", "long", Decimal("1"), mark_price=Decimal("65000"))
+    async with chatops(database_url, telegram, [binance]) as h:
+        [table] = await h.say(VIEWER, f"/positions {binance.name}")
+    assert "page" not in table.text.splitlines()[0]
+    assert not table.has_keyboard
+
+
+async def test_a_very_long_db_symbol_is_clipped_so_its_page_fits(database_url, new_account, telegram):
+    """A hostile 2,000-character DB symbol would widen every row of its page past Telegram's limit."""
+    binance = new_account("binance")
+    binance.set_position("BTCUSDT", "long", Decimal("1"))
+    symbol = "<X&Y>" * 400
+    async with chatops(database_url, telegram, [binance]) as h:
+        await insert_positions(database_url, [row(binance, symbol, "long", "1")])
+        [table] = await h.say(VIEWER, f"/positions {binance.name}")
+    assert table_rows(table)[-1] == [symbol[:39] + "…", "LONG", "-", "1", "-", "-", "≠"], "literally, and last"
+    assert utf16_len(table.text) < 1000
+    assert [c.status for c in telegram.calls if c.method == "sendMessage"] == [200]
+
+
+@pytest.mark.parametrize(
+    ("data", "answer"),
+    [
+        ("p:1:0", "That account is no longer in the configuration; send /positions again."),
+        ("p:0:2", "There is no page 3 now (2 page(s)); nothing changed. Send /positions again."),
+        ("p:0:-1", "This button is not valid (any more)."),
+        ("p:-1:0", "This button is not valid (any more)."),
+        ("p:x:1", "This button is not valid (any more)."),
+        ("p:0:1:9", "This button is not valid (any more)."),
+    ],
+)
+async def test_forged_page_data_is_refused_and_changes_nothing(long_table, data, answer):
+    h = long_table
+    [table] = await h.say(VIEWER, f"/positions {h.bybit.name}", chat_id=ALERT_CHAT)
+    shown = (table.text, table.callback_data)
+    pressed = await h.press(VIEWER, table, data=data)
+    assert (pressed.params["text"], pressed.params.get("show_alert")) == (answer, True)
+    await h.settled()
+    assert (table.text, table.callback_data) == shown
+    assert not [c for c in h.telegram.calls if c.method == "editMessageText"]
+
+
+async def test_strangers_cannot_turn_pages(long_table):
+    h = long_table
+    [table] = await h.say(VIEWER, f"/positions {h.bybit.name}", chat_id=ALERT_CHAT)
+    pressed = await h.press(STRANGER, table, NEXT)
+    assert pressed.params["text"] == f"Not allowed. Your Telegram user id is {STRANGER}."
+    await h.settled()
+    assert table.text.splitlines()[0].endswith("page 1/2")
+
+
+async def test_an_operator_turns_pages_too(long_table):
+    h = long_table
+    [table] = await h.say(OPERATOR, f"/positions {h.bybit.name}", chat_id=ALERT_CHAT)
+    await h.press(OPERATOR, table, NEXT)
+    await h.edited_to(table, "page 2/2")
