@@ -7,21 +7,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError
-from aiogram.types import BotCommand
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramServerError,
+)
+from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.backoff import BackoffConfig
 
 from bot.client import DEFAULT_BACKOFF
+from bot.commands import Scope, menus
 from bot.context import BotContext
 from bot.delivery import TelegramDelivery
 from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
-from bot.texts import COMMANDS
 from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status
 from services.announcements import AlertPolicy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+ROUTERS = (common, status, checks, mute, fixes, alerts, digests, fallback)  # in the order they are asked
 
 
 def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Dispatcher:
@@ -33,9 +42,7 @@ def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Disp
     dispatcher.callback_query.outer_middleware(auth)
     dispatcher.message.middleware(RoleMiddleware())
     dispatcher.callback_query.middleware(RoleMiddleware())
-    dispatcher.include_routers(
-        *(module.create_router() for module in (common, status, checks, mute, fixes, alerts, digests, fallback))
-    )
+    dispatcher.include_routers(*(module.create_router() for module in ROUTERS))
     dispatcher.errors.register(errors.on_error)
     return dispatcher
 
@@ -72,19 +79,32 @@ class ChatOps:
         ]
 
     async def _register(self) -> None:
-        """Introduce the bot and its command list, retrying while Telegram cannot be reached."""
+        """Introduce the bot and its menus, retrying while Telegram cannot be reached."""
+        me = await self._reachable(self.bot.get_me)
+        for scope, commands in menus(self.ctx.settings.telegram):
+            await self._set_menu(scope, commands)
+        log.info("telegram: running as @%s", me.username)
+
+    async def _reachable(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` once Telegram answers: an outage at start only delays the bot, it never stops reconbot."""
         delay = self._backoff.min_delay
         while True:
             try:
-                me = await self.bot.get_me()
-                await self.bot.set_my_commands([BotCommand(command=name, description=text) for name, text in COMMANDS])
+                return await call()
             except (TelegramNetworkError, TelegramServerError) as exc:
                 log.warning("telegram not reachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(self._backoff.max_delay, delay * self._backoff.factor)
-                continue
-            log.info("telegram: running as @%s", me.username)
-            return
+
+    async def _set_menu(self, scope: Scope, commands: list[BotCommand]) -> None:
+        """One scope's menu. A chat Telegram refuses (a user who never opened the bot: "chat not found") is
+        skipped with one warning, never fatal; it gets its menu at a later start."""
+        try:
+            await self._reachable(lambda: self.bot.set_my_commands(commands, scope=scope))
+        except (TelegramBadRequest, TelegramForbiddenError) as exc:
+            if isinstance(scope, BotCommandScopeDefault):
+                raise
+            log.warning("telegram: no command menu for chat %s (%s); skipped", scope.chat_id, exc.message)
 
     async def _poll(self) -> None:
         await self._register()

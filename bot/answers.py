@@ -1,21 +1,24 @@
 """Replies to commands and button presses (Telegram HTML, every dynamic value escaped): what a fix did, why a
-press did nothing, /status and /positions. Findings themselves are worded in ``bot.texts``."""
+press did nothing, /help, /status and /positions. Findings themselves are worded in ``bot.texts``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from aiogram import html
 
+from bot.commands import CommandInfo
 from bot.texts import when
+from services import money
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
 from services.fixes import FixOutcome, FixStatus
 from services.kinds import count_text
-from services.model import DbPosition, FindingKind, FindingState, PositionKey
+from services.model import DbPosition, ExchangePosition, FindingKind, FindingState, PositionKey
 from services.protection import Protection
 from services.report import decimal_text
 from services.settings import AccountSettings
@@ -115,9 +118,26 @@ def findings_count(count: int) -> str:
     return f"{count} open finding(s):"
 
 
-# -- /status and /positions ------------------------------------------------------------------------------------
+# -- /start and /help ------------------------------------------------------------------------------------------
 
-PRE_BLOCK_LIMIT = 3800
+
+def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
+    """What the bot does, what it watches, and one line for each command the asker may use."""
+    accounts = ", ".join(html.quote(a) for a in watching) or "no accounts"
+    lines = [
+        "<b>reconbot</b> keeps the trading bot's database honest about its futures positions.",
+        f"Watching: {accounts}.",
+        "",
+        "It alerts on <b>orphans</b> (open on the exchange, not in the DB: no stop-loss, nobody watching), "
+        "<b>ghosts</b> (active in the DB, gone from the exchange) and <b>size mismatches</b>. "
+        "Fixes always ask for confirmation; only operators may approve them.",
+        "",
+    ]
+    lines += [f"/{command.name} — {html.quote(command.description)}" for command in commands]
+    return "\n".join(lines)
+
+
+# -- /status ---------------------------------------------------------------------------------------------------
 
 
 def _account_line(account: AccountSettings, check: Mapping[str, Any] | None) -> str:
@@ -132,6 +152,42 @@ def _account_line(account: AccountSettings, check: Mapping[str, Any] | None) -> 
     )
 
 
+VALUE_UNKNOWN = money.compact(None)  # "value unknown", as the money module says it
+
+
+@dataclass
+class _KindTotal:
+    """One kind's live findings: how many, the USD exposure of those whose value is known, how many are not."""
+
+    count: int = 0
+    usd: Decimal = Decimal(0)
+    unknown: int = 0
+
+    def add(self, exposure_usd: Decimal | None) -> None:
+        self.count += 1
+        if exposure_usd is None:
+            self.unknown += 1
+        else:
+            self.usd += exposure_usd
+
+    @property
+    def worth(self) -> str:
+        """``1.2M USDT``, ``value unknown``, or ``1.2M USDT; 1 value unknown``."""
+        if self.unknown == self.count:
+            return VALUE_UNKNOWN
+        known = money.compact(self.usd)
+        return f"{known}; {self.unknown} {VALUE_UNKNOWN}" if self.unknown else known
+
+
+def _exposure_by_kind(live: Sequence[StoredFinding]) -> str:
+    """``3 orphans (1.2M USDT), 1 unprotected position (44k USDT)``: the most money at risk first."""
+    totals: dict[FindingKind, _KindTotal] = {}
+    for finding in live:
+        totals.setdefault(finding.kind, _KindTotal()).add(finding.details.exposure_usd)
+    ranked = sorted(totals.items(), key=lambda item: (item[1].unknown == item[1].count, -item[1].usd))
+    return ", ".join(f"{count_text(kind, t.count, chat=True)} ({t.worth})" for kind, t in ranked) or "none"
+
+
 def status_message(
     accounts: Sequence[AccountSettings],
     checks: Mapping[str, Mapping[str, Any]],
@@ -140,12 +196,8 @@ def status_message(
 ) -> str:
     lines = ["<b>reconbot status</b>", "Accounts:"]
     lines += [_account_line(account, checks.get(account.name)) for account in accounts]
-    counts: dict[FindingKind, int] = {}
-    quiet = 0
-    for finding in live:
-        counts[finding.kind] = counts.get(finding.kind, 0) + 1
-        quiet += finding.state is not FindingState.OPEN
-    summary = ", ".join(count_text(k, n, chat=True) for k, n in counts.items()) or "none"
+    quiet = sum(finding.state is not FindingState.OPEN for finding in live)
+    summary = _exposure_by_kind(live)
     lines.append(f"Open findings: {summary}" + (f" ({quiet} snoozed or acknowledged)" if quiet else ""))
     if runs:
         lines.append("Next runs: " + ", ".join(f"{html.quote(job)} {when(at)}" for job, at in runs.items()))
@@ -154,8 +206,27 @@ def status_message(
     return "\n".join(lines)
 
 
+# -- /positions ------------------------------------------------------------------------------------------------
+
+PAGE_ROWS = 15  # rows of a /positions page: a phone screen, and far inside Telegram's 4 096 characters
+PRE_BLOCK_LIMIT = 3800  # a page also ends before its table would outgrow one message
+MARKET_WIDTH = 40  # a longer DB symbol (no market id is) is clipped, or it would widen every row of its page
+PREV_PAGE = "◀ Prev"
+NEXT_PAGE = "Next ▶"
+NO_SUCH_ACCOUNT = "That account is no longer in the configuration; send /positions again."
+
+
 def positions_usage(names: Sequence[str]) -> str:
     return "Usage: /positions [account]\nAccounts: " + ", ".join(html.quote(n) for n in names)
+
+
+def not_read(account: str, error: str | None) -> str:
+    """A page button pressed while the account cannot be read (plain text: a press's answer)."""
+    return f"{account} could not be read just now ({error or 'unknown error'}); nothing changed. Try again."
+
+
+def no_such_page(page: int, pages: int) -> str:
+    return f"There is no page {page + 1} now ({pages} page(s)); nothing changed. Send /positions again."
 
 
 _STOP_COLUMN = {
@@ -164,47 +235,109 @@ _STOP_COLUMN = {
     Protection.NONE: "NONE",
     Protection.UNKNOWN: "?",
 }
+_HEADER = ("MARKET", "SIDE", "EXCHANGE", "DB", "NOTIONAL", "STOP")
 
 
-def _positions_rows(snapshot: AccountSnapshot) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One market and side on either side of the books, with what the exchange position is worth."""
+
+    key: PositionKey
+    exchange: ExchangePosition | None
+    db: tuple[DbPosition, ...]
+    exposure: money.Exposure | None
+
+    @classmethod
+    def of(cls, key: PositionKey, exchange: ExchangePosition | None, db: Sequence[DbPosition]) -> _Line:
+        return cls(key, exchange, tuple(db), money.exposure_of(exchange) if exchange else None)
+
+    def rank(self) -> tuple[bool, Decimal, PositionKey]:
+        """Biggest USD value first; a row whose value cannot be told (a DB-only row) last."""
+        usd = self.exposure.usd if self.exposure else None
+        return usd is None, -(usd or Decimal(0)), self.key
+
+    def cells(self) -> tuple[str, ...]:
+        """The row's columns, in the order of ``_HEADER``."""
+        ex = self.exchange
+        stop = _STOP_COLUMN[ex.protection.level] if ex and ex.protection else "-"
+        market = self.key.market if len(self.key.market) <= MARKET_WIDTH else self.key.market[: MARKET_WIDTH - 1] + "…"
+        return market, self.key.side.upper(), self._ex_size, self._db_size, _notional(self.exposure), stop
+
+    @property
+    def differs(self) -> bool:
+        return not (self.exchange and self.db and self._ex_size == self._db_size)
+
+    @property
+    def _ex_size(self) -> str:
+        return decimal_text(self.exchange.quantity) if self.exchange else "-"
+
+    @property
+    def _db_size(self) -> str:
+        return decimal_text(sum((r.quantity for r in self.db), Decimal(0))) if self.db else "-"
+
+
+def _notional(exposure: money.Exposure | None) -> str:
+    """Dollars short (``44k USDT``), coins exact (``0.0123 BTC``), ``-`` when there is no exchange position."""
+    if exposure is None or exposure.notional is None:
+        return "-"
+    if exposure.currency is None or exposure.currency in money.USD_LIKE:
+        return money.compact(exposure.notional, exposure.currency)
+    return money.amount(exposure.notional, exposure.currency)
+
+
+def _lines(snapshot: AccountSnapshot) -> list[_Line]:
     exchange = {p.key: p for p in snapshot.exchange_positions}
     db: dict[PositionKey, list[DbPosition]] = {}
     for row in snapshot.db_positions:
         db.setdefault(row.key, []).append(row)
-    rows = [f"{'MARKET':<16} {'SIDE':<5} {'EXCHANGE':>12} {'DB':>12} {'STOP':<7}"]
-    for key in sorted(exchange.keys() | db.keys()):
-        ex = exchange.get(key)
-        rows_db = db.get(key, [])
-        ex_size = decimal_text(ex.quantity) if ex else "-"
-        db_size = decimal_text(sum((r.quantity for r in rows_db), Decimal(0))) if rows_db else "-"
-        stop = _STOP_COLUMN[ex.protection.level] if ex and ex.protection else "-"
-        mark = "" if ex and rows_db and ex_size == db_size else "  ≠"
-        rows.append(f"{key.market:<16} {key.side.upper():<5} {ex_size:>12} {db_size:>12} {stop:<7}{mark}".rstrip())
-    if len(rows) == 1:
-        rows.append("(no positions on either side)")
-    return rows
+    lines = [_Line.of(key, exchange.get(key), db.get(key, [])) for key in exchange.keys() | db.keys()]
+    return sorted(lines, key=_Line.rank)
 
 
-def _pre_blocks(rows: list[str]) -> list[str]:
-    """Table rows as <pre> blocks small enough for one message each."""
-    blocks: list[str] = []
-    current: list[str] = []
-    for row in rows:
-        if current and sum(len(r) + 1 for r in current) + len(row) > PRE_BLOCK_LIMIT:
-            blocks.append("<pre>" + html.quote("\n".join(current)) + "</pre>")
-            current = [rows[0]]
-        current.append(row)
-    blocks.append("<pre>" + html.quote("\n".join(current)) + "</pre>")
-    return blocks
+_RIGHT_ALIGNED = frozenset({"EXCHANGE", "DB", "NOTIONAL"})
 
 
-def positions_messages(snapshot: AccountSnapshot) -> list[str]:
-    """One account's table, both sides side by side, as messages (the title on the first)."""
+def _table(lines: Sequence[_Line]) -> str:
+    """The header and rows, every column as wide as its widest cell: names left, numbers right; ``≠`` ends a
+    row whose two sides differ."""
+    rows = [_HEADER, *(line.cells() for line in lines)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    aligns = [str.rjust if name in _RIGHT_ALIGNED else str.ljust for name in _HEADER]
+    marks = ["", *("≠" if line.differs else "" for line in lines)]
+    return "\n".join(
+        (" ".join(align(cell, w) for cell, w, align in zip(row, widths, aligns, strict=True)) + "  " + mark).rstrip()
+        for row, mark in zip(rows, marks, strict=True)
+    )
+
+
+def _paged(lines: list[_Line]) -> list[list[_Line]]:
+    """At most PAGE_ROWS rows a page, fewer when the page's table (its columns as wide as its widest cell) would
+    not fit one message."""
+    pages: list[list[_Line]] = [[]]
+    for line in lines:
+        page = pages[-1]
+        if page and (len(page) >= PAGE_ROWS or len(_table([*page, line])) > PRE_BLOCK_LIMIT):
+            pages.append([])
+        pages[-1].append(line)
+    return pages
+
+
+def _page_of(number: int, pages: int) -> str:
+    return f" · page {number}/{pages}" if pages > 1 else ""
+
+
+def positions_pages(snapshot: AccountSnapshot) -> list[str]:
+    """One account's table, both sides side by side, biggest notional first, as pages (each with the title)."""
     title = f"<b>{html.quote(snapshot.account.name)}</b> ({snapshot.account.exchange}), read {when(snapshot.read_at)}"
     if not snapshot.checked:
         return [f"{title}\n❓ not checked: {html.quote(snapshot.error or '')}"]
-    blocks = _pre_blocks(_positions_rows(snapshot))
-    return [f"{title}\n{blocks[0]}", *blocks[1:]]
+    lines = _lines(snapshot)
+    if not lines:
+        return [f"{title}\n<pre>{html.quote(_table([]))}\n(no positions on either side)</pre>"]
+    pages = _paged(lines)
+    return [
+        f"{title}{_page_of(n, len(pages))}\n<pre>{html.quote(_table(page))}</pre>" for n, page in enumerate(pages, 1)
+    ]
 
 
 def snoozed_many(count: int, until: datetime) -> str:

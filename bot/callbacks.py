@@ -59,3 +59,16 @@ class DigestAction(CallbackData, prefix="d"):
 
     digest_id: RowId
     choice: DigestChoice
+
+
+# An account is named by its place in ``settings.accounts`` (a name may take 64 bytes by itself); pages count
+# from 0. Anything negative or absurd is forged and matches no handler.
+AccountIndex = Annotated[int, Field(ge=0, le=9999)]
+PageNumber = Annotated[int, Field(ge=0, le=9999)]
+
+
+class PositionsPage(CallbackData, prefix="p"):
+    """◀ Prev / Next ▶ under a /positions table: show this page of this account."""
+
+    account: AccountIndex
+    page: PageNumber

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,18 +18,6 @@ from services.report import fix_question
 __all__ = ["fix_question"]
 
 MESSAGE_LIMIT = 4096
-
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("status", "accounts, last checks, open findings"),
-    ("findings", "open findings with their buttons"),
-    ("positions", "exchange vs DB side by side: /positions [account]"),
-    ("scan", "look for orphans now"),
-    ("reconcile", "look for ghosts and size mismatches now"),
-    ("closeghost", "mark a ghost closed: /closeghost <position id>"),
-    ("mute", "quiet this chat for a while: /mute 1h, /mute off"),
-    ("whoami", "your Telegram user id and this chat's id"),
-    ("help", "what this bot does"),
-)
 
 
 def when(moment: datetime | str | None) -> str:
@@ -63,21 +51,6 @@ def check_summary(result: CheckResult, title: str, findings: Sequence[StoredFind
         lines.append("✅ All clear.")
     if result.pending:
         lines.append(f"{len(result.pending)} position(s) too new to judge; checked again next round.")
-    return "\n".join(lines)
-
-
-def help_text(watching: Iterable[str]) -> str:
-    accounts = ", ".join(html.quote(a) for a in watching) or "no accounts"
-    lines = [
-        "<b>reconbot</b> keeps the trading bot's database honest about its futures positions.",
-        f"Watching: {accounts}.",
-        "",
-        "It alerts on <b>orphans</b> (open on the exchange, not in the DB: no stop-loss, nobody watching), "
-        "<b>ghosts</b> (active in the DB, gone from the exchange) and <b>size mismatches</b>. "
-        "Fixes always ask for confirmation; only operators may approve them.",
-        "",
-    ]
-    lines += [f"/{name} — {html.quote(description)}" for name, description in COMMANDS]
     return "\n".join(lines)
 
 

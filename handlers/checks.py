@@ -7,14 +7,12 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot import answers, texts
+from bot.commands import role_flag
 from bot.context import BotContext
 from bot.replies import answer_long
-from bot.roles import Role
 from bot.showing import show_finding
 from services.announcements import biggest_first
 from services.model import RECONCILIATION, SCAN_KINDS, FindingKind
-
-VIEW = {"role": Role.VIEWER}
 
 
 async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind], title: str) -> None:
@@ -41,6 +39,6 @@ async def reconcile(message: Message, ctx: BotContext) -> None:
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="checks")
-    router.message(Command("scan"), flags=VIEW)(scan)
-    router.message(Command("reconcile"), flags=VIEW)(reconcile)
+    router.message(Command("scan"), flags=role_flag("scan"))(scan)
+    router.message(Command("reconcile"), flags=role_flag("reconcile"))(reconcile)
     return router

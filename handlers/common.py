@@ -6,13 +6,15 @@ from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
-from bot import answers, texts
+from bot import answers
+from bot.commands import commands_for, role_flag
 from bot.context import BotContext
 from bot.roles import Role
 
 
-async def help_command(message: Message, ctx: BotContext) -> None:
-    await message.answer(texts.help_text(a.name for a in ctx.settings.accounts))
+async def help_command(message: Message, ctx: BotContext, role: Role) -> None:
+    """Only what the asker may do, so a viewer is not offered buttons that will refuse them."""
+    await message.answer(answers.help_text(commands_for(role), (a.name for a in ctx.settings.accounts)))
 
 
 async def whoami(message: Message) -> None:
@@ -24,7 +26,7 @@ async def whoami(message: Message) -> None:
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="common")
-    router.message(CommandStart(), flags={"role": Role.VIEWER})(help_command)
-    router.message(Command("help"), flags={"role": Role.VIEWER})(help_command)
-    router.message(Command("whoami"), flags={"role": Role.STRANGER})(whoami)
+    router.message(CommandStart(), flags=role_flag("start"))(help_command)
+    router.message(Command("help"), flags=role_flag("help"))(help_command)
+    router.message(Command("whoami"), flags=role_flag("whoami"))(whoami)
     return router

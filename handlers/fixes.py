@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bot import answers, texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
+from bot.commands import role_flag
 from bot.context import BotContext
 from bot.flood import urgent
 from bot.keyboards import confirm_keyboard
@@ -114,7 +115,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="fixes")
-    router.message(Command("closeghost"), flags=OPERATE)(closeghost)
+    router.message(Command("closeghost"), flags=role_flag("closeghost"))(closeghost)
     router.callback_query(ConfirmAction.filter(F.choice == ConfirmChoice.CANCEL), flags=OPERATE)(cancel)
     router.callback_query(ConfirmAction.filter(F.choice == ConfirmChoice.CONFIRM), flags=OPERATE)(confirm)
     return router

@@ -10,8 +10,9 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot import answers
+from bot.commands import role_flag
 from bot.context import BotContext
-from bot.roles import Role, actor_name
+from bot.roles import actor_name
 
 DEFAULT_MUTE = timedelta(hours=1)
 LONGEST_MUTE = timedelta(days=7)
@@ -47,5 +48,5 @@ async def mute(message: Message, command: CommandObject, ctx: BotContext) -> Non
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="mute")
-    router.message(Command("mute"), flags={"role": Role.OPERATOR})(mute)
+    router.message(Command("mute"), flags=role_flag("mute"))(mute)
     return router

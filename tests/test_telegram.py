@@ -24,22 +24,13 @@ async def harness(database_url, new_account, telegram):
 
 async def test_commands_are_registered_and_help_answers(harness):
     registered = [c["command"] for c in harness.telegram.commands()]
-    assert registered == [
-        "status",
-        "findings",
-        "positions",
-        "scan",
-        "reconcile",
-        "closeghost",
-        "mute",
-        "whoami",
-        "help",
-    ]
+    assert registered == ["start", "help", "whoami"], "the default menu: what anyone who opens the bot may try"
     [reply] = await harness.say(VIEWER, "/start")
     assert "keeps the trading bot's database honest" in reply.text
-    assert "/closeghost — mark a ghost closed" in reply.text
+    assert "/closeghost" not in reply.text, "a viewer is not offered what they may not do"
     [reply] = await harness.say(OPERATOR, "/help")
     assert harness.binance.name in reply.text
+    assert "/closeghost — mark a ghost closed" in reply.text
 
 
 async def test_whoami_answers_anyone_and_strangers_get_one_refusal(harness, caplog):

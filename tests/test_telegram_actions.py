@@ -417,7 +417,7 @@ async def test_status_names_accounts_checks_and_open_findings(harness):
         "Open findings: none",
         "No scheduled runs in this process: checks run on /scan and /reconcile.",
     ]
-    binance.set_position("ETHUSDT", "long", Decimal("2"))
+    binance.set_position("ETHUSDT", "long", Decimal("2"), mark_price=Decimal("3500"))
     await insert_positions(harness.db, [row(binance, "BTCUSDT", "long", "1"), row(binance, "ETHUSDT", "long", "1")])
     bybit.fail("rate_limit", endpoint="positions")
     await harness.reconciler.check(RECONCILIATION)
@@ -427,24 +427,23 @@ async def test_status_names_accounts_checks_and_open_findings(harness):
     assert lines[2].startswith(f"✔️ {binance.name}: ok at ") and lines[2].endswith(", 1 open position(s)")
     assert lines[3].startswith(f"❓ {bybit.name}: not checked since ")
     assert "(1 round(s)): rate limited" in lines[3]
-    assert lines[4].startswith("Open findings: ")
-    assert sorted(lines[4].removeprefix("Open findings: ").split(", ")) == ["1 ghost", "1 size mismatch"]
+    assert lines[4] == "Open findings: 1 size mismatch (7k USDT), 1 ghost (value unknown)", "most money first"
     assert lines[5] == "No scheduled runs in this process: checks run on /scan and /reconcile."
 
 
 async def test_positions_side_by_side_with_differences_marked(harness):
     binance, bybit = harness.binance, harness.bybit
-    binance.set_position("BTCUSDT", "long", Decimal("1"))
-    binance.set_position("ETHUSDT", "short", Decimal("2"))
+    binance.set_position("BTCUSDT", "long", Decimal("1"), mark_price=Decimal("65000"))
+    binance.set_position("ETHUSDT", "short", Decimal("2"), mark_price=Decimal("3500"))
     await insert_positions(harness.db, [row(binance, "BTCUSDT", "long", "1"), row(binance, "SOLUSDT", "long", "3")])
     [reply] = await harness.say(VIEWER, f"/positions {binance.name}", chat_id=ALERT_CHAT)
     title, *table = reply.text.splitlines()
     assert title.startswith(f"{binance.name} (binanceusdm), read ")
     assert [line.split() for line in table] == [
-        ["MARKET", "SIDE", "EXCHANGE", "DB", "STOP"],
-        ["BTCUSDT", "LONG", "1", "1", "NONE"],
-        ["ETHUSDT", "SHORT", "2", "-", "NONE", "≠"],
-        ["SOLUSDT", "LONG", "-", "3", "-", "≠"],
+        ["MARKET", "SIDE", "EXCHANGE", "DB", "NOTIONAL", "STOP"],
+        ["BTCUSDT", "LONG", "1", "1", "65k", "USDT", "NONE"],
+        ["ETHUSDT", "SHORT", "2", "-", "7k", "USDT", "NONE", "≠"],
+        ["SOLUSDT", "LONG", "-", "3", "-", "-", "≠"],
     ]
     assert len({line.index(line.split()[1]) for line in table}) == 1, "columns line up"
     assert "<pre>" in reply.html
@@ -479,30 +478,31 @@ async def test_findings_lists_each_open_finding_with_its_buttons(harness):
 # -- long messages ----------------------------------------------------------------------------------------------
 
 
-async def test_many_positions_come_in_several_well_formed_messages(
+async def test_many_positions_are_paged_through_in_one_well_formed_message(
     database_url, new_account, telegram, exchange_emulator
 ):
-    markets = exchange_emulator.add_synthetic_markets("bybit", 300)
+    markets = exchange_emulator.add_synthetic_markets("bybit", 100)  # 7 pages: within a group's 15 replies a minute
     bybit = new_account("bybit")
     for market in markets:
         bybit.set_position(market, "long", Decimal("1.5"))
     async with chatops(database_url, telegram, [bybit]) as h:
         await insert_positions(database_url, [row(bybit, market, "long", "1.5") for market in markets])
-        h.telegram.user_sends(VIEWER, f"/positions {bybit.name}", chat_id=ALERT_CHAT, chat_type="supergroup")
-
-        def listed() -> set[str]:
-            return {line.split()[0] for m in h.alerts() for line in m.text.splitlines()[1:]}
-
-        await h.telegram.wait_until(lambda: set(markets) <= listed(), timeout=30)
-        messages = h.alerts()
-        assert len(messages) > 1
-        for message in messages:
-            assert utf16_len(message.text) <= 4096
-            assert message.parse_mode.lower() == "html"
-            assert [e["type"] for e in message.entities if e["type"] == "pre"] == ["pre"]
-            assert "MARKET" in message.text.splitlines()[0] + message.text.splitlines()[1]
-        rows = [line for m in messages for line in m.text.splitlines() if line.startswith("SYN")]
-        assert len(rows) == 300 and not any("≠" in line for line in rows)
+        [table] = await h.say(VIEWER, f"/positions {bybit.name}", chat_id=ALERT_CHAT)
+        while "Next ▶" in table.button_texts:
+            shown = table.text
+            await h.press(VIEWER, table, "Next ▶")
+            await h.telegram.wait_until(lambda: table.text != shown)  # noqa: B023 (waited for here)
+        assert h.alerts() == [table], "every page in the same message"
+        pages = table.history
+        assert len(pages) == 7
+        for page in pages:
+            assert utf16_len(page.text) <= 4096
+            assert page.parse_mode.lower() == "html"
+            assert [e["type"] for e in page.entities if e["type"] == "pre"] == ["pre"]
+            assert page.text.splitlines()[1].split()[0] == "MARKET"
+        rows = [line for page in pages for line in page.text.splitlines() if line.startswith("SYN")]
+        assert sorted(line.split()[0] for line in rows) == markets, "each position once"
+        assert not any("≠" in line for line in rows)
         assert_telegram_accepted_everything(h)
 
 
