@@ -13,11 +13,13 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 import ccxt.async_support as ccxt
 
+from services.causes import CloseCause
 from services.model import ExchangePosition, Side
 from services.protection import ProtectiveOrder
 from services.settings import AccountSettings
@@ -270,6 +272,21 @@ class Gateway(ABC):
     @abstractmethod
     async def cancel_order(self, order: ProtectiveOrder) -> None:
         """Cancel one resting order where the venue keeps it; a lost answer is ``AnswerLost``."""
+
+    # -- history ----------------------------------------------------------------------------------------------
+
+    async def close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
+        """Why the (market, side) position closed, from the venue's history since ``since`` (bounded to the
+        venue's window); a failed read is an unknown cause with its reason, never an error."""
+        try:
+            await self.load_markets()
+            return await self.guard(self.read_close_cause(market, side, since))
+        except VenueError as exc:
+            return CloseCause.unknown(f"the history could not be read: {exc.reason}")
+
+    @abstractmethod
+    async def read_close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
+        """The venue-specific read behind ``close_cause``: one or two history requests for this market."""
 
     # -- changes ----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Why a position vanished, as the venue's own history tells it: liquidation, auto-deleveraging, a stop-loss or
+take-profit that triggered, a plain close (by hand, by another bot), a settlement or delivery — or unknown,
+with the reason (no closing trade in the window, or a history read that failed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class CloseKind(StrEnum):
+    LIQUIDATION = "liquidation"
+    ADL = "adl"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    MANUAL_OR_OTHER = "manual_or_other"
+    SETTLEMENT = "settlement"
+    UNKNOWN = "unknown"
+
+    @property
+    def forced(self) -> bool:
+        """Closed by the venue's risk engine, not by anyone's order."""
+        return self in (CloseKind.LIQUIDATION, CloseKind.ADL)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCause:
+    """How a position (or part of it) was closed: by which kind of order, when, at what average price, with
+    what realized PnL (in ``currency``), and the venue's order id; ``note`` says why the kind is unknown."""
+
+    kind: CloseKind
+    closed_at: datetime | None = None
+    exit_price: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    currency: str | None = None
+    order_id: str | None = None
+    closed_quantity: Decimal | None = None
+    note: str | None = None
+
+    @classmethod
+    def unknown(cls, note: str) -> CloseCause:
+        return cls(CloseKind.UNKNOWN, note=note)
+
+
+EXIT_REASONS = {
+    CloseKind.LIQUIDATION: "reconciliation: liquidation on exchange",
+    CloseKind.ADL: "reconciliation: auto-deleveraging on exchange",
+    CloseKind.STOP_LOSS: "reconciliation: stop-loss on exchange",
+    CloseKind.TAKE_PROFIT: "reconciliation: take-profit on exchange",
+    CloseKind.MANUAL_OR_OTHER: "reconciliation: closed on exchange",
+    CloseKind.SETTLEMENT: "reconciliation: settlement on exchange",
+    CloseKind.UNKNOWN: "reconciliation: position not found on exchange",  # the seed's own words
+}
+
+
+def exit_reason(kind: CloseKind | None) -> str:
+    """What a fix writes to the row's exit reason for this cause."""
+    return EXIT_REASONS[kind or CloseKind.UNKNOWN]
