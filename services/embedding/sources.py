@@ -20,7 +20,6 @@ from typing import Any
 import asyncpg
 import ccxt.async_support as ccxt
 
-from services.causes import CloseCause
 from services.database import DatabaseError
 from services.model import ExchangePosition, Side
 from services.positions import Change, PositionRow, PositionsStore
@@ -155,9 +154,6 @@ class GivenPositions(Gateway):
 
     async def cancel_order(self, order: ProtectiveOrder) -> None:
         raise Rejected("the trading bot's position source cannot cancel orders")
-
-    async def read_close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
-        return CloseCause.unknown("the trading bot's position source reports no history")
 
 
 def gateways_for(exchange_managers: Mapping[str, Any]) -> dict[str, Gateway]:

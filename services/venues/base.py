@@ -284,9 +284,10 @@ class Gateway(ABC):
         except VenueError as exc:
             return CloseCause.unknown(f"the history could not be read: {exc.reason}")
 
-    @abstractmethod
     async def read_close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
-        """The venue-specific read behind ``close_cause``: one or two history requests for this market."""
+        """The venue-specific read behind ``close_cause`` (one or two history requests for this market); a
+        venue whose history reconbot does not read says so."""
+        return CloseCause.unknown(f"{self.exchange_id}'s trade history is not read")
 
     # -- changes ----------------------------------------------------------------------------------------------
 
