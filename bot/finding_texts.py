@@ -11,6 +11,8 @@ from decimal import Decimal
 from aiogram import html
 
 from bot.texts import code, when
+from services.cause_text import cause_subject, explain
+from services.causes import CloseKind
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
@@ -128,6 +130,17 @@ def _db_value(d: FindingDetails) -> str:
     return f" (≈ {html.quote(amount(d.db_value, d.currency))})" if d.db_value is not None else ""
 
 
+_CAUSE_MARK = {
+    CloseKind.LIQUIDATION: "💥",
+    CloseKind.ADL: "💥",
+    CloseKind.STOP_LOSS: "🛑",
+    CloseKind.TAKE_PROFIT: "🎯",
+    CloseKind.MANUAL_OR_OTHER: "✋",
+    CloseKind.SETTLEMENT: "📅",
+    CloseKind.UNKNOWN: "❔",
+}
+
+
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
@@ -159,6 +172,11 @@ def finding_body(finding: StoredFinding) -> list[str]:
             f"Difference: {code(decimal_text(d.difference))}",
             protection_line(d),
         ]
+    if d.cause is not None:
+        subject = cause_subject(finding.market, finding.side, d.db_position_ids)
+        sentence = explain(finding.kind is FindingKind.GHOST, d.cause, subject, d.price_tick)
+        if sentence:
+            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {html.quote(sentence)}")
     if KINDS[finding.kind].todo and finding.live:
         lines.append(f"<i>{html.quote(KINDS[finding.kind].todo)}</i>")
     lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")

@@ -3,12 +3,14 @@ sees, and so what a fix button will apply. Stored as JSON with the finding; read
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
 from services.amounts import Exact
+from services.causes import CloseCause, CloseKind
 from services.kinds import unknown_symbol_text
 from services.model import DbPosition, ExchangePosition, Finding, FindingKind, Side
 from services.money import distance_pct, exposure_of, value_of
@@ -60,6 +62,25 @@ class OrderShown(BaseModel):
         return short_order_id(self.order_id)
 
 
+class CauseShown(BaseModel):
+    """Why the position closed, as the alert said it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: CloseKind
+    closed_at: datetime | None = None
+    exit_price: Exact | None = None
+    realized_pnl: Exact | None = None
+    currency: str | None = None
+    order_id: str | None = None
+    closed_quantity: Exact | None = None
+    note: str | None = None
+
+    @classmethod
+    def of(cls, cause: CloseCause) -> CauseShown:
+        return cls.model_validate(dataclasses.asdict(cause))
+
+
 class FindingDetails(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -90,6 +111,7 @@ class FindingDetails(BaseModel):
     venue_opened_at: datetime | None = None  # when the venue says the position opened (Bybit createdTime)
     db_value: Exact | None = None  # the DB size's worth at the mark (or the rows' entry price)
     severity: Severity | None = None  # set when filed, from alerts.severity
+    cause: CauseShown | None = None  # why a ghost vanished (or a size shrank), from the venue's history
     hedged: bool = False
     category: str | None = None
     note: str | None = None
@@ -125,6 +147,7 @@ class FindingDetails(BaseModel):
             db_stop_loss=next((r.stop_loss for r in rows if r.stop_loss is not None), None),
             db_has_stop_loss=_db_believes_stop(rows),
             orders=tuple(OrderShown.of(order) for order in finding.orders),
+            cause=CauseShown.of(finding.cause) if finding.cause else None,
             notional=exposure.notional if exposure else None,
             currency=exposure.currency if exposure else _settle_of(finding),
             exposure_usd=exposure.usd if exposure else _db_usd(finding, entry),

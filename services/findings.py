@@ -138,10 +138,14 @@ class FindingsStore:
                 severity = policy.severity.of(shown.exposure_usd)
                 details = shown.model_copy(update={"severity": severity}).model_dump_json()
                 if finding.fingerprint in existing:
+                    known = existing.pop(finding.fingerprint)
+                    if shown.cause is None and known.details.cause is not None:  # history is read once per drift
+                        details = shown.model_copy(update={"severity": severity, "cause": known.details.cause})
+                        details = details.model_dump_json()
                     record = await conn.fetchrow(
                         f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
                         f"WHERE id = $1 RETURNING {_COLUMNS}",
-                        existing.pop(finding.fingerprint).id,
+                        known.id,
                         details,
                     )
                     live.append(_stored(record))

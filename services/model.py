@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from services.causes import CloseCause
     from services.protection import ProtectionState, ProtectiveOrder
 
 
@@ -133,6 +134,7 @@ class Finding:
     exchange_position: ExchangePosition | None = None
     db_positions: tuple[DbPosition, ...] = ()
     orders: tuple[ProtectiveOrder, ...] = ()  # a stray order finding's orders
+    cause: CloseCause | None = None  # why a ghost vanished (or a size shrank), from the venue's history
 
     @property
     def fingerprint(self) -> str:

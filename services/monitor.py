@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from services.causes import CloseCause
 from services.detector import DetectionRules, detect
 from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
 from services.positions import PositionsStore
@@ -111,6 +113,7 @@ class Monitor:
             for snapshot in second.values():
                 if not snapshot.checked:
                     log.info("%s: confirming read failed: %s", snapshot.account.name, snapshot.error)
+        findings = await self._with_causes(findings, confirmed)
         findings.sort(key=lambda f: (names.index(f.key.account), f.key, f.kind))
         result = CheckResult(
             accounts=tuple(final[name].status() for name in names),
@@ -122,6 +125,23 @@ class Monitor:
         )
         self._log(result, final)
         return result
+
+    async def _with_causes(self, findings: list[Finding], confirmed: Collection[str]) -> list[Finding]:
+        """Ask the venue's history why each new ghost vanished (and why a size shrank): one or two requests per
+        finding, all at once; a history that cannot be read only makes the cause unknown."""
+        wanted = [
+            f for f in findings if _needs_cause(f) and f.fingerprint not in confirmed and f.key.account in self.gateways
+        ]
+        if not wanted:
+            return findings
+        causes = await asyncio.gather(*(self._cause(f) for f in wanted))
+        found = {f.fingerprint: replace(f, cause=cause) for f, cause in zip(wanted, causes, strict=True)}
+        return [found.get(f.fingerprint, f) for f in findings]
+
+    async def _cause(self, finding: Finding) -> CloseCause:
+        opened = [row.opened_at for row in finding.db_positions if row.opened_at is not None]
+        gateway = self.gateways[finding.key.account]
+        return await gateway.close_cause(finding.key.market, finding.key.side, min(opened) if opened else None)
 
     @staticmethod
     def _log(result: CheckResult, snapshots: Mapping[str, AccountSnapshot]) -> None:
@@ -138,3 +158,10 @@ class Monitor:
                 len(found),
                 f" error={status.error!r}" if status.error else "",
             )
+
+
+def _needs_cause(finding: Finding) -> bool:
+    """A ghost, or a position the exchange holds less of than the DB: something closed it, all or in part."""
+    if finding.kind is FindingKind.GHOST:
+        return True
+    return finding.kind is FindingKind.QUANTITY_MISMATCH and (finding.difference or 0) < 0

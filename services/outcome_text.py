@@ -33,7 +33,8 @@ def _value(value: Any) -> str:
 
 def _closed(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
     noun = "position" if len(raw["rows"]) == 1 else "positions"
-    return f"{noun} {_ids(raw['rows'])} {v['market']} {v['side']} {v['quantity']} marked closed"
+    how = f" ({raw['how'].replace('_', ' ')} on the exchange)" if raw.get("how") else ""
+    return f"{noun} {_ids(raw['rows'])} {v['market']} {v['side']} {v['quantity']} marked closed{how}"
 
 
 def _many_rows(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from services.cause_text import cause_subject, explain
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
@@ -95,6 +96,12 @@ def finding_text(finding: StoredFinding) -> str:
             f"difference: {_value(d.difference)}",
             _protection(d),
         ]
+    if d.cause is not None:
+        sentence = explain(
+            finding.kind is FindingKind.GHOST, d.cause, cause_subject(finding.market, finding.side, d.db_position_ids)
+        )
+        if sentence:
+            lines.append(sentence)
     lines.append(f"finding #{finding.id}, first seen {finding.first_seen:%Y-%m-%d %H:%M UTC}")
     if finding.state in (FindingState.RESOLVED, FindingState.FIXED):
         by = f" by {finding.closed_by}" if finding.state is FindingState.FIXED and finding.closed_by else ""

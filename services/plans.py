@@ -6,6 +6,7 @@ Confirm can never write a size, adopt an amount or send an order the operator di
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -13,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.amounts import Exact
+from services.causes import CloseKind
 from services.model import Side
 from services.protection import OrderPurpose
 
@@ -47,11 +49,24 @@ class RowSeen(BaseModel):
     quantity: Exact
 
 
+class CauseSeen(BaseModel):
+    """How the venue says the position closed, as the question showed it: written to the rows as the real close
+    (exit reason, closing time, exit price, realized PnL where the table keeps them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: CloseKind
+    closed_at: datetime | None = None
+    exit_price: Exact | None = None
+    realized_pnl: Exact | None = None
+
+
 class CloseGhost(_Plan):
     """Mark these rows closed: the exchange holds nothing for them."""
 
     action: Literal[FixAction.CLOSE_GHOST] = FixAction.CLOSE_GHOST
     rows: tuple[RowSeen, ...] = Field(min_length=1)
+    cause: CauseSeen | None = None
 
     @property
     def position_ids(self) -> tuple[str, ...]:

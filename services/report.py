@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.amounts import decimal_text
+from services.cause_text import cause_subject, explain
+from services.causes import CloseCause
 from services.finding_details import FindingDetails
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
@@ -58,6 +60,8 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         data["stop_distance_pct"] = decimal_text(distance_pct(state.stop_price, position.mark_price))
         if state.reason:
             data["protection_note"] = state.reason
+    if finding.kind in (FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH):
+        data["cause"] = cause_dict(finding.cause) if finding.cause else None
     if finding.orders:
         data["orders"] = [
             {
@@ -72,6 +76,21 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         ]
     if finding.kind is FindingKind.UNKNOWN_SYMBOL:
         data["note"] = unknown_symbol_text(ids, finding.key.market, finding.exchange)
+    return data
+
+
+def cause_dict(cause: CloseCause) -> dict[str, Any]:
+    """A close cause in JSON: exact decimals as text, the time in ISO 8601 (UTC)."""
+    data: dict[str, Any] = {
+        "kind": str(cause.kind),
+        "closed_at": cause.closed_at.isoformat() if cause.closed_at else None,
+        "exit_price": decimal_text(cause.exit_price),
+        "realized_pnl": decimal_text(cause.realized_pnl),
+        "currency": cause.currency,
+        "order_id": cause.order_id,
+    }
+    if cause.note:
+        data["note"] = cause.note
     return data
 
 
@@ -125,6 +144,11 @@ def render_finding(finding: Finding) -> list[str]:
         belief = db_belief_text(details)
         if belief:
             rows.append(("DB belief", belief))
+    if details.cause is not None:
+        subject = cause_subject(finding.key.market, finding.key.side, finding.db_position_ids)
+        sentence = explain(finding.kind is FindingKind.GHOST, details.cause, subject)
+        if sentence:
+            rows.append(("cause", sentence))
     if finding.db_positions:
         rows.append(("DB id", ", ".join(f"#{pid}" for pid in finding.db_position_ids)))
         opened = [p.opened_at for p in finding.db_positions if p.opened_at]
@@ -174,7 +198,11 @@ def fix_question(plan: FixPlan) -> str:
     if isinstance(plan, CloseGhost):
         listing = ", ".join(f"#{pid}" for pid in plan.position_ids)
         noun = "position" if len(plan.rows) == 1 else "positions"
-        return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed?"
+        how = ""
+        if plan.cause is not None:
+            exit_at = f", exit {decimal_text(plan.cause.exit_price)}" if plan.cause.exit_price is not None else ""
+            how = f" ({str(plan.cause.kind).replace('_', ' ')} on the exchange{exit_at}: written to the DB)"
+        return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed{how}?"
     if isinstance(plan, AdoptOrphan):
         worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""
         return f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts{worth}) into the DB as an active position?"

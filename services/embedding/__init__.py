@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services import audit
+from services.causes import CloseCause, exit_reason
 from services.embedding.dicts import finding_dict
 from services.embedding.sources import BotRepository, gateways_for
 from services.model import RECONCILIATION, CheckResult, Finding, FindingKind
@@ -31,7 +32,7 @@ from services.monitor import Monitor
 from services.positions import PositionsStore, PostgresPositions
 from services.settings import ScanSettings
 
-GHOST_EXIT_REASON = "reconciliation: position not found on exchange"
+GHOST_EXIT_REASON = exit_reason(None)  # the seed's words, for a ghost whose cause is unknown
 AUTO_FIX_ACTOR = "reconbot (embedded auto-fix)"
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class PositionReconciliation(_PeriodicCheck):
         if not self.auto_fix:
             return
         rows = [
-            row
+            (row, finding.cause)
             for finding in result.of_kind(FindingKind.GHOST)
             for row in finding.db_positions
             if row.id not in self._closed and not row.id.startswith("?")
@@ -183,25 +184,28 @@ class PositionReconciliation(_PeriodicCheck):
         if len(rows) > self.scan.auto_fix_max_per_run:
             log.warning("%d ghosts confirmed at once, more than the auto-fix limit; none closed", len(rows))
             return
-        closed_at = result.finished_at or datetime.now(UTC)
-        for row in rows:
+        for row, cause in rows:
+            reason = exit_reason(cause.kind if cause else None)
             try:
-                await self._close(row.id, closed_at)
+                await self._close(row.id, reason, cause, result.finished_at or datetime.now(UTC))
             except Exception:
                 log.exception("could not mark ghost position #%s closed", row.id)
                 continue
             self._closed.add(row.id)
-            log.info("marked ghost position #%s closed (%s)", row.id, GHOST_EXIT_REASON)
+            log.info("marked ghost position #%s closed (%s)", row.id, reason)
 
-    async def _close(self, row_id: str, closed_at: datetime) -> None:
+    async def _close(self, row_id: str, reason: str, cause: CloseCause | None, found_at: datetime) -> None:
+        """Write the real close where the venue told it (when, at what price, the PnL), else when it was found."""
+        closed_at = cause.closed_at if cause and cause.closed_at else found_at
         if isinstance(self.store, BotRepository):
-            await self.store.mark_closed(row_id, GHOST_EXIT_REASON, closed_at)
+            await self.store.mark_closed(row_id, reason, closed_at)
             return
         audit_pool = self.store.pool if isinstance(self.store, PostgresPositions) else None
         if audit_pool is None:
             raise RuntimeError("no database to audit the change in")
+        real = {"exit_price": cause.exit_price, "realized_pnl": cause.realized_pnl} if cause else {}
         async with self.store.change(audit_pool) as change:
-            after = await self.store.close_if_active(change, row_id, GHOST_EXIT_REASON, closed_at=closed_at)
+            after = await self.store.close_if_active(change, row_id, reason, closed_at=closed_at, **real)
             if after is not None and await change.audit.fetchval("SELECT to_regclass('reconbot.audit_log')"):
                 await audit.record(
                     change.audit,
@@ -209,7 +213,7 @@ class PositionReconciliation(_PeriodicCheck):
                     action="close_ghost",
                     target=f"position #{row_id}",
                     outcome="done",
-                    reason=GHOST_EXIT_REASON,
+                    reason=reason,
                     after=after.as_dict(),
                 )
 

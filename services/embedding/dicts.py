@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from services.causes import CloseCause
 from services.model import ExchangePosition, Finding, FindingKind
 from services.protection import Protection
 
@@ -67,6 +68,8 @@ def finding_dict(finding: Finding, detected_at: datetime) -> dict[str, Any]:
         )
     elif rows:
         details["entry_price"] = number(rows[0].entry_price)
+    if finding.kind in (FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH):
+        details["cause"] = _cause(finding.cause) if finding.cause else None
     if finding.kind is FindingKind.GHOST:
         details["db_position"] = {
             "id": _id(rows[0].id),
@@ -89,6 +92,19 @@ def _protection(position: ExchangePosition) -> dict[str, Any]:
         "stop_loss": number(position.stop_loss),
         "has_stop_loss": has_stop,
         "protection": str(state.level) if state else None,
+    }
+
+
+def _cause(cause: CloseCause) -> dict[str, Any]:
+    """Why the position closed, numbers as the seed's dicts give them."""
+    return {
+        "kind": str(cause.kind),
+        "closed_at": cause.closed_at,
+        "exit_price": number(cause.exit_price),
+        "realized_pnl": number(cause.realized_pnl),
+        "currency": cause.currency,
+        "order_id": cause.order_id,
+        "note": cause.note,
     }
 
 

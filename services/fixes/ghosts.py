@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import Any
 
 from services import audit
+from services.causes import exit_reason
 from services.detector import is_young
+from services.finding_details import CauseShown
 from services.fixes.core import FixCore, target_of
 from services.fixes.outcomes import FixOutcome, FixStatus, Reason, Refused, Why, refuse
+from services.fixes.planning import cause_seen
 from services.kinds import unknown_symbol_text
 from services.model import PositionKey, Side
 from services.plans import CloseGhost, FixAction, RowSeen
@@ -19,7 +23,7 @@ from services.venues import Gateway
 
 log = logging.getLogger(__name__)
 
-GHOST_EXIT_REASON = "reconciliation: position not found on exchange"
+GHOST_EXIT_REASON = exit_reason(None)  # the seed's words, for a ghost whose cause is unknown
 
 
 class GhostFixes(FixCore):
@@ -48,7 +52,9 @@ class GhostFixes(FixCore):
             before = refusal.before or row.as_dict()
             return await self.refused(stub, actor, f"position #{row.id}", refusal.reason, before, None)
         seen = RowSeen(id=row.id, symbol=row.symbol, quantity=row.quantity)
-        return CloseGhost(account=gateway.name, market=market, side=row.side, rows=(seen,))
+        cause = await gateway.close_cause(market, row.side, row.opened_at)
+        shown = cause_seen(CauseShown.of(cause))
+        return CloseGhost(account=gateway.name, market=market, side=row.side, rows=(seen,), cause=shown)
 
     def check_row(self, row: PositionRow | None, gateway: Gateway | None, seen: RowSeen | None) -> None:
         pid = seen.id if seen else (row.id if row else "?")
@@ -98,11 +104,14 @@ class GhostFixes(FixCore):
         self.check_absent(snapshot, PositionKey(plan.account, plan.market, plan.side), target_of(plan))
         self.check_writable(plan.rows[0].id)
         afters: list[PositionRow] = []
+        reason_written = exit_reason(plan.cause.kind if plan.cause else None)
         async with self.repository.change(self.audit_pool) as change:
             for seen in plan.rows:
                 before = rows[seen.id]
                 assert before is not None
-                after = await self.repository.close_if_active(change, seen.id, GHOST_EXIT_REASON, expected=before)
+                after = await self.repository.close_if_active(
+                    change, seen.id, reason_written, expected=before, **_real_close(plan, seen)
+                )
                 if after is None:
                     raise await self.changed_meanwhile(seen.id, before)
                 afters.append(after)
@@ -112,14 +121,19 @@ class GhostFixes(FixCore):
                     action=plan.action,
                     target=f"position #{seen.id}",
                     outcome="done",
-                    reason=GHOST_EXIT_REASON,
+                    reason=reason_written,
                     before=before.as_dict(),
                     after=after.as_dict(),
                     confirmation_id=confirmation_id,
                 )
         log.info("close_ghost %s done by %s", plan.position_ids, actor)
         reason = Reason.of(
-            Why.CLOSED, rows=plan.position_ids, market=plan.market, side=plan.side, quantity=plan.quantity
+            Why.CLOSED,
+            rows=plan.position_ids,
+            market=plan.market,
+            side=plan.side,
+            quantity=plan.quantity,
+            how=str(plan.cause.kind) if plan.cause else "",
         )
         return FixOutcome(plan.action, target_of(plan), FixStatus.DONE, reason, plan.position_ids, after=afters)
 
@@ -129,3 +143,15 @@ class GhostFixes(FixCore):
         if now is None or not self.repository.is_active(now):
             return refuse(Why.CLOSED_MEANWHILE, before.as_dict(), row=position_id)
         return refuse(Why.RESIZED_MEANWHILE, before.as_dict(), row=position_id, size=now.quantity)
+
+
+def _real_close(plan: CloseGhost, seen: RowSeen) -> dict[str, Any]:
+    """The venue's close, written where the table keeps it: when, at what price, and each row's share of the
+    realized PnL (by size, when several rows tracked the position)."""
+    cause = plan.cause
+    if cause is None:
+        return {}
+    pnl = cause.realized_pnl
+    if pnl is not None and len(plan.rows) > 1 and plan.quantity:
+        pnl = (pnl * seen.quantity / plan.quantity).quantize(Decimal("0.00000001"))
+    return {"closed_at": cause.closed_at, "exit_price": cause.exit_price, "realized_pnl": pnl}

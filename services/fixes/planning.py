@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from services.causes import CloseKind
+from services.finding_details import CauseShown
 from services.findings import StoredFinding
 from services.model import Finding, FindingKind
 from services.plans import (
     AdoptOrphan,
     CancelOrders,
+    CauseSeen,
     CloseGhost,
     CloseOrphan,
     FixAction,
@@ -25,7 +28,7 @@ def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | Non
     base = {"account": finding.account, "market": finding.market, "side": finding.side}
     rows = tuple(RowSeen(id=r.id, symbol=r.symbol, quantity=r.quantity) for r in d.db_rows)
     if action is FixAction.CLOSE_GHOST and finding.kind is FindingKind.GHOST and rows:
-        return CloseGhost(**base, rows=rows)
+        return CloseGhost(**base, rows=rows, cause=cause_seen(d.cause))
     if finding.kind is FindingKind.ORPHAN and d.exchange_quantity is not None:
         shown = Shown(notional=d.notional, unrealized_pnl=d.unrealized_pnl, currency=d.currency)
         if action is FixAction.ADOPT_ORPHAN:
@@ -47,6 +50,17 @@ def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | Non
 
 
 def ghost_plan(finding: Finding) -> CloseGhost:
-    """Close the rows of a ghost found by a check, at the sizes that check read."""
+    """Close the rows of a ghost found by a check, at the sizes that check read, with the cause it found."""
     rows = tuple(RowSeen(id=p.id, symbol=p.symbol, quantity=p.quantity) for p in finding.db_positions)
-    return CloseGhost(account=finding.key.account, market=finding.key.market, side=finding.key.side, rows=rows)
+    key = finding.key
+    cause = cause_seen(CauseShown.of(finding.cause) if finding.cause else None)
+    return CloseGhost(account=key.account, market=key.market, side=key.side, rows=rows, cause=cause)
+
+
+def cause_seen(cause: CauseShown | None) -> CauseSeen | None:
+    """The part of a shown cause a fix writes; an unknown cause writes nothing but the seed's own reason."""
+    if cause is None or cause.kind is CloseKind.UNKNOWN:
+        return None
+    return CauseSeen(
+        kind=cause.kind, closed_at=cause.closed_at, exit_price=cause.exit_price, realized_pnl=cause.realized_pnl
+    )
