@@ -2,7 +2,7 @@
 
 python -m bench                       # everything (about 6 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
-python -m bench --only detector       # one benchmark: check_cost, seed, detector, phone, footprint, chatter
+python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chatter, check_cost, detector, footprint, seed_comparison, time_to_phone
+from bench import chatter, check_cost, detector, footprint, ghost_cause, seed_comparison, time_to_phone
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter")
+BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause")
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -146,6 +146,21 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
+    if "ghost_cause" in results:
+        parts.append(
+            table(
+                "\n7. Why a ghost vanished: one reconciliation of 2 accounts × 100 positions finding new ghosts",
+                results["ghost_cause"],
+                [
+                    ("ghosts_per_account", "ghosts/acct", "d"),
+                    ("explained", "explained", "d"),
+                    ("history_requests_per_ghost", "history req/ghost", ".1f"),
+                    ("binance_history_weight", "Binance history weight", "d"),
+                    ("wall_s", "wall s", ".3f"),
+                    ("wall_s_without_history", "without history s", ".3f"),
+                ],
+            )
+        )
     return "\n".join(parts)
 
 
@@ -188,6 +203,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["footprint"] = await footprint.run(databases)
         if "chatter" in wanted:
             results["chatter"] = await chatter.run(databases, samples=1 if args.quick else 3)
+        if "ghost_cause" in wanted:
+            results["ghost_cause"] = await ghost_cause.run(databases)
     return results
 
 

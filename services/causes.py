@@ -20,9 +20,25 @@ class CloseKind(StrEnum):
     UNKNOWN = "unknown"
 
     @property
+    def label(self) -> str:
+        """The cause in a few words: "stop-loss", "auto-deleveraging"."""
+        return _LABELS[self]
+
+    @property
     def forced(self) -> bool:
         """Closed by the venue's risk engine, not by anyone's order."""
         return self in (CloseKind.LIQUIDATION, CloseKind.ADL)
+
+
+_LABELS = {
+    CloseKind.LIQUIDATION: "liquidation",
+    CloseKind.ADL: "auto-deleveraging",
+    CloseKind.STOP_LOSS: "stop-loss",
+    CloseKind.TAKE_PROFIT: "take-profit",
+    CloseKind.MANUAL_OR_OTHER: "close by an order",
+    CloseKind.SETTLEMENT: "settlement",
+    CloseKind.UNKNOWN: "unknown cause",
+}
 
 
 @dataclass(frozen=True, slots=True)

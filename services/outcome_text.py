@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from services.causes import CloseKind
 from services.model import Side
 from services.report import decimal_text
 
@@ -33,8 +34,11 @@ def _value(value: Any) -> str:
 
 def _closed(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
     noun = "position" if len(raw["rows"]) == 1 else "positions"
-    how = f" ({raw['how'].replace('_', ' ')} on the exchange)" if raw.get("how") else ""
-    return f"{noun} {_ids(raw['rows'])} {v['market']} {v['side']} {v['quantity']} marked closed{how}"
+    how = raw.get("how")
+    if how:
+        label = CloseKind(how).label if how in {kind.value for kind in CloseKind} else str(how).replace("_", " ")
+        how = f" ({label} on the exchange)"
+    return f"{noun} {_ids(raw['rows'])} {v['market']} {v['side']} {v['quantity']} marked closed{how or ''}"
 
 
 def _many_rows(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from services.causes import CloseCause
 from services.finding_details import FindingDetails
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text, unknown_symbol_text
 from services.model import CheckResult, Finding, FindingKind
-from services.money import amount, distance_pct
+from services.money import amount, distance_pct, price
 from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
 from services.protection import short_order_id
 from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
@@ -200,8 +200,8 @@ def fix_question(plan: FixPlan) -> str:
         noun = "position" if len(plan.rows) == 1 else "positions"
         how = ""
         if plan.cause is not None:
-            exit_at = f", exit {decimal_text(plan.cause.exit_price)}" if plan.cause.exit_price is not None else ""
-            how = f" ({str(plan.cause.kind).replace('_', ' ')} on the exchange{exit_at}: written to the DB)"
+            exit_at = f", exit {price(plan.cause.exit_price)}" if plan.cause.exit_price is not None else ""
+            how = f" ({plan.cause.kind.label} on the exchange{exit_at}: written to the DB)"
         return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed{how}?"
     if isinstance(plan, AdoptOrphan):
         worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""

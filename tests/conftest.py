@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -14,6 +15,10 @@ import pytest_asyncio
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
 from emulator.telegram import BotApiEmulator
+from services.settings import AccountSettings
+from services.venues import Gateway
+from services.venues import gateway_for as open_gateway
+from tests.helpers import account_config, prepare_database
 
 TELEGRAM_TOKEN = "123456:TEST-token"
 
@@ -89,6 +94,29 @@ def new_account(exchange_emulator: ExchangeEmulator) -> Callable[..., EmulatedAc
         )
 
     return make
+
+
+@pytest.fixture
+async def db(database_url: str) -> str:
+    """A database with reconbot's tables and the default positions table."""
+    await prepare_database(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def gateway_for() -> AsyncIterator[Callable[..., Gateway]]:
+    """Open gateways to emulated accounts (settings as ``account_config`` writes them); closed afterwards."""
+    made: list[Gateway] = []
+
+    def make(account: EmulatedAccount, **extra: Any) -> Gateway:
+        gateway = open_gateway(AccountSettings(**account_config(account, **extra)))
+        gateway.client.timeout_on_exit = 0
+        made.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in made:
+        await gateway.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

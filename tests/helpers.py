@@ -18,6 +18,15 @@ from services.settings import PositionsSettings, Settings
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
 
 
+async def cli(capsys: Any, *argv: Any) -> tuple[int, str, str]:
+    """Run the command line in-process: (exit code, stdout, stderr)."""
+    from main import run_cli
+
+    code = await run_cli([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def account_config(account: EmulatedAccount, **extra: Any) -> dict[str, Any]:
     return {
         "name": account.name,

@@ -16,10 +16,10 @@ import pytest
 from main import run_cli
 from services.fixes import GHOST_EXIT_REASON
 from tests.helpers import (
+    cli,
     fetch_audit,
     fetch_positions_table,
     insert_positions,
-    prepare_database,
     write_config,
 )
 from tests.helpers import (
@@ -27,18 +27,6 @@ from tests.helpers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def db(database_url):
-    await prepare_database(database_url)
-    return database_url
-
-
-async def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = await run_cli([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_scan_reports_an_orphan_with_full_detail(tmp_path, db, new_account, capsys):

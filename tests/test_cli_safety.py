@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 import yaml
 
-from main import run_cli
 from services.fixes import GHOST_EXIT_REASON
 from tests.helpers import (
     LONG_AGO,
+    cli,
     config_dict,
     fetch_audit,
     fetch_positions_table,
@@ -24,19 +24,6 @@ from tests.helpers import (
     write_config,
 )
 from tests.helpers import position_row as row
-
-
-@pytest.fixture
-async def db(database_url):
-    await prepare_database(database_url)
-    return database_url
-
-
-async def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = await run_cli([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 # -- a row reconbot cannot map ---------------------------------------------------------------------------------
 

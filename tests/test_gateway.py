@@ -13,21 +13,6 @@ from services.venues import gateway_for as open_gateway
 from tests.helpers import account_config
 
 
-@pytest.fixture
-async def gateway_for():
-    made: list = []
-
-    def make(account, **extra):
-        gateway = open_gateway(AccountSettings(**account_config(account, **extra)))
-        gateway.client.timeout_on_exit = 0
-        made.append(gateway)
-        return gateway
-
-    yield make
-    for gateway in made:
-        await gateway.close()
-
-
 def summary(positions):
     return sorted((p.market, p.side.value, p.quantity) for p in positions)
 

@@ -9,48 +9,31 @@ from decimal import Decimal
 
 import pytest
 
-from services.settings import AccountSettings
-from services.venues import BadAnswer, Unavailable, VenueError, gateway_for
-from tests.helpers import account_config
-
-
-@pytest.fixture
-async def open_gateway():
-    made = []
-
-    def make(account, **extra):
-        gateway = gateway_for(AccountSettings(**account_config(account, **extra)))
-        gateway.client.timeout_on_exit = 0
-        made.append(gateway)
-        return gateway
-
-    yield make
-    for gateway in made:
-        await gateway.close()
+from services.venues import BadAnswer, Unavailable, VenueError
 
 
 def summary(positions):
     return sorted((p.market, p.side.value, p.quantity, p.entry_price) for p in positions)
 
 
-async def test_binance_position_with_entry_price_zero_is_a_position(new_account, open_gateway):
+async def test_binance_position_with_entry_price_zero_is_a_position(new_account, gateway_for):
     account = new_account("binance")
     account.set_position("BTCUSDT", "long", Decimal("0.5"), entry_price=0)
     account.set_position("ETHUSDT", "short", Decimal("2"), entry_price=Decimal("3000"))
-    positions = await open_gateway(account).positions()
+    positions = await gateway_for(account).positions()
     assert summary(positions) == [
         ("BTCUSDT", "long", Decimal("0.5"), None),
         ("ETHUSDT", "short", Decimal("2"), Decimal("3000")),
     ]
 
 
-async def test_binance_position_without_entry_price_field_is_a_position(new_account, open_gateway):
+async def test_binance_position_without_entry_price_field_is_a_position(new_account, gateway_for):
     account = new_account("binance")
     account.set_position("BTCUSDT", "long", Decimal("1"))
     account.tamper(
         "/fapi/v3/positionRisk", lambda rows: [{k: v for k, v in r.items() if k != "entryPrice"} for r in rows]
     )
-    assert summary(await open_gateway(account).positions()) == [("BTCUSDT", "long", Decimal("1"), None)]
+    assert summary(await gateway_for(account).positions()) == [("BTCUSDT", "long", Decimal("1"), None)]
 
 
 def _duplicate_first(rows):
@@ -75,13 +58,13 @@ def _flip_notional(rows):
     ],
 )
 async def test_binance_rows_that_contradict_themselves_make_the_account_unchecked(
-    new_account, open_gateway, transform, reason
+    new_account, gateway_for, transform, reason
 ):
     account = new_account("binance")
     account.set_position("BTCUSDT", "long", Decimal("1"))
     account.set_position("ETHUSDT", "long", Decimal("2"))
     account.tamper("/fapi/v3/positionRisk", transform, times=1)
-    gateway = open_gateway(account)
+    gateway = gateway_for(account)
     with pytest.raises(BadAnswer) as caught:
         await gateway.positions()
     assert reason in caught.value.reason
@@ -99,13 +82,13 @@ async def test_binance_rows_that_contradict_themselves_make_the_account_unchecke
     ],
 )
 async def test_bybit_rows_that_cannot_be_understood_make_the_account_unchecked(
-    new_account, open_gateway, transform, reason
+    new_account, gateway_for, transform, reason
 ):
     account = new_account("bybit")
     account.set_position("BTCUSDT", "long", Decimal("1"))
     account.tamper("/v5/position/list", transform, times=1)
     with pytest.raises(BadAnswer) as caught:
-        await open_gateway(account).positions()
+        await gateway_for(account).positions()
     assert reason in caught.value.reason
 
 
@@ -116,7 +99,7 @@ def _rewind(cursor: str) -> str:
     return base64.urlsafe_b64encode(f"{scope}|0".encode()).decode().rstrip("=")
 
 
-async def test_an_empty_bybit_page_that_carries_a_cursor_is_followed(new_account, open_gateway):
+async def test_an_empty_bybit_page_that_carries_a_cursor_is_followed(new_account, gateway_for):
     account = new_account("bybit")
     account.page_size = 2
     for market in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"):
@@ -124,17 +107,17 @@ async def test_an_empty_bybit_page_that_carries_a_cursor_is_followed(new_account
     account.tamper(
         "/v5/position/list", lambda r: {**r, "list": [], "nextPageCursor": _rewind(r["nextPageCursor"])}, times=1
     )
-    positions = await open_gateway(account).positions()
+    positions = await gateway_for(account).positions()
     assert sorted(p.market for p in positions) == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
 
 
-async def test_a_read_stopped_by_its_deadline_says_so_and_how_far_it_got(new_account, open_gateway, exchange_emulator):
+async def test_a_read_stopped_by_its_deadline_says_so_and_how_far_it_got(new_account, gateway_for, exchange_emulator):
     markets = exchange_emulator.add_synthetic_markets("bybit", 400)
     account = new_account("bybit")
     account.page_size = 1
     for market in markets:
         account.set_position(market, "long", Decimal("1"))
-    gateway = open_gateway(account, read_deadline_s=0.5)  # 400 pages, one request each, take longer
+    gateway = gateway_for(account, read_deadline_s=0.5)  # 400 pages, one request each, take longer
     await gateway.load_markets()
     with pytest.raises(Unavailable) as caught:
         await gateway.positions()
@@ -144,9 +127,9 @@ async def test_a_read_stopped_by_its_deadline_says_so_and_how_far_it_got(new_acc
     assert "timed out after" not in reason
 
 
-async def test_a_request_timeout_is_still_named_as_one(new_account, open_gateway):
+async def test_a_request_timeout_is_still_named_as_one(new_account, gateway_for):
     account = new_account("binance")
-    gateway = open_gateway(account, timeout_s=0.5)
+    gateway = gateway_for(account, timeout_s=0.5)
     await gateway.load_markets()
     account.fail("timeout", endpoint="positions", times=1)
     with pytest.raises(VenueError, match=r"^timed out after 0.5s$"):

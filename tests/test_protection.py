@@ -166,12 +166,6 @@ def test_no_stray_orders_when_the_orders_are_not_known_or_just_placed():
 # -- the command line ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def db(database_url):
-    await prepare_database(database_url)
-    return database_url
-
-
 async def scan_json(tmp_path, db, accounts, capsys, **scan) -> tuple[int, dict]:
     config = write_config(tmp_path / "c.yaml", db, accounts, **scan)
     code = await run_cli(["scan", "--config", str(config), "--json"])

@@ -15,18 +15,11 @@ import asyncpg
 import pytest
 import yaml
 
-from main import run_cli
 from services.fixes import GHOST_EXIT_REASON
-from tests.helpers import account_config, fetch_audit, prepare_database
+from tests.helpers import account_config, cli, fetch_audit, prepare_database
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 NOW = datetime.now(UTC)
-
-
-async def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = await run_cli([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write(tmp_path: Path, database_url: str, accounts, positions: dict, **scan) -> Path:

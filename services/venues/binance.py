@@ -10,21 +10,39 @@ position can never vanish, and a row whose fields contradict each other makes th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
 from ccxt.base.errors import BadResponse
 
+from services.causes import CloseCause, CloseKind
 from services.model import ExchangePosition, Side
 from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
 from services.venues.clients import client_config, configure, require_json_body
-from services.venues.errors import BadAnswer
+from services.venues.errors import BadAnswer, VenueError
+from services.venues.history import ClosingFill, last_close, nothing_found, window_start
 from services.venues.rows import Row, SourcedRow, as_list
 
 POSITIONS_PATH = "/fapi/v3/positionRisk"
 OPEN_ORDERS_PATH = "/fapi/v1/openOrders"
 OPEN_ALGO_ORDERS_PATH = "/fapi/v1/openAlgoOrders"
+USER_TRADES_PATH = "/fapi/v1/userTrades"
+USER_TRADES_LIMIT = 1000  # without a start time: the most recent 1000 of the last 7 days
+# Client order ids Binance gives the orders it places itself (user-data stream, "Event: Order Update").
+_FORCED_PREFIXES = (
+    ("autoclose-", CloseKind.LIQUIDATION),
+    ("adl_autoclose", CloseKind.ADL),
+    ("settlement_autoclose-", CloseKind.SETTLEMENT),
+)
+_CLOSE_KINDS = {
+    "STOP": CloseKind.STOP_LOSS,
+    "STOP_MARKET": CloseKind.STOP_LOSS,
+    "TRAILING_STOP_MARKET": CloseKind.STOP_LOSS,
+    "TAKE_PROFIT": CloseKind.TAKE_PROFIT,
+    "TAKE_PROFIT_MARKET": CloseKind.TAKE_PROFIT,
+}
 CLASSIC, ALGO = "classic", "algo"
 _PURPOSES = {
     "STOP": OrderPurpose.STOP,
@@ -222,6 +240,50 @@ class BinanceUsdm(Gateway):
         else:
             raise ValueError(f"Binance keeps no orders in {order.source!r}")
         await self.guard_order(request)
+
+    # -- history ----------------------------------------------------------------------------------------------
+
+    async def read_close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
+        """Two requests: the market's recent trades (weight 5) find the last order that reduced the position
+        with its fills' price and realized PnL; that order (weight 1) says who placed it: Binance's own client
+        ids for liquidation, ADL and settlement, its original type for stops and take-profits."""
+        start = window_start(since)
+        answer = await self.client.fapiPrivateGetUserTrades({"symbol": market, "limit": USER_TRADES_LIMIT})
+        rows = [
+            Row(raw, f"trade row {i + 1} of {USER_TRADES_PATH} ({market})")
+            for i, raw in enumerate(as_list(answer, USER_TRADES_PATH))
+        ]
+        closing = [fill for fill in (_closing_fill(row, side) for row in rows) if fill and fill.at >= start]
+        close = last_close(closing)
+        if close is None:
+            return nothing_found(market, side, start)
+        currency = (self.market_by_id(market) or {}).get("settle")
+        try:
+            order = await self.guard(self.client.fapiPrivateGetOrder({"symbol": market, "orderId": close.order_id}))
+        except VenueError as exc:
+            return close.cause(CloseKind.UNKNOWN, currency, f"the closing order could not be read: {exc.reason}")
+        row = Row(order, f"order {close.order_id} of {market}")
+        kind = _close_kind(row.text("clientOrderId", required=False), row.text("origType", required=False))
+        return close.cause(kind, currency)
+
+
+def _closing_fill(row: Row, side: Side) -> ClosingFill | None:
+    """A trade that reduced the ``side`` position: the opposite side, on the one-way book or that leg."""
+    leg = row.text("positionSide", required=False) or "BOTH"
+    if _CLOSES.get(row.text("side") or "") is not side or leg not in ("BOTH", side.upper()):
+        return None
+    at = row.moment("time")
+    quantity, price = row.decimal("qty", required=True), row.decimal("price", required=True)
+    if at is None or quantity is None or price is None or quantity <= 0:
+        raise BadAnswer(f"bad response: {row.where} has no time, quantity or price")
+    return ClosingFill(row.text("orderId") or "", at, quantity, price, row.decimal("realizedPnl"))
+
+
+def _close_kind(client_order_id: str | None, original_type: str | None) -> CloseKind:
+    for prefix, kind in _FORCED_PREFIXES:
+        if (client_order_id or "").startswith(prefix):
+            return kind
+    return _CLOSE_KINDS.get(original_type or "", CloseKind.MANUAL_OR_OTHER)
 
 
 def _side(leg: str, amount: Decimal, row: Row) -> Side:

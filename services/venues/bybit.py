@@ -8,18 +8,23 @@ followed, a repeated cursor is an error, never the end.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import ccxt.async_support as ccxt
 from ccxt.base.errors import BadResponse
 
+from services.causes import CloseCause, CloseKind
 from services.model import ExchangePosition, Side
 from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
 from services.venues.clients import client_config, configure, require_json_body
-from services.venues.errors import BadAnswer
+from services.venues.errors import BadAnswer, VenueError
+from services.venues.history import ClosingFill, LastClose, by_pnl, last_close, nothing_found, window_start
 from services.venues.rows import Row, SourcedRow, as_list
 
 # Bybit keeps each settlement family in its own listing; linear needs a settle coin to list without symbol.
@@ -46,6 +51,22 @@ _PURPOSES = {
 # price must move to trigger it: 1 rise, 2 fall.
 _BY_DIRECTION = ("Stop", "tpslOrder")
 _STOP_DIRECTION = {Side.LONG: 2, Side.SHORT: 1}
+HISTORY_LIMIT = 100  # one page, newest first, of the last 7 days (both history endpoints serve at most 100)
+# execType of the venue's own closes ("Enums": BustTrade a whole-position liquidation, AdlTrade, Delivery, Settle)
+_EXEC_KINDS = {
+    "BustTrade": CloseKind.LIQUIDATION,
+    "AdlTrade": CloseKind.ADL,
+    "Delivery": CloseKind.SETTLEMENT,
+    "Settle": CloseKind.SETTLEMENT,
+}
+_CREATE_KINDS = {"CreateByLiq": CloseKind.LIQUIDATION, "CreateByAdl_PassThrough": CloseKind.ADL}
+_STOP_KINDS = {
+    "StopLoss": CloseKind.STOP_LOSS,
+    "PartialStopLoss": CloseKind.STOP_LOSS,
+    "TrailingStop": CloseKind.STOP_LOSS,
+    "TakeProfit": CloseKind.TAKE_PROFIT,
+    "PartialTakeProfit": CloseKind.TAKE_PROFIT,
+}
 
 
 class GuardedBybit(ccxt.bybit):
@@ -249,3 +270,71 @@ class Bybit(Gateway):
                 {"category": order.category, "symbol": order.market, "orderId": order.order_id}
             )
         )
+
+    # -- history ----------------------------------------------------------------------------------------------
+
+    async def read_close_cause(self, market: str, side: Side, since: datetime | None) -> CloseCause:
+        """Two requests: the market's recent executions find the last order that reduced the position and how
+        it was made (``execType``, ``createType``, ``stopOrderType``); its closed-PnL record gives the realized
+        PnL after fees (executions carry none)."""
+        start = window_start(since)
+        category = "inverse" if (self.market_by_id(market) or {}).get("inverse") else "linear"
+        query = {"category": category, "symbol": market, "limit": HISTORY_LIMIT}
+        executions = _result_rows(await self.client.privateGetV5ExecutionList(query), f"{market} executions")
+        kinds: dict[str, CloseKind | None] = {}
+        fills: list[ClosingFill] = []
+        for row in executions:
+            fill = _closing_execution(row, side)
+            if fill is not None and fill.at >= start:
+                fills.append(fill)
+                kinds.setdefault(fill.order_id, _execution_kind(row))
+        close = last_close(fills)
+        if close is None:
+            return nothing_found(market, side, start)
+        currency = (self.market_by_id(market) or {}).get("settle")
+        note = None
+        try:
+            close = await self.guard(self._with_closed_pnl(close, query))
+        except VenueError as exc:
+            note = f"the realized PnL could not be read: {exc.reason}"
+        return close.cause(kinds[close.order_id] or by_pnl(close.realized_pnl), currency, note)
+
+    async def _with_closed_pnl(self, close: LastClose, query: dict[str, Any]) -> LastClose:
+        records = _result_rows(await self.client.privateGetV5PositionClosedPnl(query), f"{query['symbol']} closed PnL")
+        own = [row for row in records if row.text("orderId") == close.order_id]
+        pnls = [row.decimal("closedPnl", required=True) or Decimal(0) for row in own]
+        if not pnls:
+            return close
+        return dataclasses.replace(close, realized_pnl=sum(pnls, Decimal(0)))
+
+
+def _result_rows(response: Any, what: str) -> list[Row]:
+    result = response.get("result") if isinstance(response, dict) else None
+    if not isinstance(result, dict):
+        raise BadAnswer(f"bad response: {what} without a result object")
+    page = as_list(result.get("list"), f"{what} list")
+    return [Row(raw, f"{what} row {i + 1}") for i, raw in enumerate(page)]
+
+
+def _closing_execution(row: Row, side: Side) -> ClosingFill | None:
+    """An execution that reduced the ``side`` position: the opposite side with a closed size."""
+    if _CLOSES.get(row.text("side") or "") is not side:
+        return None
+    closed = row.decimal("closedSize")
+    if closed is None or closed <= 0:
+        return None
+    at, price = row.moment("execTime"), row.decimal("execPrice", required=True)
+    if at is None or price is None:
+        raise BadAnswer(f"bad response: {row.where} has no execTime or execPrice")
+    return ClosingFill(row.text("orderId") or "", at, closed, price)
+
+
+def _execution_kind(row: Row) -> CloseKind | None:
+    """What made an execution; None for a conditional order that names neither stop nor take-profit."""
+    exec_type = row.text("execType", required=False) or "Trade"
+    create_type = row.text("createType", required=False) or ""
+    stop_type = row.text("stopOrderType", required=False) or ""
+    kind = _EXEC_KINDS.get(exec_type) or _CREATE_KINDS.get(create_type) or _STOP_KINDS.get(stop_type)
+    if kind is not None:
+        return kind
+    return None if stop_type in _BY_DIRECTION else CloseKind.MANUAL_OR_OTHER
