@@ -20,11 +20,13 @@ from services.console import ConsoleAlerts
 from services.delivery import Deliverer
 from services.email_alerts import EmailDelivery
 from services.findings import AlertPolicy
+from services.live_streams import LiveStreams
 from services.ops import Metrics, OpsServer
 from services.reconciler import AutoFix, Reconciler
 from services.runtime import Runtime
 from services.scheduler import CheckScheduler
 from services.settings import Settings
+from services.triggers import AccountChecks, DbPoller
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,19 @@ class Service:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: Metrics | None = None
     ops: OpsServer | None = None
+    checks: AccountChecks | None = None
+    streams: LiveStreams | None = None
+    db_poller: DbPoller | None = None
 
     async def stop(self, *, check_timeout_s: float = 30.0, flush_timeout_s: float = 10.0) -> None:
         """Graceful stop: no new work, let a running check finish, flush the outbox, close everything."""
         self.scheduler.shutdown()
+        if self.streams is not None:
+            await self.streams.stop()  # every socket closed, listenKeys forgotten
+        if self.db_poller is not None:
+            await self.db_poller.stop()
+        if self.checks is not None:
+            await self.checks.stop()
         if self.ops is not None:
             await self.ops.stop()
         if self.chatops is not None:
@@ -139,9 +150,26 @@ async def start_service(
         service.deliverers.append(email)
         service.tasks.append(asyncio.create_task(email.run(), name="email-delivery"))
     scheduler.start()
+    start_triggers(service, say)
     scan = settings.scan
+    streaming = len(service.streams.streams) if service.streams else 0
     say(
         f"reconbot running: {len(settings.accounts)} account(s), orphan scan every {scan.orphan_interval_s:g}s, "
-        f"reconciliation every {scan.reconcile_interval_s:g}s"
+        f"reconciliation every {scan.reconcile_interval_s:g}s, {streaming} live stream(s)"
     )
     return service
+
+
+def start_triggers(service: Service, say: Say) -> None:
+    """Checks between the scheduled ones: on stream events, on DB changes, at the end of a grace window."""
+    runtime, scan = service.runtime, service.settings.scan
+    checks = service.checks = AccountChecks(
+        service.reconciler, lambda name: runtime.monitor.grace_s(runtime.gateways[name].account)
+    )
+    if scan.db_poll_s > 0:
+        service.db_poller = DbPoller(runtime.repository, service.settings.accounts, checks, scan.db_poll_s)
+        service.db_poller.start()
+    service.streams = LiveStreams(runtime.gateways, checks, scan, service.reconciler.notify, say)
+    service.streams.start()
+    if service.ops is not None:
+        service.ops.streams = service.streams.statuses

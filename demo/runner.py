@@ -89,6 +89,7 @@ def demo_settings(emulator: ExchangeEmulator, data_dir: Path, database_url: str 
             "api_key": account.api_key,
             "secret": account.secret,
             "api_base_url": account.base_url,
+            "ws_base_url": "ws" + account.base_url.removeprefix("http"),  # the emulator streams on the same port
             "timeout_s": 2,
             "allow_exchange_orders": True,
         }

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.config_types import BaseUrl, Section
+from services.config_types import BaseUrl, Section, WsBaseUrl
 
 ENV_PREFIX = "RECONBOT_"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -45,6 +45,12 @@ class AccountSettings(Section):
         default=None, validate_default=True, description="value of positions.account (default: name)"
     )
     api_base_url: BaseUrl = Field(default=None, description="replaces the venue's REST host for every endpoint")
+    ws_base_url: WsBaseUrl = Field(
+        default=None,
+        description="replaces the venue's WebSocket host for every stream, paths kept (with api_base_url and "
+        "without this, the account polls)",
+    )
+    grace_s: float | None = Field(default=None, ge=0, description="this account's grace window (default: scan.grace_s)")
     testnet: bool = Field(default=False, description="use the venue's testnet")
     demo_trading: bool = Field(default=False, description="use the venue's demo-trading environment")
     allow_exchange_orders: bool = Field(

@@ -60,6 +60,20 @@ class PositionKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """A change the venue's stream announced on (account, market, side); a side of None is either side (an
+    order, or a one-way position that went flat). A finding on a key the stream announced is confirmed by the
+    REST read it triggered: the announcement was the first sighting."""
+
+    account: str
+    market: str
+    side: Side | None = None
+
+    def covers(self, key: PositionKey) -> bool:
+        return (self.account, self.market) == (key.account, key.market) and self.side in (None, key.side)
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangePosition:
     """One non-zero position as the venue reports it; ``market`` is the venue's own id (BTCUSDT, BTCPERP)."""
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.causes import CloseCause
 from services.detector import DetectionRules, detect
-from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey
+from services.model import ALL_KINDS, CheckResult, Finding, FindingKind, PositionKey, Sighting
 from services.positions import PositionsStore
 from services.settings import AccountSettings, ScanSettings
 from services.snapshot import AccountSnapshot, SnapshotReader
@@ -57,6 +57,15 @@ class Monitor:
             raise KeyError(f"unknown account {', '.join(unknown)}; configured: {', '.join(self.gateways)}")
         return [name for name in self.gateways if name in set(accounts)]
 
+    def rules_for(self, account: AccountSettings) -> DetectionRules:
+        """The account's own grace window where it sets one."""
+        if account.grace_s is None:
+            return self.rules
+        return replace(self.rules, grace=timedelta(seconds=account.grace_s))
+
+    def grace_s(self, account: AccountSettings) -> float:
+        return self.rules_for(account).grace.total_seconds()
+
     def requires_stop(self, account: AccountSettings) -> bool:
         return self.scan.require_stop_loss if account.require_stop_loss is None else account.require_stop_loss
 
@@ -72,7 +81,7 @@ class Monitor:
             detection = detect(
                 snapshot.db_positions,
                 snapshot.exchange_positions,
-                self.rules,
+                self.rules_for(snapshot.account),
                 now,
                 kinds,
                 orders=None if snapshot.orders_error else snapshot.orders,
@@ -88,19 +97,22 @@ class Monitor:
         kinds: frozenset[FindingKind] = ALL_KINDS,
         accounts: Sequence[str] | None = None,
         confirmed: Collection[str] = (),
+        sightings: Collection[Sighting] = (),
     ) -> CheckResult:
         """Read, detect, and confirm what is new with a second read ``verify_delay_s`` later.
 
-        Drift that was already confirmed in an earlier round (its fingerprint is in ``confirmed``) needs no
-        second read; an account whose candidates are all known is reported from the first read.
+        Drift that was already confirmed in an earlier round (its fingerprint is in ``confirmed``), or that a
+        stream announced (``sightings``), needs no second read; an account whose candidates are all known is
+        reported from the first read.
         """
         started = self._clock()
         names = self.account_names(accounts)
         first = await self.reader.read(names)
         candidates, pending = self._detect(first, kinds)
         final = dict(first)
-        findings = [f for f in candidates if f.fingerprint in confirmed]
-        suspect = sorted({f.key.account for f in candidates if f.fingerprint not in confirmed}, key=names.index)
+        known = {f.fingerprint for f in candidates if f.fingerprint in confirmed or _sighted(f, sightings)}
+        findings = [f for f in candidates if f.fingerprint in known]
+        suspect = sorted({f.key.account for f in candidates if f.fingerprint not in known}, key=names.index)
         if suspect:
             findings = [f for f in findings if f.key.account not in suspect]
             await self._sleep(self.scan.verify_delay_s)
@@ -158,6 +170,10 @@ class Monitor:
                 len(found),
                 f" error={status.error!r}" if status.error else "",
             )
+
+
+def _sighted(finding: Finding, sightings: Collection[Sighting]) -> bool:
+    return any(sighting.covers(finding.key) for sighting in sightings)
 
 
 def _needs_cause(finding: Finding) -> bool:

@@ -14,6 +14,8 @@ class NoticeKind(StrEnum):
     UNREACHABLE = "unreachable"  # an account could not be read for several checks in a row
     REACHABLE = "reachable"  # and now it can
     AUTO_FIX_LIMIT = "auto_fix_limit"  # more ghosts at once than auto-fix may close
+    STREAM_DOWN = "stream_down"  # an account's live stream has been down for scan.stream_grace_s
+    STREAM_UP = "stream_up"  # and now it is back
     TEXT = "text"  # free text (notices queued by an earlier version)
 
 
@@ -27,6 +29,7 @@ class Notice:
     count: int | None = None
     limit: int | None = None
     text: str | None = None
+    interval_s: float | None = None  # how often the account is polled meanwhile
 
     def to_body(self) -> dict[str, Any]:
         body = {key: value for key, value in asdict(self).items() if value is not None}
@@ -52,4 +55,5 @@ class Notice:
             count=body.get("count"),
             limit=body.get("limit"),
             text=body.get("text"),
+            interval_s=body.get("interval_s"),
         )

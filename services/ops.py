@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from services.findings import FiledCheck, FindingsStore
+from services.live_streams import StreamStatus
 from services.model import LIVE_STATES, FindingKind
 from services.outbox import Outbox
+from services.streams import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,25 @@ class Metrics:
             registry=self.registry,
         )
         self.outbox_depth = Gauge("reconbot_outbox_depth", "Alerts waiting to be delivered.", registry=self.registry)
+        self.stream_state = Gauge(
+            "reconbot_stream_state",
+            "Each account's live stream: 1 for its current state (off, connecting, up, down), 0 for the others.",
+            ["account", "state"],
+            registry=self.registry,
+        )
+        self.stream_events = Gauge(
+            "reconbot_stream_events", "Events heard on each account's live stream.", ["account"], registry=self.registry
+        )
+        self.stream_connects = Gauge(
+            "reconbot_stream_connects", "Times each account's live stream came up.", ["account"], registry=self.registry
+        )
+
+    def on_streams(self, statuses: Sequence[StreamStatus]) -> None:
+        for status in statuses:
+            for state in StreamState:
+                self.stream_state.labels(status.account, str(state)).set(1 if status.state is state else 0)
+            self.stream_events.labels(status.account).set(status.events)
+            self.stream_connects.labels(status.account).set(status.connects)
 
     def on_check(self, filed: FiledCheck) -> None:
         """A reconciler listener."""
@@ -82,6 +103,7 @@ class OpsServer:
         self.accounts = list(accounts)
         self.stale_after_s = stale_after_s
         self.waiting_for: str | None = "starting"
+        self.streams: Callable[[], list[StreamStatus]] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -134,7 +156,17 @@ class OpsServer:
             }
             if age > self.stale_after_s:
                 problems.append(f"{name}: last check {age:.0f}s ago (more than {self.stale_after_s:.0f}s)")
-        return not problems, {"status": "ok" if not problems else "stale", "problems": problems, "accounts": accounts}
+        body: dict[str, object] = {
+            "status": "ok" if not problems else "stale",
+            "problems": problems,
+            "accounts": accounts,
+        }
+        if self.streams is not None:  # informational: a stream that is down leaves the account polled
+            body["streams"] = {
+                s.account: {"state": str(s.state), "since": s.since.isoformat(), "error": s.error}
+                for s in self.streams()
+            }
+        return not problems, body
 
     async def healthz(self, request: web.Request) -> web.Response:
         try:
@@ -148,6 +180,8 @@ class OpsServer:
     async def metrics_page(self, request: web.Request) -> web.Response:
         if self.findings is not None and self.outbox is not None:
             await self._refresh(self.findings, self.outbox)
+        if self.streams is not None:
+            self.metrics.on_streams(self.streams())
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

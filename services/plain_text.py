@@ -33,12 +33,26 @@ def notice_text(notice: Notice) -> str:
         )
     if notice.kind is NoticeKind.REACHABLE:
         return f"{notice.account}: reachable again; its positions are being checked."
+    if notice.kind is NoticeKind.STREAM_DOWN:
+        since = notice.since.strftime("%H:%M UTC") if notice.since else "?"
+        reason = f" ({notice.error})" if notice.error else ""
+        return f"{notice.account}: live stream down since {since}, polling every {_every(notice.interval_s)}{reason}"
+    if notice.kind is NoticeKind.STREAM_UP:
+        return f"{notice.account}: live stream back; changes are seen within seconds again."
     if notice.kind is NoticeKind.AUTO_FIX_LIMIT:
         return (
             f"{notice.count} ghost positions confirmed at once, more than the auto-fix limit of {notice.limit}; "
             "none was closed automatically. Please review them."
         )
     return notice.text or ""
+
+
+def _every(seconds: float | None) -> str:
+    if seconds is None:
+        return "scheduled check"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 def counts(findings: Sequence[StoredFinding], *, chat: bool = False) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from services import outbox
 from services.findings import AlertPolicy, FiledCheck, StoredFinding
 from services.fixes import plan_for_finding
-from services.model import ALL_KINDS, FindingKind, FindingState
+from services.model import ALL_KINDS, FindingKind, FindingState, Sighting
 from services.notices import Notice, NoticeKind
 from services.outbox import Destination, OutboxKind
 from services.plans import FixAction
@@ -65,14 +65,18 @@ class Reconciler:
             wakeup()
 
     async def check(
-        self, kinds: frozenset[FindingKind] = ALL_KINDS, accounts: Sequence[str] | None = None
+        self,
+        kinds: frozenset[FindingKind] = ALL_KINDS,
+        accounts: Sequence[str] | None = None,
+        sightings: Collection[Sighting] = (),
     ) -> FiledCheck:
         """One confirmed check, filed. Checks never overlap within one process, and requests for every account
         coalesce: one that a running check covers shares its result, the others share the next check. So a burst
-        of /scan commands costs the venues one read, not one each."""
+        of /scan commands costs the venues one read, not one each. ``sightings`` (what a stream announced on
+        these accounts) count as the first of the two reads that confirm a finding."""
         if accounts is not None:
             async with self._lock:
-                return await self._check_now(kinds, accounts)
+                return await self._check_now(kinds, accounts, sightings)
         return await self._coalesced(kinds, 0.0)
 
     async def scheduled_check(self, kinds: frozenset[FindingKind], window_s: float = 0.0) -> FiledCheck:
@@ -107,9 +111,11 @@ class Reconciler:
         batch.done.set_result(filed)
         return filed
 
-    async def _check_now(self, kinds: frozenset[FindingKind], accounts: Sequence[str] | None) -> FiledCheck:
+    async def _check_now(
+        self, kinds: frozenset[FindingKind], accounts: Sequence[str] | None, sightings: Collection[Sighting] = ()
+    ) -> FiledCheck:
         known = await self.runtime.findings.live_fingerprints()
-        result = await self.runtime.monitor.check(kinds, accounts, known)
+        result = await self.runtime.monitor.check(kinds, accounts, known, sightings)
         filed = await self.runtime.findings.file(result, self.destinations, self.policy)
         if self.auto_fix.enabled and FindingKind.GHOST in kinds:
             filed = await self._auto_fix(filed)
@@ -140,7 +146,7 @@ class Reconciler:
             return filed
         if len(ghosts) > self.auto_fix.max_per_run:
             notice = Notice(NoticeKind.AUTO_FIX_LIMIT, count=len(ghosts), limit=self.auto_fix.max_per_run)
-            await self._notify(notice)
+            await self.notify(notice)
             return replace(filed, notices=(*filed.notices, notice))
         fixed: list[StoredFinding] = []
         for ghost in ghosts:
@@ -161,6 +167,8 @@ class Reconciler:
             resolved=(*filed.resolved, *fixed),
         )
 
-    async def _notify(self, notice: Notice) -> None:
+    async def notify(self, notice: Notice) -> None:
+        """Queue a notice for every channel."""
         async with self.runtime.database.pool.acquire() as conn:
             await outbox.enqueue_many(conn, self.destinations, OutboxKind.NOTICE, body=notice.to_body())
+        self.wake()

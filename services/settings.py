@@ -79,6 +79,18 @@ class ScanSettings(Section):
     )
     reconcile_interval_s: float = Field(default=600, ge=1, description="how often run reconciles")
     jitter_s: float = Field(default=3, ge=0, le=60, description="random delay of scheduled checks")
+    streams: bool = Field(
+        default=True, description="watch each account's private stream and check it on every change (run only)"
+    )
+    db_poll_s: float = Field(
+        default=5, ge=0, description="how often run re-reads the DB side to catch rows the bot changed (0: off)"
+    )
+    stream_grace_s: float = Field(
+        default=60, ge=0, description="a stream down this long raises a notice (and one when it is back)"
+    )
+    stream_settle_s: float = Field(
+        default=0.25, ge=0, le=10, description="after a stream event, wait this long for a burst to settle"
+    )
 
 
 class TelegramSettings(Section):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,7 @@ import yaml
 
 from emulator.exchange import EmulatedAccount
 from services import migrations
-from services.settings import PositionsSettings, Settings
+from services.settings import OpsSettings, PositionsSettings, Settings
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
 
@@ -112,3 +114,33 @@ async def fetch_audit(database_url: str) -> list[dict[str, Any]]:
         return [dict(r) for r in await conn.fetch("SELECT * FROM reconbot.audit_log ORDER BY id")]
     finally:
         await conn.close()
+
+
+async def until(condition: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
+    """Wait for ``condition()`` (or its awaited value) to be true; its value, or TimeoutError."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = condition()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(step)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, lines: list[str] | None = None) -> AsyncIterator[Any]:
+    """``run`` as a service in this event loop (ops on a free port), stopped gracefully afterwards."""
+    from app.service import start_service
+
+    lines = [] if lines is None else lines
+    if settings.ops.listen == OpsSettings().listen:
+        settings = settings.model_copy(update={"ops": OpsSettings(listen="127.0.0.1:0")})
+    await prepare_database(settings.database.url.get_secret_value())
+    service = await start_service(settings, say=lines.append)
+    for gateway in service.runtime.gateways.values():
+        gateway.client.timeout_on_exit = 0
+    try:
+        yield service
+    finally:
+        await service.stop(check_timeout_s=10, flush_timeout_s=2)

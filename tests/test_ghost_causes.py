@@ -5,19 +5,16 @@ their own JSON, PostgreSQL is real, Telegram is the loopback Bot API."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from app.service import start_service
 from services.fixes import GHOST_EXIT_REASON
 from services.model import RECONCILIATION
-from services.settings import OpsSettings
 from tests.chatops import ALERT_CHAT, OPERATOR, running_chatops, telegram_settings
-from tests.helpers import cli, fetch_positions_table, insert_positions, prepare_database, write_config
+from tests.helpers import cli, fetch_positions_table, insert_positions, prepare_database, running, until, write_config
 from tests.helpers import position_row as row
 from tests.test_reach import SCHEMAS, execute, fetch, seed_row
 from tests.test_reach import write as write_with_positions
@@ -199,16 +196,9 @@ async def test_auto_fix_writes_the_venues_close(database_url, new_account, teleg
         telegram,
         scan={"orphan_interval_s": 1, "reconcile_interval_s": 1, "jitter_s": 0, "auto_fix_ghosts": True},
         alerts={"console": False},
-        ops=OpsSettings(listen="127.0.0.1:0"),
     )
-    service = await start_service(settings, say=lambda _line: None)
-    try:
-        await telegram.wait_until(
-            lambda: any("Fixed by reconbot (auto-fix)" in m.text for m in telegram.messages(ALERT_CHAT)), timeout=15
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await service.stop(check_timeout_s=10, flush_timeout_s=2)
+    async with running(settings):
+        await until(lambda: any("Fixed by reconbot (auto-fix)" in m.text for m in telegram.messages(ALERT_CHAT)))
     [written] = await fetch_positions_table(database_url)
     assert written["id"] == pid
     assert (written["status"], written["exit_reason"]) == ("closed", "reconciliation: liquidation on exchange")

@@ -25,10 +25,9 @@ from app.service import start_service
 from app.startup import StartupError
 from services.fixes import GHOST_EXIT_REASON
 from services.model import ALL_KINDS
-from services.settings import OpsSettings
 from tests.chatops import ALERT_CHAT, OPERATOR, telegram_settings
 from tests.conftest import TELEGRAM_TOKEN
-from tests.helpers import fetch_audit, fetch_positions_table, insert_positions, prepare_database
+from tests.helpers import fetch_audit, fetch_positions_table, insert_positions, prepare_database, running, until
 from tests.helpers import position_row as row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,38 +37,12 @@ def fast(**scan):
     return {"orphan_interval_s": 1, "reconcile_interval_s": 1, "jitter_s": 0, **scan}
 
 
-@contextlib.asynccontextmanager
-async def running(settings, lines=None):
-    lines = [] if lines is None else lines
-    if settings.ops.listen == OpsSettings().listen:
-        settings = settings.model_copy(update={"ops": OpsSettings(listen="127.0.0.1:0")})
-    await prepare_database(settings.database.url.get_secret_value())
-    service = await start_service(settings, say=lines.append)
-    for gateway in service.runtime.gateways.values():
-        gateway.client.timeout_on_exit = 0
-    try:
-        yield service
-    finally:
-        await service.stop(check_timeout_s=10, flush_timeout_s=2)
-
-
 async def outbox_rows(database_url):
     conn = await asyncpg.connect(database_url)
     try:
         return [dict(r) for r in await conn.fetch("SELECT * FROM reconbot.outbox ORDER BY id")]
     finally:
         await conn.close()
-
-
-async def until(condition, timeout=15.0, step=0.05):
-    async with asyncio.timeout(timeout):
-        while True:
-            value = condition()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            await asyncio.sleep(step)
 
 
 async def test_both_jobs_run_at_start_and_share_one_snapshot(database_url, new_account, telegram):

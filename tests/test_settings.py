@@ -115,10 +115,14 @@ accounts:
     api_key: k
     secret: s
     api_base_url: ftp://example
+    ws_base_url: https://example
+    grace_s: -5
     timeout_s: 0
 scan:
   grace_s: -1
   quantity_tolerance: 2
+  stream_settle_s: 60
+  db_poll_s: -1
 """
     assert problems(tmp_path, text) == [
         "database.url: must start with postgresql:// or postgres://",
@@ -130,9 +134,13 @@ scan:
         "accounts[binance-main].exchange: 'kraken' is not supported (binanceusdm, bybit)",
         "accounts[bybit-main].api_base_url: must be an http:// or https:// URL with a host"
         " (and an optional numeric port)",
+        "accounts[bybit-main].ws_base_url: must be a ws:// or wss:// URL with a host (and an optional numeric port)",
+        "accounts[bybit-main].grace_s: Input should be greater than or equal to 0 (got -5)",
         "accounts[bybit-main].timeout_s: Input should be greater than 0 (got 0)",
         "scan.grace_s: Input should be greater than or equal to 0 (got -1)",
         "scan.quantity_tolerance: Input should be less than 1 (got 2)",
+        "scan.db_poll_s: Input should be greater than or equal to 0 (got -1)",
+        "scan.stream_settle_s: Input should be less than or equal to 10 (got 60)",
     ]
 
 

@@ -23,6 +23,7 @@ from services.causes import CloseCause
 from services.model import ExchangePosition, Side
 from services.protection import ProtectiveOrder
 from services.settings import AccountSettings
+from services.venues.clients import client_config, configure
 from services.venues.errors import BadAnswer, Unavailable, VenueError, from_ccxt, order_error
 from services.venues.rows import Row
 
@@ -88,6 +89,8 @@ class Gateway(ABC):
 
     exchange_id: ClassVar[str]
     default_db_exchange: ClassVar[str]
+    stream_class: ClassVar[type[Any] | None] = None  # the venue's ccxt.pro class; None: the venue only polls
+    client_options: ClassVar[dict[str, Any]] = {}
     owns_client = True  # False when a program embedding reconbot lent its own client
     reads_orders = True  # False for a source that reports positions only
     no_orders_reason = "this source reports no orders"
@@ -127,6 +130,48 @@ class Gateway(ABC):
             demo_trading=account.demo_trading,
             timeout_ms=int(account.timeout_s * 1000),
         )
+
+    # -- private stream --------------------------------------------------------------------------------------
+
+    def stream_unavailable(self) -> str | None:
+        """Why this account cannot stream (it then polls), or None when it can."""
+        if self.stream_class is None:
+            return f"{self.exchange_id} has no private stream in reconbot"
+        if not self.owns_client:
+            return "its ccxt client was lent by the embedding program"
+        if self.account.api_base_url and not self.account.ws_base_url:
+            return "api_base_url is set without ws_base_url"
+        return None
+
+    def create_stream_client(self) -> Any:
+        """A ccxt.pro client for the account's private stream: the same environment and rebased URLs as the
+        REST client, the markets it already loaded, and no REST snapshot of its own (reconbot reads the book)."""
+        assert self.stream_class is not None
+        api_key, secret = self.account.credentials()
+        options = {**self.client_options, "watchPositions": {"fetchPositionsSnapshot": False}}
+        config = client_config(api_key, secret, int(self.account.timeout_s * 1000), options)
+        client = configure(
+            self.stream_class(config),
+            api_base_url=self.account.api_base_url,
+            testnet=self.account.testnet,
+            demo_trading=self.account.demo_trading,
+            ws_base_url=self.account.ws_base_url,
+        )
+        if self.client.markets:
+            client.set_markets_from_exchange(self.client)
+        return client
+
+    async def close_stream_client(self, client: Any) -> None:
+        await client.close()
+
+    def stream_secrets(self, client: Any) -> tuple[str, ...]:
+        """Credentials the stream holds besides the API key and secret (Binance: its listenKey)."""
+        return ()
+
+    async def keep_stream_alive(self, client: Any) -> None:
+        """What keeps the venue's stream authorised besides ccxt's pings (Binance: the listenKey); by default
+        nothing, forever."""
+        await asyncio.Event().wait()
 
     @property
     def name(self) -> str:

@@ -9,12 +9,15 @@ position can never vanish, and a row whose fields contradict each other makes th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import ccxt.async_support as ccxt
-from ccxt.base.errors import BadResponse
+import ccxt.pro as ccxt_pro
+from ccxt.base.errors import BadResponse, NetworkError
 
 from services.causes import CloseCause, CloseKind
 from services.model import ExchangePosition, Side
@@ -72,7 +75,17 @@ _ROW_FIELDS = {
 }
 
 
-class GuardedBinanceUsdm(ccxt.binanceusdm):
+class ErrorsByPath:
+    """ccxt picks Binance's per-market error table by host; behind a rebased URL, go by the path."""
+
+    def get_exceptions_by_url(self, url, exactOrBroad):
+        tables = super().get_exceptions_by_url(url, exactOrBroad)  # type: ignore[misc]
+        if not tables and url and "/fapi/" in url:
+            return self.safe_dict(self.safe_dict(self.exceptions, "linear", {}), exactOrBroad, {})  # type: ignore[attr-defined]
+        return tables
+
+
+class GuardedBinanceUsdm(ErrorsByPath, ccxt.binanceusdm):
     """Binance USDⓈ-M: positions must come as a JSON array, markets with a symbols list, everything as JSON."""
 
     def handle_errors(self, code, reason, url, method, headers, body, response, request_headers, request_body):
@@ -87,17 +100,26 @@ class GuardedBinanceUsdm(ccxt.binanceusdm):
             raise BadResponse(f"{self.id} {path}: market list without symbols")
         return None
 
-    def get_exceptions_by_url(self, url, exactOrBroad):
-        """ccxt picks Binance's per-market error table by host; behind a rebased URL, go by the path."""
-        tables = super().get_exceptions_by_url(url, exactOrBroad)
-        if not tables and url and "/fapi/" in url:
-            return self.safe_dict(self.safe_dict(self.exceptions, "linear", {}), exactOrBroad, {})
-        return tables
+
+class BinanceUsdmStream(ErrorsByPath, ccxt_pro.binanceusdm):
+    """The user data stream. Binance announces an expired listenKey with a ``listenKeyExpired`` event and then
+    stays silent on the open socket; ccxt ignores the event, so here it ends every watch, and reconbot
+    reconnects with a new key."""
+
+    def handle_message(self, client, message):
+        if isinstance(message, dict) and message.get("e") == "listenKeyExpired":
+            client.reject(NetworkError(f"{self.id} user data stream: listenKeyExpired"))
+            return None
+        return super().handle_message(client, message)
 
 
 class BinanceUsdm(Gateway):
     exchange_id = "binanceusdm"
     default_db_exchange = "binance"
+    stream_class = BinanceUsdmStream
+    # A listenKey lives 60 minutes from its last keep-alive ("User Data Streams": PUT /fapi/v1/listenKey);
+    # ccxt sends one keep-alive and never another, so reconbot sends its own.
+    listen_key_keepalive_s = 30 * 60.0
 
     @classmethod
     def build_client(
@@ -112,6 +134,25 @@ class BinanceUsdm(Gateway):
     ) -> ccxt.Exchange:
         client = GuardedBinanceUsdm(client_config(api_key, secret, timeout_ms, {}))
         return configure(client, api_base_url=api_base_url, testnet=testnet, demo_trading=demo_trading)
+
+    async def keep_stream_alive(self, client: Any) -> None:
+        """Extend the listenKey every ``listen_key_keepalive_s``; a refused keep-alive ends the stream (it is
+        reopened with a new key)."""
+        while True:
+            await asyncio.sleep(self.listen_key_keepalive_s)
+            if _listen_key(client):
+                await client.fapiPrivatePutListenKey()
+
+    def stream_secrets(self, client: Any) -> tuple[str, ...]:
+        key = _listen_key(client)
+        return (key,) if key else ()
+
+    async def close_stream_client(self, client: Any) -> None:
+        """Forget the listenKey first: ccxt's delayed keep-alive would otherwise reopen a session after close."""
+        linear = client.options.get("linear")
+        if isinstance(linear, dict):
+            linear["listenKey"] = None
+        await client.close()
 
     async def position_rows(self, progress: ReadProgress) -> list[Row]:
         answer = await self.client.fapiPrivateV3GetPositionRisk()
@@ -265,6 +306,11 @@ class BinanceUsdm(Gateway):
         row = Row(order, f"order {close.order_id} of {market}")
         kind = _close_kind(row.text("clientOrderId", required=False), row.text("origType", required=False))
         return close.cause(kind, currency)
+
+
+def _listen_key(client: Any) -> str | None:
+    linear = client.options.get("linear")
+    return linear.get("listenKey") if isinstance(linear, dict) else None
 
 
 def _closing_fill(row: Row, side: Side) -> ClosingFill | None:

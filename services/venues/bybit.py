@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
+import ccxt.pro as ccxt_pro
 from ccxt.base.errors import BadResponse
 
 from services.causes import CloseCause, CloseKind
@@ -90,6 +91,8 @@ def query_name(query: dict[str, Any]) -> str:
 class Bybit(Gateway):
     exchange_id = "bybit"
     default_db_exchange = "bybit"
+    stream_class = ccxt_pro.bybit  # /v5/private: auth, position and order topics, pings
+    client_options: ClassVar[dict[str, Any]] = {"fetchMarkets": {"types": ["linear", "inverse"]}}
 
     @classmethod
     def build_client(
@@ -102,9 +105,7 @@ class Bybit(Gateway):
         demo_trading: bool = False,
         timeout_ms: int = 10_000,
     ) -> ccxt.Exchange:
-        client = GuardedBybit(
-            client_config(api_key, secret, timeout_ms, {"fetchMarkets": {"types": ["linear", "inverse"]}})
-        )
+        client = GuardedBybit(client_config(api_key, secret, timeout_ms, dict(cls.client_options)))
         return configure(client, api_base_url=api_base_url, testnet=testnet, demo_trading=demo_trading)
 
     async def position_rows(self, progress: ReadProgress) -> list[Row]:

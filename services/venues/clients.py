@@ -1,5 +1,6 @@
 """What every hardened ccxt client shares: refuse empty and unparseable bodies before a parser can turn them
-into an empty list, and point every REST endpoint somewhere else when asked (testnet, proxy, emulator)."""
+into an empty list, and point every REST and WebSocket endpoint somewhere else when asked (testnet, proxy,
+emulator)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from ccxt.base.errors import BadResponse
 
 _SCHEME_AND_HOST = re.compile(r"^https?://[^/]+")
+_WS_SCHEME_AND_HOST = re.compile(r"^wss?://[^/]+")
 
 
 def require_json_body(exchange_id: str, url: str, body: str | None, response: Any) -> None:
@@ -20,18 +22,26 @@ def require_json_body(exchange_id: str, url: str, body: str | None, response: An
         raise BadResponse(f"{exchange_id} {path}: response body is not JSON")
 
 
-def rebase_api_urls(api: Any, base_url: str) -> Any:
+def rebase_api_urls(api: Any, base_url: str, scheme_and_host: re.Pattern[str] = _SCHEME_AND_HOST) -> Any:
     """Point every REST endpoint of a ccxt ``urls['api']`` tree at ``base_url``, keeping the paths."""
     base = base_url.rstrip("/")
     if isinstance(api, dict):
-        return {key: rebase_api_urls(value, base) for key, value in api.items()}
+        return {key: rebase_api_urls(value, base, scheme_and_host) for key, value in api.items()}
     if isinstance(api, str):
-        return _SCHEME_AND_HOST.sub(lambda _match: base, api, count=1)
+        return scheme_and_host.sub(lambda _match: base, api, count=1)
     return api
 
 
-def configure(client: Any, *, api_base_url: str | None, testnet: bool, demo_trading: bool) -> Any:
-    """Select the venue environment, then rebase its REST URLs when a base URL is configured."""
+def rebase_ws_urls(api: Any, ws_base_url: str) -> Any:
+    """Point every WebSocket endpoint of a ccxt ``urls['api']`` tree at ``ws_base_url``, keeping the paths
+    (Binance's user data stream must still end in ``/ws``, Bybit's in ``/v5/private``)."""
+    return rebase_api_urls(api, ws_base_url, _WS_SCHEME_AND_HOST)
+
+
+def configure(
+    client: Any, *, api_base_url: str | None, testnet: bool, demo_trading: bool, ws_base_url: str | None = None
+) -> Any:
+    """Select the venue environment, then rebase its REST (and WebSocket) URLs when base URLs are configured."""
     client.has["fetchCurrencies"] = False
     if testnet:
         client.set_sandbox_mode(True)
@@ -39,6 +49,8 @@ def configure(client: Any, *, api_base_url: str | None, testnet: bool, demo_trad
         client.enable_demo_trading(True)
     if api_base_url:
         client.urls["api"] = rebase_api_urls(client.urls["api"], api_base_url)
+    if ws_base_url:
+        client.urls["api"] = rebase_ws_urls(client.urls["api"], ws_base_url)
     return client
 
 
