@@ -2,7 +2,8 @@
 
 python -m bench                       # everything (about 6 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
-python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause
+python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
+                                      #      streams
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -20,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chatter, check_cost, detector, footprint, ghost_cause, seed_comparison, time_to_phone
+from bench import chatter, check_cost, detector, footprint, ghost_cause, seed_comparison, streams, time_to_phone
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause")
+BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause", "streams")
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -161,7 +162,83 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
+    if "streams" in results:
+        parts += streams_report(results["streams"])
     return "\n".join(parts)
+
+
+def streams_report(s: dict[str, Any]) -> list[str]:
+    """Section 8: live streams on and off under the default intervals."""
+    health = s["phone_health"]
+    requests = s["requests"]
+    scaled = requests[0]
+    return [
+        "\n8. Live private streams on vs off, default intervals (orphan scan 300 s, reconciliation 600 s, grace 60 s)",
+        table(
+            "\n8a. Time to phone: emulator's position change → Bot API receives the alert "
+            "(streams on: measured, one account per sample; streams off: from the schedule, not measured)",
+            s["phone"],
+            [
+                ("case", "case", "s"),
+                ("venue", "venue", "s"),
+                ("streams", "streams", "s"),
+                ("figures", "figures", "s"),
+                ("samples", "samples", "d"),
+                ("missing", "no alert", "d"),
+                ("median_s", "median s", ".2f"),
+                ("worst_s", "worst s", ".2f"),
+                ("design_s", "design floor s", ".2f"),
+                ("target", "target s", "s"),
+                ("met", "met", "s"),
+            ],
+        ),
+        f"  streams on: {health['streams_up']}/{health['streams']} streams up after {health['settle_s']:.1f} s, "
+        f"{health['reconnects']} reconnects, {health['triggered_checks']} triggered checks, "
+        f"{health['scheduled_checks_meanwhile']} scheduled checks during the samples, "
+        f"{health['alerts_of_another_kind']} first alerts of another kind than expected",
+        "  ghost: the position liquidated; partial: half of it liquidated; orphan: a new position (isolated samples "
+        "3 s apart, one account each). Bursts: the same change on every one of their accounts at the same moment "
+        "(a market move). Design floor: one account alone, without the REST reads. Streams off: a ghost waits "
+        "for the reconciliation, a partial close and an orphan for grace and then the reconciliation / orphan scan "
+        "(median = grace + interval/2 + 2 s confirmation, worst = grace + interval + 3 s jitter + 2 s; one check "
+        "reads every account at once, so a burst waits as long).",
+        table(
+            f"\n8b. Exchange REST requests per hour, {scaled['accounts']} idle accounts × "
+            f"{scaled['positions_per_account']} positions, books matching (intervals ÷{scaled['scale']} in both "
+            f"modes, jitter 0; {scaled['window_s']:g} s counted = {scaled['schedule_covered_s'] / 60:g} min of the "
+            "default schedule, extrapolated to an hour)",
+            requests,
+            [
+                ("mode", "mode", "s"),
+                ("streams_up", "streams up", "d"),
+                ("scheduled_checks", "sched. checks", "d"),
+                ("triggered_checks", "trig. checks", "d"),
+                ("window_requests", "req in window", "d"),
+                ("window_listen_key_requests", "listenKey in window", "d"),
+                ("polling_requests_per_hour", "polling req/h", ".0f"),
+                ("keepalive_requests_per_hour", "keep-alive req/h*", ".0f"),
+                ("requests_per_hour", "total req/h", ".0f"),
+                ("startup_requests", "start-up req", "d"),
+                ("startup_listen_key_requests", "of it listenKey", "d"),
+                ("per_connect_requests", "per (re)connect req/acct", ".1f"),
+            ],
+        ),
+        "  * Binance listenKey PUT every 30 min (reconbot's keep-alive period, from the code, not measured); "
+        "start-up and per-(re)connect figures are measured once, not per hour",
+        table(
+            "\n8c. Idle `python main.py run` (default intervals, after a 20 s warm-up)",
+            s["footprint"],
+            [
+                ("mode", "mode", "s"),
+                ("accounts", "accounts", "d"),
+                ("open_streams", "open streams", "d"),
+                ("sample_s", "sampled s", "d"),
+                ("rss_mib_median", "RSS MiB", ".1f"),
+                ("rss_mib_max", "max MiB", ".1f"),
+                ("cpu_s_per_minute", "CPU s/min", ".3f"),
+            ],
+        ),
+    ]
 
 
 def compare(current: dict[str, Any], previous: dict[str, Any]) -> str:
@@ -205,6 +282,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["chatter"] = await chatter.run(databases, samples=1 if args.quick else 3)
         if "ghost_cause" in wanted:
             results["ghost_cause"] = await ghost_cause.run(databases)
+        if "streams" in wanted:
+            results["streams"] = await streams.run(databases, quick=args.quick)
     return results
 
 

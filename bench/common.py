@@ -136,6 +136,21 @@ class Emulator:
         counts = await asyncio.gather(*(self.request_count(a, endpoint) for a in accounts))
         return sum(counts)
 
+    async def requests(self, account: str) -> list[dict[str, Any]]:
+        """The requests an account was sent, each with method, path, endpoint group and weight."""
+        assert self.http is not None
+        async with self.http.get(f"{self.base}/_emulator/{account}/requests") as response:
+            return list((await response.json())["requests"])
+
+    async def open_streams(self, account: str) -> int:
+        """How many private WebSocket streams of the account are open now."""
+        assert self.http is not None
+        async with self.http.get(f"{self.base}/_emulator/{account}/streams") as response:
+            return len((await response.json())["open"])
+
+    async def total_open_streams(self, accounts: Iterable[str]) -> int:
+        return sum(await asyncio.gather(*(self.open_streams(a) for a in accounts)))
+
 
 @contextlib.asynccontextmanager
 async def emulator_process(data: dict[str, Any]) -> AsyncIterator[Emulator]:
@@ -174,6 +189,20 @@ async def emulator_process(data: dict[str, Any]) -> AsyncIterator[Emulator]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 10)
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def ws_url(api_base_url: str) -> str:
+    """The emulator serves an account's private streams on its REST host and path: ws://HOST:PORT/{account}."""
+    return "ws" + api_base_url[4:]
+
+
+def with_streams(settings: Settings) -> Settings:
+    """The same settings with every account's WebSocket base URL set from its REST one (``scan.streams`` then
+    decides whether the streams are used)."""
+    accounts = [
+        a.model_copy(update={"ws_base_url": ws_url(a.api_base_url)}) if a.api_base_url else a for a in settings.accounts
+    ]
+    return settings.model_copy(update={"accounts": accounts})
 
 
 def settings_for(accounts: Iterable[BenchAccount], urls: dict[str, str], database_url: str, **scan: Any) -> Settings:

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import yaml
 
-from bench.common import ROOT, Databases, accounts_for, emulator_process, scenario
+from bench.common import ROOT, Databases, accounts_for, emulator_process, scenario, ws_url
 from emulator.telegram import BotApiEmulator
 
 TOKEN = "123456:FOOTPRINT"
@@ -46,13 +46,19 @@ def import_rss_mib() -> dict[str, float]:
     return sizes
 
 
-async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S) -> dict[str, Any]:
+async def idle_run(
+    databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S, *, streams: bool | None = None
+) -> dict[str, Any]:
+    """Resident memory and CPU of an idle `python main.py run` under the default intervals. ``streams`` None:
+    the accounts have no WebSocket base URL (they poll, as in every run before live streams); True / False:
+    each account has one and ``scan.streams`` says whether it is used."""
     bench_accounts = accounts_for(accounts)
     telegram = BotApiEmulator(token=TOKEN)
     await telegram.start()
+    open_streams = None
     try:
         async with emulator_process(scenario(bench_accounts, 20)) as emulator, databases.fresh() as url:
-            config = {
+            config: dict[str, Any] = {
                 "database": {"url": url},
                 "accounts": [
                     {
@@ -61,6 +67,7 @@ async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S
                         "api_key": a.api_key,
                         "secret": a.secret,
                         "api_base_url": emulator.urls[a.name],
+                        **({} if streams is None else {"ws_base_url": ws_url(emulator.urls[a.name])}),
                     }
                     for a in bench_accounts
                 ],
@@ -68,6 +75,8 @@ async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S
                 "alerts": {"console": False},
                 "ops": {"listen": "127.0.0.1:0"},
             }
+            if streams is not None:
+                config["scan"] = {"streams": streams}
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "config.yaml"
                 path.write_text(yaml.safe_dump(config))
@@ -87,6 +96,8 @@ async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S
                     while b"reconbot running" not in await asyncio.wait_for(process.stdout.readline(), 120):
                         pass
                     await asyncio.sleep(WARM_UP_S)
+                    if streams is not None:
+                        open_streams = await emulator.total_open_streams(a.name for a in bench_accounts)
                     watched = psutil.Process(process.pid)
                     cpu_start = sum(watched.cpu_times()[:2])
                     rss = []
@@ -101,9 +112,15 @@ async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S
         await telegram.stop()
     return {
         "accounts": accounts,
+        "open_streams": open_streams,
         "rss_mib_median": statistics.median(rss),
         "rss_mib_max": max(rss),
         "cpu_s_per_minute": cpu_used * 60 / sample_s,
         "exit_code": process.returncode,
-        "import_rss_mib": import_rss_mib(),
     }
+
+
+async def run(databases: Databases, accounts: int = 10, sample_s: int = SAMPLE_S) -> dict[str, Any]:
+    measured = await idle_run(databases, accounts, sample_s)
+    measured.pop("open_streams")
+    return {**measured, "import_rss_mib": import_rss_mib()}
