@@ -4,9 +4,10 @@ must be said, and tell the listeners (console, an embedding program's callback, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from services import outbox
@@ -54,7 +55,7 @@ class Reconciler:
         self.policy = policy or AlertPolicy.from_settings(runtime.settings.alerts)
         self.auto_fix = auto_fix or AutoFix()
         self.wakeups: list[Callable[[], None]] = []
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
         self._running: _Batch | None = None
         self._next: _Batch | None = None
         self.last: FiledCheck | None = None
@@ -70,12 +71,12 @@ class Reconciler:
         accounts: Sequence[str] | None = None,
         sightings: Collection[Sighting] = (),
     ) -> FiledCheck:
-        """One confirmed check, filed. Checks never overlap within one process, and requests for every account
-        coalesce: one that a running check covers shares its result, the others share the next check. So a burst
-        of /scan commands costs the venues one read, not one each. ``sightings`` (what a stream announced on
-        these accounts) count as the first of the two reads that confirm a finding."""
+        """One confirmed check, filed. Checks of one account never overlap within one process, and requests for
+        every account coalesce: one that a running check covers shares its result, the others share the next
+        check. So a burst of /scan commands costs the venues one read, not one each. ``sightings`` (what a stream
+        announced on these accounts) count as the first of the two reads that confirm a finding."""
         if accounts is not None:
-            async with self._lock:
+            async with self._holding(accounts):
                 return await self._check_now(kinds, accounts, sightings)
         return await self._coalesced(kinds, 0.0)
 
@@ -94,7 +95,7 @@ class Reconciler:
         batch = self._next = _Batch(set(kinds))
         try:
             await asyncio.sleep(window_s)  # even 0 yields once, so a job due at the same moment can join
-            async with self._lock:
+            async with self._holding(None):
                 self._next = None
                 self._running = batch
                 filed = await self._check_now(frozenset(batch.kinds), None)
@@ -130,10 +131,20 @@ class Reconciler:
                 log.exception("a check listener failed")
         return filed
 
+    @contextlib.asynccontextmanager
+    async def _holding(self, accounts: Sequence[str] | None) -> AsyncIterator[None]:
+        """Checks of the same account never overlap; checks of different accounts (stream-triggered ones on
+        two accounts) run side by side. Locks are taken in one order, so two checks never wait on each other."""
+        names = sorted(set(self.runtime.gateways if accounts is None else accounts))
+        async with contextlib.AsyncExitStack() as stack:
+            for name in names:
+                await stack.enter_async_context(self._locks.setdefault(name, asyncio.Lock()))
+            yield
+
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait for a running check to finish (bounded); True when none is running any more."""
         try:
-            async with asyncio.timeout(timeout_s), self._lock:
+            async with asyncio.timeout(timeout_s), self._holding(None):
                 return True
         except TimeoutError:
             return False

@@ -146,6 +146,8 @@ class AccountStream:
 
     async def _session(self, client: Any) -> None:
         """Watch until something fails; raises what failed."""
+        async with asyncio.timeout(self.connect_timeout_s):
+            await self.gateway.prepare_stream(client)
         watchers = [
             asyncio.create_task(self._watch(client, positions=True), name=f"stream {self.account} positions"),
             asyncio.create_task(self._watch(client, positions=False), name=f"stream {self.account} orders"),

@@ -86,8 +86,11 @@ class AccountChecks:
         except Exception:
             log.exception("%s: triggered check failed; the scheduled checks go on", account)
             return
-        if any(key.account == account for key in filed.result.pending):
-            self.request(account, self.grace_s(account) + GRACE_MARGIN_S)
+        pending = [key for key in filed.result.pending if key.account == account]
+        if pending:
+            # this read saw them: the re-check when the window ends is the second sighting that confirms them
+            seen = {Sighting(key.account, key.market, key.side) for key in pending}
+            self.request(account, self.grace_s(account) + GRACE_MARGIN_S, seen)
 
     async def stop(self) -> None:
         """Take no new requests; a check already running finishes (the reconciler's lock is waited for by

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from app.service import start_service
+from services.model import ALL_KINDS
 from services.settings import AccountSettings, OpsSettings
-from services.streams import StreamState
+from services.streams import Backoff, StreamState
 from services.venues import gateway_for
 from tests.chatops import ALERT_CHAT, telegram_settings
 from tests.helpers import account_config, cli, config_dict, insert_positions, prepare_database, running, until
@@ -106,14 +107,15 @@ async def test_an_event_the_rest_read_does_not_confirm_raises_nothing(database_u
 async def test_an_orphan_is_reported_when_its_grace_window_ends(database_url, new_account, telegram):
     binance = new_account("binance")
     await prepare_database(database_url)
-    async with running(streaming(database_url, [binance], telegram, scan={"grace_s": 1.5})) as service:
+    scan = {"grace_s": 1.5, "verify_delay_s": 5}  # the booked re-check is the second sighting: no third read
+    async with running(streaming(database_url, [binance], telegram, scan=scan)) as service:
         await settled(service, binance.name)
         started = time.monotonic()
         binance.set_position("SOLUSDT", "short", Decimal("10"), entry_price=Decimal("150"))
         await until(lambda: service.checks.due_in(binance.name) is not None and service.checks.runs >= 2)
         await until(lambda: any("SOLUSDT" in t for t in texts(telegram)))
         elapsed = time.monotonic() - started
-        assert 1.5 <= elapsed < 1.5 + 5, f"{elapsed:.2f}s: at the end of the grace window, not the next poll"
+        assert 1.5 <= elapsed < 1.5 + 3, f"{elapsed:.2f}s: at the end of the grace window, not the next poll"
 
 
 async def test_a_row_the_bot_closes_is_seen_within_seconds(database_url, new_account, telegram):
@@ -147,6 +149,7 @@ async def test_a_dropped_stream_raises_a_notice_polling_goes_on_and_it_comes_bac
     )
     async with running(settings) as service:
         stream = service.streams.streams[account.name]
+        stream.backoff = Backoff(first_s=0.2, most_s=1.0)  # reconnect attempts within a second, not a minute
         await until(lambda: stream.state is StreamState.UP)
         connects, listen_key = stream.connects, account.listen_key
         account.stream_fault("unavailable")  # no new connection is accepted ...
@@ -349,3 +352,40 @@ async def test_sigterm_closes_every_stream_cleanly(tmp_path, database_url, new_a
         assert account.open_streams == []
     for noise in ("Traceback", "Task was destroyed", "Unclosed", "Exception ignored"):
         assert noise not in output, output
+
+
+async def test_checks_of_different_accounts_run_side_by_side(database_url, new_account, telegram):
+    first, second = new_account("bybit"), new_account("binance")
+    await prepare_database(database_url)
+    settings = streaming(database_url, [first, second], telegram, scan={"verify_delay_s": 1.0}, ws=False)
+    async with running(settings) as service:
+        await service.reconciler.wait_idle(10)
+        for account in (first, second):
+            account.set_position("AVLUSDT", "long", Decimal("86"))
+        a, b = await asyncio.gather(*(service.reconciler.check(ALL_KINDS, [x.name]) for x in (first, second)))
+        assert a.result.started_at < b.result.finished_at and b.result.started_at < a.result.finished_at
+        first.set_position("SOLUSDT", "long", Decimal("1"))
+        c, d = await asyncio.gather(*(service.reconciler.check(ALL_KINDS, [first.name]) for _ in range(2)))
+        earlier, later = sorted((c.result, d.result), key=lambda r: r.started_at)
+        assert later.started_at >= earlier.finished_at, "checks of one account never overlap"
+
+
+async def test_bybit_asks_once_whether_the_account_is_unified(database_url, new_account, telegram):
+    bybit = new_account("bybit")
+    await prepare_database(database_url)
+    async with running(streaming(database_url, [bybit], telegram)) as service:
+        stream = service.streams.streams[bybit.name]
+        await until(lambda: stream.state is StreamState.UP)
+        bybit.stream_fault("drop", times=1)
+        await until(lambda: stream.connects == 2 and stream.state is StreamState.UP, timeout=15)
+    asked = [r.path for r in bybit.requests if r.path in ("/v5/user/query-api", "/v5/account/info")]
+    assert sorted(asked) == ["/v5/account/info", "/v5/user/query-api"], "once for the account, not per watcher"
+
+
+def test_backoff_grows_with_jitter_up_to_its_cap_and_resets():
+    backoff = Backoff(first_s=1.0, most_s=8.0)
+    delays = [backoff.next_s() for _ in range(6)]
+    for delay, ceiling in zip(delays, (1, 2, 4, 8, 8, 8), strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    backoff.reset()
+    assert backoff.next_s() <= 1.0

@@ -161,6 +161,9 @@ class Gateway(ABC):
             client.set_markets_from_exchange(self.client)
         return client
 
+    async def prepare_stream(self, client: Any) -> None:  # noqa: B027 - most venues need nothing
+        """What the venue's stream needs before its watchers start (by default nothing)."""
+
     async def close_stream_client(self, client: Any) -> None:
         await client.close()
 

@@ -88,10 +88,14 @@ def query_name(query: dict[str, Any]) -> str:
     return " ".join(v for k, v in query.items() if k in ("category", "settleCoin"))
 
 
+_UNIFIED_OPTIONS = ("enableUnifiedMargin", "enableUnifiedAccount", "unifiedMarginStatus")
+
+
 class Bybit(Gateway):
     exchange_id = "bybit"
     default_db_exchange = "bybit"
     stream_class = ccxt_pro.bybit  # /v5/private: auth, position and order topics, pings
+    _unified: dict[str, Any] | None = None  # the account's unified-account status, as ccxt.pro reads it
     client_options: ClassVar[dict[str, Any]] = {"fetchMarkets": {"types": ["linear", "inverse"]}}
 
     @classmethod
@@ -107,6 +111,14 @@ class Bybit(Gateway):
     ) -> ccxt.Exchange:
         client = GuardedBybit(client_config(api_key, secret, timeout_ms, dict(cls.client_options)))
         return configure(client, api_base_url=api_base_url, testnet=testnet, demo_trading=demo_trading)
+
+    async def prepare_stream(self, client: Any) -> None:
+        """ccxt.pro asks Bybit whether the account is unified (two REST reads) in each watcher, at once, before
+        either answer is cached: ask once per account and hand the answer to every later client."""
+        if self._unified is None:
+            await client.is_unified_enabled()
+            self._unified = {key: client.options.get(key) for key in _UNIFIED_OPTIONS}
+        client.options.update({k: v for k, v in self._unified.items() if v is not None})
 
     async def position_rows(self, progress: ReadProgress) -> list[Row]:
         rows: list[Row] = []
