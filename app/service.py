@@ -26,6 +26,7 @@ from services.reconciler import AutoFix, Reconciler
 from services.runtime import Runtime
 from services.scheduler import CheckScheduler
 from services.settings import Settings
+from services.shards import ShardClaims
 from services.triggers import AccountChecks, DbPoller
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,13 @@ class Service:
     checks: AccountChecks | None = None
     streams: LiveStreams | None = None
     db_poller: DbPoller | None = None
+    claims: ShardClaims | None = None
 
     async def stop(self, *, check_timeout_s: float = 30.0, flush_timeout_s: float = 10.0) -> None:
         """Graceful stop: no new work, let a running check finish, flush the outbox, close everything."""
         self.scheduler.shutdown()
+        if self.claims is not None:
+            self.claims.on_change = None
         if self.streams is not None:
             await self.streams.stop()  # every socket closed, listenKeys forgotten
         if self.db_poller is not None:
@@ -76,6 +80,8 @@ class Service:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
                 await asyncio.wait_for(task, 5.0)
+        if self.claims is not None:
+            await self.claims.stop()  # the shards go back at once, for the other replicas to take
         await self.runtime.close()
 
 
@@ -124,8 +130,15 @@ async def start_service(
         policy=AlertPolicy.from_settings(settings.alerts),
         auto_fix=AutoFix(settings.scan.auto_fix_ghosts, settings.scan.auto_fix_max_per_run),
     )
-    scheduler = CheckScheduler(reconciler, settings.scan)
-    service = Service(settings, runtime, reconciler, scheduler, metrics=metrics)
+    claims = ShardClaims(
+        runtime.database.connect,
+        runtime.database.pool,
+        [a.name for a in settings.accounts],
+        settings.scale.shards,
+        settings.scale.claim_interval_s,
+    )
+    scheduler = CheckScheduler(reconciler, settings.scan, claims.owned)
+    service = Service(settings, runtime, reconciler, scheduler, metrics=metrics, claims=claims)
     try:
         if ops is None and settings.ops.address is not None:
             ops = new_ops_server(settings, metrics)
@@ -140,7 +153,8 @@ async def start_service(
         ops.attach(runtime.findings, runtime.outbox)
         service.ops = ops
     if bot is not None:
-        service.chatops = ChatOps(BotContext(settings, runtime, reconciler, scheduler.next_runs), bot)
+        context = BotContext(settings, runtime, reconciler, scheduler.next_runs, claims.status)
+        service.chatops = ChatOps(context, bot)
         service.chatops.delivery.on_result = metrics.on_delivery
         await service.chatops.start()
     if settings.alerts.email is not None:
@@ -149,6 +163,7 @@ async def start_service(
         reconciler.wakeups.append(email.wake)
         service.deliverers.append(email)
         service.tasks.append(asyncio.create_task(email.run(), name="email-delivery"))
+    await claims.start()
     scheduler.start()
     start_triggers(service, say)
     scan = settings.scan
@@ -163,13 +178,24 @@ async def start_service(
 def start_triggers(service: Service, say: Say) -> None:
     """Checks between the scheduled ones: on stream events, on DB changes, at the end of a grace window."""
     runtime, scan = service.runtime, service.settings.scan
+    claims = service.claims
+    owns = claims.owns if claims is not None else (lambda _name: True)
     checks = service.checks = AccountChecks(
-        service.reconciler, lambda name: runtime.monitor.grace_s(runtime.gateways[name].account)
+        service.reconciler, lambda name: runtime.monitor.grace_s(runtime.gateways[name].account), owns
     )
     if scan.db_poll_s > 0:
         service.db_poller = DbPoller(runtime.repository, service.settings.accounts, checks, scan.db_poll_s)
         service.db_poller.start()
-    service.streams = LiveStreams(runtime.gateways, checks, scan, service.reconciler.notify, say)
-    service.streams.start()
+    streams = service.streams = LiveStreams(runtime.gateways, checks, scan, service.reconciler.notify, say, owns)
+    streams.start()
     if service.ops is not None:
-        service.ops.streams = service.streams.statuses
+        service.ops.streams = streams.statuses
+        service.ops.shards = claims.status if claims is not None else None
+    if claims is not None:
+
+        async def on_claims_changed(gained: set[str], lost: set[str]) -> None:
+            await streams.retarget()
+            for name in gained:  # taken over from a replica that left: check them now, not at the next round
+                checks.request(name)
+
+        claims.on_change = on_claims_changed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -31,6 +32,8 @@ from services.announcements import AlertPolicy
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ROUTERS = (common, status, checks, mute, fixes, alerts, digests, fallback)  # in the order they are asked
+POLLING_LOCK = zlib.crc32(b"reconbot-telegram-polling")
+POLLING_STANDBY_S = 5.0
 
 
 def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Dispatcher:
@@ -107,16 +110,26 @@ class ChatOps:
             log.warning("telegram: no command menu for chat %s (%s); skipped", scope.chat_id, exc.message)
 
     async def _poll(self) -> None:
-        await self._register()
-        self._polling = True
-        await self.dispatcher.start_polling(
-            self.bot,
-            handle_signals=False,
-            close_bot_session=False,
-            polling_timeout=self._polling_timeout,
-            backoff_config=self._backoff,
-            allowed_updates=self.dispatcher.resolve_used_update_types(),
-        )
+        """Answer Telegram from one replica only (Telegram refuses two getUpdates at once): the one holding the
+        polling lock; the others stand by and take over when it goes away."""
+        conn = await self.ctx.runtime.database.connect()
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", POLLING_LOCK):
+                log.info("another reconbot answers Telegram for this database; standing by")
+                await asyncio.sleep(POLLING_STANDBY_S)
+            await self._register()
+            self._polling = True
+            await self.dispatcher.start_polling(
+                self.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                polling_timeout=self._polling_timeout,
+                backoff_config=self._backoff,
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)  # the lock goes with the connection
 
     async def _finish_handlers(self, timeout_s: float) -> None:
         """Let commands and button presses already being handled finish their replies (bounded)."""

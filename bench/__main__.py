@@ -1,9 +1,9 @@
 """Run the benchmarks and print their figures as tables; the same figures are written as JSON.
 
-python -m bench                       # everything (about 6 minutes on 2 cores)
+python -m bench                       # everything (about 25 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
 python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
-                                      #      streams
+                                      #      streams, scale
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -21,11 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chatter, check_cost, detector, footprint, ghost_cause, seed_comparison, streams, time_to_phone
+from bench import (
+    chatter,
+    check_cost,
+    detector,
+    footprint,
+    ghost_cause,
+    scale,
+    seed_comparison,
+    streams,
+    time_to_phone,
+)
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause", "streams")
+BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause", "streams", "scale")
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -164,6 +174,8 @@ def report(results: dict[str, Any]) -> str:
         )
     if "streams" in results:
         parts += streams_report(results["streams"])
+    if "scale" in results:
+        parts += scale_report(results["scale"])
     return "\n".join(parts)
 
 
@@ -241,6 +253,34 @@ def streams_report(s: dict[str, Any]) -> list[str]:
     ]
 
 
+def scale_report(s: dict[str, Any]) -> list[str]:
+    """Section 9: thousands of accounts on one machine, and two replicas."""
+    r = s["replicas"]
+    return [
+        table(
+            "\n9. One full check at scale (budget lifted to measure the machine; half Binance, half Bybit)",
+            s["checks"],
+            [
+                ("accounts", "accounts", "d"),
+                ("positions_per_account", "positions/acct", "d"),
+                ("wall_s", "wall s", ".2f"),
+                ("cpu_s", "CPU s", ".2f"),
+                ("peak_rss_mib", "peak RSS MiB", ".0f"),
+                ("open_files", "open files", "d"),
+                ("requests", "requests", "d"),
+                ("binance_weight", "Binance weight", ".0f"),
+                ("bybit_requests", "Bybit requests", ".0f"),
+                ("round_at_default_budget_s", "round at default budget s", ".0f"),
+            ],
+        ),
+        f"  two replicas, {r['accounts']} accounts, {r['shards']} shards, a round every {r['interval_s']} s, "
+        f"claims every {r['claim_interval_s']} s: reads per account in {r['rounds']:g} rounds "
+        f"min {r['reads_per_account_min']:g} / max {r['reads_per_account_max']:g}",
+        f"  kill -9 of one ({r['accounts_of_the_killed_replica']} accounts): its shards taken over after "
+        f"{r['shards_taken_over_s']:.1f} s, all its accounts read after {r['all_its_accounts_read_s']:.1f} s",
+    ]
+
+
 def compare(current: dict[str, Any], previous: dict[str, Any]) -> str:
     lines = [f"\nChange against {previous.get('when', 'the earlier run')}:"]
     old = {(r["accounts"], r["positions_per_account"]): r for r in previous.get("check_cost", [])}
@@ -284,6 +324,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["ghost_cause"] = await ghost_cause.run(databases)
         if "streams" in wanted:
             results["streams"] = await streams.run(databases, quick=args.quick)
+        if "scale" in wanted:
+            results["scale"] = await scale.run(databases, quick=args.quick)
     return results
 
 

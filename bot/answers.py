@@ -22,6 +22,7 @@ from services.model import DbPosition, ExchangePosition, FindingKind, FindingSta
 from services.protection import Protection
 from services.report import decimal_text
 from services.settings import AccountSettings
+from services.shards import ShardStatus
 from services.snapshot import AccountSnapshot
 
 _FIX_PREFIX = {FixStatus.DONE: "✅ Done: ", FixStatus.UNKNOWN: "❓ Unknown: "}
@@ -193,6 +194,7 @@ def status_message(
     checks: Mapping[str, Mapping[str, Any]],
     live: Sequence[StoredFinding],
     runs: Mapping[str, datetime],
+    shards: ShardStatus | None = None,
 ) -> str:
     lines = ["<b>reconbot status</b>", "Accounts:"]
     lines += [_account_line(account, checks.get(account.name)) for account in accounts]
@@ -203,6 +205,9 @@ def status_message(
         lines.append("Next runs: " + ", ".join(f"{html.quote(job)} {when(at)}" for job, at in runs.items()))
     else:
         lines.append("No scheduled runs in this process: checks run on /scan and /reconcile.")
+    if shards is not None and (shards.replicas > 1 or len(shards.holders) > 1):
+        lines.append(f"Replicas: {shards.replicas}, sharing {shards.shards} shards")
+        lines += [f"  {html.quote(h.replica)}: {len(h.shards)} shard(s)" for h in shards.holders]
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,6 +10,7 @@ from services.outbox import Destination
 from services.reconciler import Reconciler
 from services.runtime import Runtime
 from services.settings import Settings
+from services.shards import ShardStatus
 
 
 @dataclass
@@ -18,6 +19,7 @@ class BotContext:
     runtime: Runtime
     reconciler: Reconciler
     next_runs: Callable[[], dict[str, datetime | None]] = field(default=lambda: {})
+    shards: Callable[[], Awaitable[ShardStatus]] | None = None  # the replicas sharing the accounts
 
     @property
     def destinations(self) -> list[Destination]:

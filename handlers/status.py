@@ -19,7 +19,8 @@ from services.announcements import biggest_first
 async def status(message: Message, ctx: BotContext) -> None:
     checks = await ctx.runtime.findings.account_checks()
     live = await ctx.runtime.findings.live()
-    await answer_long(message, answers.status_message(ctx.settings.accounts, checks, live, ctx.next_runs()))
+    shards = await ctx.shards() if ctx.shards is not None else None
+    await answer_long(message, answers.status_message(ctx.settings.accounts, checks, live, ctx.next_runs(), shards))
 
 
 async def positions(message: Message, command: CommandObject, ctx: BotContext) -> None:

@@ -89,6 +89,15 @@ class Database:
         self._dsn = dsn or (settings.database.url.get_secret_value() if settings.database.url else None)
         self._embedded: EmbeddedServer | None = None
         self._pool: asyncpg.Pool | None = None
+        self._resolved_dsn: str | None = None
+
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool: for session advisory locks held as long as the process
+        lives, which must not take a pooled connection from the checks."""
+        if self._resolved_dsn is None:
+            raise DatabaseError("database is not started")
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            return await asyncpg.connect(self._resolved_dsn)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -108,6 +117,7 @@ class Database:
         if dsn is None:
             self._embedded = EmbeddedServer(self._settings.data_dir)
             dsn = await self._embedded.start()
+        self._resolved_dsn = dsn
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 self._pool = await asyncpg.create_pool(

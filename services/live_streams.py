@@ -45,7 +45,9 @@ class LiveStreams:
         scan: ScanSettings,
         notify: Notify,
         say: Say = print,
+        owns: Callable[[str], bool] = lambda _account: True,
     ):
+        self.owns = owns  # a replica streams only the accounts of the shards it holds
         self.checks = checks
         self.scan = scan
         self.notify = notify
@@ -67,10 +69,20 @@ class LiveStreams:
                 say(f"{name}: no live stream ({reason}); polled every {scan.orphan_interval_s:g}s")
 
     def start(self) -> None:
-        for stream in self.streams.values():
-            stream.start()
+        for name, stream in self.streams.items():
+            if self.owns(name):
+                stream.start()
         if self.streams:
             self._watch = asyncio.create_task(self._watch_health(), name="stream health")
+
+    async def retarget(self) -> None:
+        """After a claim round: stream the accounts now held, close the streams of accounts given away."""
+        for name, stream in self.streams.items():
+            if self.owns(name) and not stream.running:
+                stream.start()
+            elif not self.owns(name) and stream.running:
+                await stream.stop()
+                self._notified.discard(name)
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -112,6 +124,8 @@ class LiveStreams:
         """Raise a notice for a stream down past its grace, and one when a stream that was reported is back."""
         now = datetime.now(UTC)
         for name, stream in self.streams.items():
+            if not stream.running:
+                continue  # another replica streams it
             since = self.down_since(stream)
             if since is not None and name not in self._notified:
                 if (now - since).total_seconds() >= self.scan.stream_grace_s:

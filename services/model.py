@@ -203,6 +203,7 @@ class CheckResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     kinds: frozenset[FindingKind] = field(default=ALL_KINDS)
+    budget_notes: tuple[str, ...] = ()  # venues whose request budget, not the interval, bounds the accounts
 
     @property
     def unchecked(self) -> tuple[AccountStatus, ...]:

@@ -107,6 +107,8 @@ class Monitor:
         """
         started = self._clock()
         names = self.account_names(accounts)
+        budgets = {id(g.budget): g.budget for g in (self.gateways[n] for n in names) if g.budget is not None}
+        spent_before = {key: budget.spent for key, budget in budgets.items()}
         first = await self.reader.read(names)
         candidates, pending = self._detect(first, kinds)
         final = dict(first)
@@ -134,6 +136,11 @@ class Monitor:
             started_at=started,
             finished_at=self._clock(),
             kinds=kinds,
+            budget_notes=tuple(
+                note
+                for key, budget in budgets.items()
+                if (note := budget.bound_note(budget.spent - spent_before[key], self.scan.orphan_interval_s))
+            ),
         )
         self._log(result, final)
         return result
@@ -157,6 +164,8 @@ class Monitor:
 
     @staticmethod
     def _log(result: CheckResult, snapshots: Mapping[str, AccountSnapshot]) -> None:
+        for note in result.budget_notes:
+            log.warning("budget: %s", note)
         for status in result.accounts:
             snapshot = snapshots[status.account]
             found = [f for f in result.findings if f.key.account == status.account]

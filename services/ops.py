@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from services.findings import FiledCheck, FindingsStore
 from services.live_streams import StreamStatus
 from services.model import LIVE_STATES, FindingKind
 from services.outbox import Outbox
+from services.shards import ShardStatus
 from services.streams import StreamState
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,18 @@ class Metrics:
             ["account", "state"],
             registry=self.registry,
         )
+        self.shards_held = Gauge("reconbot_shards_held", "Account shards this replica checks.", registry=self.registry)
+        self.replicas = Gauge("reconbot_replicas", "reconbot replicas sharing this database.", registry=self.registry)
         self.stream_events = Gauge(
             "reconbot_stream_events", "Events heard on each account's live stream.", ["account"], registry=self.registry
         )
         self.stream_connects = Gauge(
             "reconbot_stream_connects", "Times each account's live stream came up.", ["account"], registry=self.registry
         )
+
+    def on_shards(self, status: ShardStatus) -> None:
+        self.shards_held.set(len(status.held))
+        self.replicas.set(status.replicas)
 
     def on_streams(self, statuses: Sequence[StreamStatus]) -> None:
         for status in statuses:
@@ -104,6 +111,7 @@ class OpsServer:
         self.stale_after_s = stale_after_s
         self.waiting_for: str | None = "starting"
         self.streams: Callable[[], list[StreamStatus]] | None = None
+        self.shards: Callable[[], Awaitable[ShardStatus]] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -161,6 +169,14 @@ class OpsServer:
             "problems": problems,
             "accounts": accounts,
         }
+        if self.shards is not None:
+            shards = await self.shards()
+            body["shards"] = {
+                "held": list(shards.held),
+                "of": shards.shards,
+                "replicas": shards.replicas,
+                "holders": {h.replica: list(h.shards) for h in shards.holders},
+            }
         if self.streams is not None:  # informational: a stream that is down leaves the account polled
             body["streams"] = {
                 s.account: {"state": str(s.state), "since": s.since.isoformat(), "error": s.error}
@@ -182,6 +198,8 @@ class OpsServer:
             await self._refresh(self.findings, self.outbox)
         if self.streams is not None:
             self.metrics.on_streams(self.streams())
+        if self.shards is not None:
+            self.metrics.on_shards(await self.shards())
         body = generate_latest(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -36,7 +36,17 @@ class AutoFix:
 @dataclass
 class _Batch:
     kinds: set[FindingKind]
+    accounts: set[str] | None = None  # None: every account
     done: asyncio.Future[FiledCheck] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def covers(self, kinds: frozenset[FindingKind], accounts: Collection[str] | None) -> bool:
+        if not kinds <= self.kinds:
+            return False
+        return self.accounts is None or (accounts is not None and set(accounts) <= self.accounts)
+
+    def join(self, kinds: frozenset[FindingKind], accounts: Collection[str] | None) -> None:
+        self.kinds |= kinds
+        self.accounts = None if accounts is None or self.accounts is None else self.accounts | set(accounts)
 
 
 class Reconciler:
@@ -80,25 +90,31 @@ class Reconciler:
                 return await self._check_now(kinds, accounts, sightings)
         return await self._coalesced(kinds, 0.0)
 
-    async def scheduled_check(self, kinds: frozenset[FindingKind], window_s: float = 0.0) -> FiledCheck:
+    async def scheduled_check(
+        self, kinds: frozenset[FindingKind], window_s: float = 0.0, accounts: Collection[str] | None = None
+    ) -> FiledCheck:
         """Like ``check``, but the next check waits ``window_s`` for others to join: when the orphan scan and
-        the reconciliation fall due together, the exchanges are read once for both."""
-        return await self._coalesced(kinds, window_s)
+        the reconciliation fall due together, the exchanges are read once for both. ``accounts``: the ones this
+        replica holds (None: every account)."""
+        return await self._coalesced(kinds, window_s, accounts)
 
-    async def _coalesced(self, kinds: frozenset[FindingKind], window_s: float) -> FiledCheck:
+    async def _coalesced(
+        self, kinds: frozenset[FindingKind], window_s: float, accounts: Collection[str] | None = None
+    ) -> FiledCheck:
         running = self._running
-        if running is not None and kinds <= running.kinds:
+        if running is not None and running.covers(kinds, accounts):
             return await asyncio.shield(running.done)
         if self._next is not None:
-            self._next.kinds |= kinds
+            self._next.join(kinds, accounts)
             return await asyncio.shield(self._next.done)
-        batch = self._next = _Batch(set(kinds))
+        batch = self._next = _Batch(set(kinds), None if accounts is None else set(accounts))
         try:
             await asyncio.sleep(window_s)  # even 0 yields once, so a job due at the same moment can join
             async with self._holding(None):
                 self._next = None
                 self._running = batch
-                filed = await self._check_now(frozenset(batch.kinds), None)
+                names = None if batch.accounts is None else [n for n in self.runtime.gateways if n in batch.accounts]
+                filed = await self._check_now(frozenset(batch.kinds), names)
         except BaseException as exc:
             if self._next is batch:
                 self._next = None

@@ -110,6 +110,7 @@ def result_dict(result: CheckResult) -> dict[str, Any]:
         ],
         "findings": [finding_dict(f) for f in result.findings],
         "pending": [{"account": k.account, "symbol": k.market, "side": k.side.value} for k in result.pending],
+        "budget": list(result.budget_notes),
     }
 
 
@@ -179,6 +180,9 @@ def render_text(result: CheckResult, title: str) -> str:
         lines.append("")
         lines.append("Pending (inside the grace window, checked again next round):")
         lines += [f"  {key}" for key in result.pending]
+    if result.budget_notes:
+        lines.append("")
+        lines += [f"Budget: {note}" for note in result.budget_notes]
     lines.append("")
     if not result.findings and not result.unchecked:
         lines.append("All clear.")

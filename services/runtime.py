@@ -19,7 +19,8 @@ from services.mutes import ChatMutes
 from services.outbox import Channel, Destination, Outbox
 from services.positions import PositionsStore, open_store
 from services.settings import Settings
-from services.venues import Gateway, MarketCache, gateway_for
+from services.venues import Gateway, gateway_for
+from services.venues.shared import SharedEndpoints
 
 
 def alert_destinations(settings: Settings) -> list[Destination]:
@@ -68,6 +69,7 @@ class Runtime:
         self._clock = clock
         self._require_schema = require_schema
         self.gateways: dict[str, Gateway] = {}
+        self.endpoints: SharedEndpoints | None = None
         self._repository: PositionsStore | None = None
         self._monitor: Monitor | None = None
         self._fixes: FixService | None = None
@@ -100,11 +102,13 @@ class Runtime:
                 await self._repository.close()
             await self.database.close()
             raise
-        markets = MarketCache()
+        self.endpoints = SharedEndpoints(self.settings.venues.budgets())
         self.gateways = {
-            account.name: gateway_for(account, self._clients.get(account.name), markets)
+            account.name: gateway_for(account, self._clients.get(account.name), self.endpoints.markets)
             for account in self.settings.accounts
         }
+        for gateway in self.gateways.values():
+            self.endpoints.attach(gateway)
         self._monitor = Monitor(self.settings.scan, self.gateways, self._repository, clock=self._clock)
         self.findings = FindingsStore(self.database.pool)
         self.destinations = alert_destinations(self.settings)
@@ -127,6 +131,8 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(gateway.close() for gateway in self.gateways.values()), return_exceptions=True)
+        if self.endpoints is not None:
+            await self.endpoints.close()
         if self._repository is not None:
             await self._repository.close()
         await self.database.close()

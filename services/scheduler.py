@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,9 +27,10 @@ JOBS = {"orphan scan": SCAN_KINDS, "reconciliation": RECONCILIATION}
 
 
 class CheckScheduler:
-    def __init__(self, reconciler: Reconciler, scan: ScanSettings):
+    def __init__(self, reconciler: Reconciler, scan: ScanSettings, owned: Callable[[], Sequence[str]] | None = None):
         self.reconciler = reconciler
         self.scan = scan
+        self.owned = owned  # the accounts this replica holds; None: every account
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.runs = 0
         self.failures = 0
@@ -75,9 +77,13 @@ class CheckScheduler:
             await asyncio.shield(task)
 
     async def _check(self, name: str, kinds: frozenset[FindingKind]) -> None:
+        accounts = None if self.owned is None else list(self.owned())
+        if accounts == []:
+            log.debug("scheduled %s: this replica holds no accounts now", name)
+            return
         self.runs += 1
         try:
-            await self.reconciler.scheduled_check(kinds, self._partner_due_in(name) or 0.0)
+            await self.reconciler.scheduled_check(kinds, self._partner_due_in(name) or 0.0, accounts)
         except Exception:
             self.failures += 1
             log.exception("scheduled %s failed; it runs again in %ss", name, self._interval(name))

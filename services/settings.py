@@ -204,6 +204,39 @@ class OpsSettings(Section):
         return host.strip("[]"), int(port)
 
 
+class ScaleSettings(Section):
+    shards: int = Field(
+        default=16, ge=1, le=4096, description="accounts are split into this many shards, shared by the replicas"
+    )
+    claim_interval_s: float = Field(
+        default=30, ge=0.1, description="how often a replica claims its share of shards (and takes a dead one's)"
+    )
+
+
+class VenueSettings(Section):
+    budget: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of the venue's per-IP request limit reconbot may spend (the rest is left to the "
+        "trading bot on the same IP)",
+    )
+    limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="the venue's per-IP limit, when yours differs (Binance: 2400 weight a minute; Bybit: 600 "
+        "requests in 5 s)",
+    )
+
+
+class VenuesSettings(Section):
+    binanceusdm: VenueSettings = Field(default_factory=VenueSettings, description="Binance USDⓈ-M: weight per minute")
+    bybit: VenueSettings = Field(default_factory=VenueSettings, description="Bybit: requests per 5 seconds")
+
+    def budgets(self) -> dict[str, VenueSettings]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
 class Settings(BaseSettings):
     """Everything reconbot needs to run; see ``config.yaml`` for an annotated example."""
 
@@ -221,6 +254,8 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     alerts: AlertSettings = AlertSettings()
     ops: OpsSettings = OpsSettings()
+    venues: VenuesSettings = VenuesSettings()
+    scale: ScaleSettings = ScaleSettings()
     config_dir: Path = Field(default=Path("."), exclude=True, description="directory relative paths start from")
 
     @classmethod

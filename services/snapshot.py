@@ -221,8 +221,10 @@ class SnapshotReader:
             result = await read_venue(gateway)
             return replace(result, duration_s=loop.time() - started)
 
+        # a check of some accounts (a confirming read, a triggered check) reads only their rows
+        db_accounts = None if len(names) == len(self.gateways) else [g.account.db_account or "" for g in gateways]
         exchange_results, rows = await asyncio.gather(
-            asyncio.gather(*(read_exchange(g) for g in gateways)), self.repository.active(db_exchanges)
+            asyncio.gather(*(read_exchange(g) for g in gateways)), self.repository.active(db_exchanges, db_accounts)
         )
         by_account_column = self.repository.has_account_column
         assigned = assign_rows(rows, [g.account for g in gateways], by_account_column)

@@ -83,7 +83,7 @@ class AccountStream:
         self.on_connected = on_connected
         self.on_state = on_state
         self.backoff = backoff or Backoff()
-        self.state = StreamState.CONNECTING
+        self.state = StreamState.OFF
         self.since = datetime.now(UTC)
         self.error: str | None = None
         self.events = 0
@@ -94,8 +94,14 @@ class AccountStream:
     def account(self) -> str:
         return self.gateway.name
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"stream {self.account}")
+        if self._task is None:
+            self._set(StreamState.CONNECTING)
+            self._task = asyncio.create_task(self._run(), name=f"stream {self.account}")
 
     async def stop(self) -> None:
         """Close the stream for good (on shutdown)."""

@@ -33,9 +33,15 @@ class _Due:
 class AccountChecks:
     """One waiting or running check per account; ``request`` brings it forward, never back."""
 
-    def __init__(self, reconciler: Reconciler, grace_s: Callable[[str], float]):
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        grace_s: Callable[[str], float],
+        owns: Callable[[str], bool] = lambda _account: True,
+    ):
         self.reconciler = reconciler
         self.grace_s = grace_s
+        self.owns = owns  # another replica checks the accounts this one does not hold
         self.runs = 0
         self._due: dict[str, _Due] = {}
         self._stopping = False
@@ -43,7 +49,7 @@ class AccountChecks:
     def request(self, account: str, delay_s: float = 0.0, sightings: Iterable[Sighting] = ()) -> None:
         """A check of ``account`` within ``delay_s``; ``sightings`` are what a stream announced there, carried
         into that check."""
-        if self._stopping:
+        if self._stopping or not self.owns(account):
             return
         loop = asyncio.get_running_loop()
         due = self._due.setdefault(account, _Due())
@@ -77,7 +83,8 @@ class AccountChecks:
                 continue
             due.at = None
             sightings, due.sightings = frozenset(due.sightings), set()
-            await self._check(account, sightings)
+            if self.owns(account):
+                await self._check(account, sightings)
 
     async def _check(self, account: str, sightings: frozenset[Sighting] = frozenset()) -> None:
         self.runs += 1

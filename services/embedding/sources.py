@@ -236,7 +236,9 @@ class BotRepository(PositionsStore):
             any_side=not side_text,
         )
 
-    async def active(self, db_exchanges: Collection[str]) -> list[PositionRow]:
+    async def active(
+        self, db_exchanges: Collection[str], db_accounts: Collection[str] | None = None
+    ) -> list[PositionRow]:
         rows: list[PositionRow] = []
         for exchange in db_exchanges:
             rows += [self._row(raw, exchange, i) for i, raw in enumerate(await self._rows_of(exchange))]

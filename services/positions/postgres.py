@@ -129,12 +129,20 @@ class PostgresPositions(PositionsStore):
 
     # -- reading ------------------------------------------------------------------------------------------------
 
-    async def active(self, db_exchanges: Collection[str]) -> list[PositionRow]:
+    async def active(
+        self, db_exchanges: Collection[str], db_accounts: Collection[str] | None = None
+    ) -> list[PositionRow]:
         q = quote_identifier
         condition, values = self._where_active(2)
+        accounts = ""
+        if db_accounts is not None and self.has_account_column:
+            column = q(self.map.columns["account"].name)
+            number = len(values) + 2
+            accounts = f"AND ({column}::text = ANY(${number}::text[]) OR {column} IS NULL OR {column}::text = '') "
+            values = [*values, list(db_accounts)]
         sql = (
             f"SELECT {self._select} FROM {self._table} "
-            f"WHERE {q(self.map.columns['exchange'].name)}::text = ANY($1::text[]) AND {condition} "
+            f"WHERE {q(self.map.columns['exchange'].name)}::text = ANY($1::text[]) AND {condition} {accounts}"
             f"ORDER BY {q(self.map.columns['id'].name)}"
         )
         async with self._pool.acquire() as conn:

@@ -103,16 +103,25 @@ class SqlitePositions(PositionsStore):
             values.append(self._bind(self.map.all_columns[name], value))
         return " AND ".join(conditions), values
 
-    async def active(self, db_exchanges: Collection[str]) -> list[PositionRow]:
+    async def active(
+        self, db_exchanges: Collection[str], db_accounts: Collection[str] | None = None
+    ) -> list[PositionRow]:
         exchanges = list(db_exchanges)
         if not exchanges:
             return []
         q = quote_identifier
         condition, values = self._where_active()
         marks = ", ".join("?" for _ in exchanges)
+        accounts = ""
+        if db_accounts is not None and self.has_account_column:
+            column = q(self.map.columns["account"].name)
+            names = list(db_accounts)
+            listed = f"{column} IN ({', '.join('?' for _ in names)}) OR " if names else ""
+            accounts = f"AND ({listed}{column} IS NULL OR {column} = '') "
+            values = [*values, *names]
         sql = (
             f"SELECT {self._select} FROM {self._table} WHERE {q(self.map.columns['exchange'].name)} IN ({marks}) "
-            f"AND {condition} ORDER BY {q(self.map.columns['id'].name)}"
+            f"AND {condition} {accounts}ORDER BY {q(self.map.columns['id'].name)}"
         )
         conn = await self._connection()
         conn.row_factory = aiosqlite.Row

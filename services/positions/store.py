@@ -185,8 +185,12 @@ class PositionsStore(ABC):
     # -- reading and writing ---------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def active(self, db_exchanges: Collection[str]) -> list[PositionRow]:
-        """Every active row of the given exchanges (and the configured filters), in id order."""
+    async def active(
+        self, db_exchanges: Collection[str], db_accounts: Collection[str] | None = None
+    ) -> list[PositionRow]:
+        """Every active row of the given exchanges (and the configured filters), in id order; with
+        ``db_accounts`` and an account column, only those accounts' rows and rows that name no account (a
+        check of a few accounts reads only theirs)."""
 
     @abstractmethod
     async def get(self, position_id: str) -> PositionRow | None:

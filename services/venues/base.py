@@ -102,6 +102,8 @@ class Gateway(ABC):
         self.markets = markets or MarketCache()
         self.client = client or self.create_client(account)
         self.holds_orders = True  # read orders at the first check even without positions, then while any rest
+        self.stream_session: Any = None  # the endpoint's shared aiohttp session for streams, when one is lent
+        self.budget: Any = None  # the endpoint's shared request budget
 
     # -- construction ---------------------------------------------------------------------------------------
 
@@ -159,6 +161,9 @@ class Gateway(ABC):
         )
         if self.client.markets:
             client.set_markets_from_exchange(self.client)
+        client.venue_budget = self.budget
+        if self.stream_session is not None:
+            client.session, client.own_session = self.stream_session, False
         return client
 
     async def prepare_stream(self, client: Any) -> None:  # noqa: B027 - most venues need nothing

@@ -23,6 +23,7 @@ from services.causes import CloseCause, CloseKind
 from services.model import ExchangePosition, Side
 from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
+from services.venues.budget import BINANCE_WEIGHTS, Budgeted
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, last_close, nothing_found, window_start
@@ -85,7 +86,17 @@ class ErrorsByPath:
         return tables
 
 
-class GuardedBinanceUsdm(ErrorsByPath, ccxt.binanceusdm):
+class BinanceWeights(Budgeted):
+    """Binance's own request weights where ccxt's table differs, spent from the shared budget."""
+
+    def calculate_rate_limiter_cost(self, api, method, path, params, config=None):
+        own = BINANCE_WEIGHTS.get((api[0] if isinstance(api, list) and api else str(api), path))
+        if own is not None:
+            return own
+        return super().calculate_rate_limiter_cost(api, method, path, params, config or {})  # type: ignore[misc]
+
+
+class GuardedBinanceUsdm(BinanceWeights, ErrorsByPath, ccxt.binanceusdm):
     """Binance USDⓈ-M: positions must come as a JSON array, markets with a symbols list, everything as JSON."""
 
     def handle_errors(self, code, reason, url, method, headers, body, response, request_headers, request_body):
@@ -101,7 +112,7 @@ class GuardedBinanceUsdm(ErrorsByPath, ccxt.binanceusdm):
         return None
 
 
-class BinanceUsdmStream(ErrorsByPath, ccxt_pro.binanceusdm):
+class BinanceUsdmStream(BinanceWeights, ErrorsByPath, ccxt_pro.binanceusdm):
     """The user data stream. Binance announces an expired listenKey with a ``listenKeyExpired`` event and then
     stays silent on the open socket; ccxt ignores the event, so here it ends every watch, and reconbot
     reconnects with a new key."""

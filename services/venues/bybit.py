@@ -23,6 +23,7 @@ from services.causes import CloseCause, CloseKind
 from services.model import ExchangePosition, Side
 from services.protection import OrderPurpose, ProtectiveOrder
 from services.venues.base import Gateway, ReadProgress
+from services.venues.budget import Budgeted
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, LastClose, by_pnl, last_close, nothing_found, window_start
@@ -70,7 +71,18 @@ _STOP_KINDS = {
 }
 
 
-class GuardedBybit(ccxt.bybit):
+class BybitRequests(Budgeted):
+    """Bybit's IP limit counts requests, whatever ccxt's cost for them."""
+
+    def request_weight(self, cost: Any) -> float:
+        return 1.0
+
+
+class BybitStream(BybitRequests, ccxt_pro.bybit):
+    """/v5/private: auth, the position and order topics, pings."""
+
+
+class GuardedBybit(BybitRequests, ccxt.bybit):
     """Bybit v5: every answer must be JSON carrying ``retCode`` 0 and a ``result`` object."""
 
     def handle_errors(self, code, reason, url, method, headers, body, response, request_headers, request_body):
@@ -94,7 +106,7 @@ _UNIFIED_OPTIONS = ("enableUnifiedMargin", "enableUnifiedAccount", "unifiedMargi
 class Bybit(Gateway):
     exchange_id = "bybit"
     default_db_exchange = "bybit"
-    stream_class = ccxt_pro.bybit  # /v5/private: auth, position and order topics, pings
+    stream_class = BybitStream
     _unified: dict[str, Any] | None = None  # the account's unified-account status, as ccxt.pro reads it
     client_options: ClassVar[dict[str, Any]] = {"fetchMarkets": {"types": ["linear", "inverse"]}}
 
