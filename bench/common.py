@@ -26,6 +26,7 @@ from services.settings import PositionsSettings, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENED_MS = int((time.time() - 7200) * 1000)
+UNLIMITED_BUDGET = {"budget": 1.0, "limit": 1e12}
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,9 @@ def settings_for(accounts: Iterable[BenchAccount], urls: dict[str, str], databas
         scan={"grace_s": 0, "verify_delay_s": 0, **scan},
         alerts={"console": False},
         ops={"listen": None},
+        # the cost benchmarks measure the machine: all accounts share the emulator's one IP, and the per-IP
+        # budget would pace them (bench/scale.py shows what the default budget costs in time)
+        venues={"binanceusdm": UNLIMITED_BUDGET, "bybit": UNLIMITED_BUDGET},
     )
 
 

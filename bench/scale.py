@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import signal
 import sys
@@ -25,7 +26,16 @@ import aiohttp
 import psutil
 import yaml
 
-from bench.common import ROOT, Databases, accounts_for, db_rows, emulator_process, scenario, settings_for
+from bench.common import (
+    ROOT,
+    UNLIMITED_BUDGET,
+    Databases,
+    accounts_for,
+    db_rows,
+    emulator_process,
+    scenario,
+    settings_for,
+)
 from services.model import ALL_KINDS
 from services.runtime import Runtime
 from services.settings import VenuesSettings
@@ -34,7 +44,6 @@ from services.venues.budget import LIMITS
 
 CASES = ((1000, 100), (5000, 10))
 QUICK_CASES = ((1000, 100),)
-UNLIMITED = {"budget": 1.0, "limit": 1e12}
 
 
 async def _peak_rss(process: psutil.Process, stop: asyncio.Event) -> int:
@@ -54,7 +63,7 @@ async def check_cost(databases: Databases, n_accounts: int, n_positions: int) ->
         databases.fresh(db_rows(accounts, n_positions)) as url,
     ):
         settings = settings_for(accounts, emulator.urls, url)
-        venues = VenuesSettings(binanceusdm=UNLIMITED, bybit=UNLIMITED)
+        venues = VenuesSettings(binanceusdm=UNLIMITED_BUDGET, bybit=UNLIMITED_BUDGET)
         database = settings.database.model_copy(update={"pool_size": 20})
         settings = settings.model_copy(update={"venues": venues, "database": database})
         runtime = await Runtime(settings).start()
@@ -62,6 +71,8 @@ async def check_cost(databases: Databases, n_accounts: int, n_positions: int) ->
             await runtime.monitor.check(ALL_KINDS)  # warm: markets load once per endpoint
             for name in names:
                 await emulator.clear_requests(name)
+            gc.collect()
+            gc.freeze()  # as `run` does after start-up: what lives as long as the process is not walked again
             budgets = list(runtime.endpoints.budgets.values()) if runtime.endpoints else []
             spent_before = {b.venue: b.spent for b in budgets}
             stop = asyncio.Event()
@@ -78,6 +89,7 @@ async def check_cost(databases: Databases, n_accounts: int, n_positions: int) ->
             spent = {b.venue: b.spent - spent_before[b.venue] for b in budgets}
         finally:
             await runtime.close()
+            gc.unfreeze()
     # the same round under the default budget (half of each venue's per-IP limit)
     bounded = max(
         (spent[venue] / (LIMITS[venue].capacity * 0.5) * LIMITS[venue].window_s for venue in spent), default=0.0
@@ -118,7 +130,8 @@ def _replica_config(folder: Path, name: str, url: str, accounts: Any, urls: dict
         "scale": {"shards": 4, "claim_interval_s": 2},
         "alerts": {"console": False},
         "ops": {"listen": "127.0.0.1:0"},
-        "venues": {"binanceusdm": UNLIMITED, "bybit": UNLIMITED},  # the figures are the replicas', not the budget's
+        # the figures are the replicas', not the budget's
+        "venues": {"binanceusdm": UNLIMITED_BUDGET, "bybit": UNLIMITED_BUDGET},
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 import ccxt.async_support as ccxt
+from yarl import URL
 
 from services.causes import CloseCause
 from services.model import ExchangePosition, Side
@@ -67,7 +68,10 @@ class MarketCache:
 
     @staticmethod
     def key(account: AccountSettings) -> tuple[Any, ...]:
-        return (account.exchange, account.testnet, account.demo_trading, account.api_base_url)
+        """Accounts that reach the venue at one host share its markets, its sockets and its per-IP limit (a base
+        URL's path, such as an account prefix on a proxy, does not make another endpoint)."""
+        base = URL(account.api_base_url).origin() if account.api_base_url else None
+        return (account.exchange, account.testnet, account.demo_trading, str(base) if base else None)
 
     async def ensure(self, gateway: Gateway) -> None:
         key = self.key(gateway.account)
@@ -104,6 +108,7 @@ class Gateway(ABC):
         self.holds_orders = True  # read orders at the first check even without positions, then while any rest
         self.stream_session: Any = None  # the endpoint's shared aiohttp session for streams, when one is lent
         self.budget: Any = None  # the endpoint's shared request budget
+        self.slots: Any = None  # the endpoint's connection slots: a request waits for one before it is signed
 
     # -- construction ---------------------------------------------------------------------------------------
 
@@ -162,6 +167,7 @@ class Gateway(ABC):
         if self.client.markets:
             client.set_markets_from_exchange(self.client)
         client.venue_budget = self.budget
+        client.venue_slots = self.slots
         if self.stream_session is not None:
             client.session, client.own_session = self.stream_session, False
         return client

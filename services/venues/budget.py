@@ -72,9 +72,19 @@ class VenueBudget:
 
 
 class Budgeted:
-    """A ccxt client mixin: every request first spends its weight from the shared ``venue_budget``."""
+    """A ccxt client mixin: every request first takes one of the endpoint's connection slots, then spends its
+    weight from the shared ``venue_budget``, and only then is signed and sent. Waiting for a socket after signing
+    would let the signature's timestamp go stale (Bybit and Binance refuse requests older than their receive
+    window, 5 s by default), so the wait comes first."""
 
     venue_budget: VenueBudget | None = None
+    venue_slots: asyncio.Semaphore | None = None
+
+    async def fetch2(self, *args: Any, **kwargs: Any) -> Any:
+        if self.venue_slots is None:
+            return await super().fetch2(*args, **kwargs)  # type: ignore[misc]
+        async with self.venue_slots:
+            return await super().fetch2(*args, **kwargs)  # type: ignore[misc]
 
     def request_weight(self, cost: Any) -> float:
         return float(cost or 1)

@@ -61,6 +61,7 @@ def client_config(api_key: str | None, secret: str | None, timeout_ms: int, opti
     return {
         "apiKey": api_key or "",
         "secret": secret or "",
+        "enableLastHttpResponse": False,  # ccxt would keep every account's last raw body for as long as it lives
         "enableRateLimit": True,
         "rateLimiterAlgorithm": "rollingWindow",
         "rollingWindowSize": 60_000,

@@ -5,6 +5,7 @@ then never closes it), and one per-IP request budget."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,9 +13,8 @@ from typing import Any
 
 import aiohttp
 import certifi
-from yarl import URL
 
-from services.settings import AccountSettings, VenueSettings
+from services.settings import VenueSettings
 from services.venues.base import Gateway, MarketCache
 from services.venues.budget import LIMITS, VenueBudget
 
@@ -27,12 +27,13 @@ class SharedEndpoints:
         self.venue_settings = dict(budgets or {})
         self.sessions: dict[tuple[Any, ...], aiohttp.ClientSession] = {}
         self.budgets: dict[tuple[Any, ...], VenueBudget] = {}
+        self.slots: dict[tuple[Any, ...], asyncio.Semaphore] = {}  # one per pooled socket
         self._ssl: ssl.SSLContext | None = None
 
     def attach(self, gateway: Gateway) -> None:
         """Give a gateway the endpoint's session and budget (a client lent by an embedding program keeps its
         own session, and shares the budget)."""
-        key = endpoint_key(gateway.account)
+        key = MarketCache.key(gateway.account)
         venue = self.venue_settings.get(gateway.exchange_id)
         if venue is not None:
             budget = self.budgets.get(key)
@@ -45,6 +46,8 @@ class SharedEndpoints:
             gateway.client.venue_budget = budget
         if gateway.owns_client:
             lend_session(gateway.client, self._session(key, CONNECTIONS_PER_ENDPOINT), self._ssl)
+            gateway.slots = self.slots.setdefault(key, asyncio.Semaphore(CONNECTIONS_PER_ENDPOINT))
+            gateway.client.venue_slots = gateway.slots
             # one long-lived socket per streaming account: a pool of its own without a limit
             gateway.stream_session = self._session((*key, "streams"), 0)
 
@@ -62,13 +65,6 @@ class SharedEndpoints:
         for session in self.sessions.values():
             await session.close()
         self.sessions.clear()
-
-
-def endpoint_key(account: AccountSettings) -> tuple[Any, ...]:
-    """Accounts that reach the venue at one host share its sockets and its per-IP limit (a base URL's path,
-    such as an account prefix on a proxy, does not make another endpoint)."""
-    base = URL(account.api_base_url).origin() if account.api_base_url else None
-    return (account.exchange, account.testnet, account.demo_trading, str(base) if base else None)
 
 
 def lend_session(client: Any, session: aiohttp.ClientSession, ssl_context: ssl.SSLContext | None) -> None:
