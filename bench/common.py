@@ -180,6 +180,7 @@ async def emulator_process(data: dict[str, Any]) -> AsyncIterator[Emulator]:
         for _ in data["accounts"]:
             name, _venue, _mode, url = (await process.stdout.readline()).decode().split()
             urls[name] = url
+        data = {}  # the emulator has it: the benchmark process must not count it as reconbot's memory
         emulator = Emulator(process, base, urls, path)
         async with aiohttp.ClientSession() as http:
             emulator.http = http
@@ -268,6 +269,7 @@ class Databases:
                 records=rows,
                 columns=["exchange", "account", "symbol", "side", "quantity", "entry_price", "status"],
             )
+            rows = ()  # in the database now; not reconbot's memory
             await conn.execute("UPDATE positions SET opened_at = now() - interval '2 hours', updated_at = opened_at")
         finally:
             await conn.close()
