@@ -38,10 +38,24 @@ def rebase_ws_urls(api: Any, ws_base_url: str) -> Any:
     return rebase_api_urls(api, ws_base_url, _WS_SCHEME_AND_HOST)
 
 
+_STATIC_TABLES: dict[tuple[type, str], Any] = {}
+
+
+def share_static_tables(client: Any) -> None:
+    """ccxt deep-copies its class's endpoint table (``api``, about 220 KiB for Binance) and error tables
+    (``exceptions``) into every instance, and only reads them afterwards: one copy per class serves every
+    account."""
+    for name in ("api", "exceptions"):
+        value = getattr(client, name, None)
+        if isinstance(value, dict):
+            setattr(client, name, _STATIC_TABLES.setdefault((type(client), name), value))
+
+
 def configure(
     client: Any, *, api_base_url: str | None, testnet: bool, demo_trading: bool, ws_base_url: str | None = None
 ) -> Any:
     """Select the venue environment, then rebase its REST (and WebSocket) URLs when base URLs are configured."""
+    share_static_tables(client)
     client.has["fetchCurrencies"] = False
     if testnet:
         client.set_sandbox_mode(True)
