@@ -139,3 +139,11 @@ async def test_sqlite_reads_only_the_checked_accounts_rows_too(tmp_path):
         assert [r.symbol for r in await store.active(["bybit"], [])] == []
     finally:
         await store.close()
+
+
+async def test_ccxt_tables_are_one_copy_per_class(new_account, gateway_for):
+    first, second = gateway_for(new_account("binance")), gateway_for(new_account("binance"))
+    bybit = gateway_for(new_account("bybit"))
+    assert first.client.api is second.client.api and first.client.exceptions is second.client.exceptions
+    assert first.client.api is not bybit.client.api
+    assert len(await first.positions()) == len(await second.positions()) == 0  # and they still work
