@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -207,20 +207,28 @@ def with_streams(settings: Settings) -> Settings:
     return settings.model_copy(update={"accounts": accounts})
 
 
+def account_entries(
+    accounts: Iterable[BenchAccount], urls: Mapping[str, str], *, streams: bool = False, **extra: Any
+) -> list[dict[str, Any]]:
+    """The ``accounts`` section for emulated accounts at ``urls`` (with their WebSocket base when ``streams``)."""
+    return [
+        {
+            "name": a.name,
+            "exchange": a.exchange_id,
+            "api_key": a.api_key,
+            "secret": a.secret,
+            "api_base_url": urls[a.name],
+            **({"ws_base_url": ws_url(urls[a.name])} if streams else {}),
+            **extra,
+        }
+        for a in accounts
+    ]
+
+
 def settings_for(accounts: Iterable[BenchAccount], urls: dict[str, str], database_url: str, **scan: Any) -> Settings:
     return Settings(
         database={"url": database_url, "pool_size": 10},
-        accounts=[
-            {
-                "name": a.name,
-                "exchange": a.exchange_id,
-                "api_key": a.api_key,
-                "secret": a.secret,
-                "api_base_url": urls[a.name],
-                "timeout_s": 60,
-            }
-            for a in accounts
-        ],
+        accounts=account_entries(accounts, urls, timeout_s=60),
         scan={"grace_s": 0, "verify_delay_s": 0, **scan},
         alerts={"console": False},
         ops={"listen": None},

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import yaml
 
-from bench.common import ROOT, Databases, accounts_for, emulator_process, scenario, ws_url
+from bench.common import ROOT, Databases, account_entries, accounts_for, emulator_process, scenario
 from emulator.telegram import BotApiEmulator
 
 TOKEN = "123456:FOOTPRINT"
@@ -60,17 +60,7 @@ async def idle_run(
         async with emulator_process(scenario(bench_accounts, 20)) as emulator, databases.fresh() as url:
             config: dict[str, Any] = {
                 "database": {"url": url},
-                "accounts": [
-                    {
-                        "name": a.name,
-                        "exchange": a.exchange_id,
-                        "api_key": a.api_key,
-                        "secret": a.secret,
-                        "api_base_url": emulator.urls[a.name],
-                        **({} if streams is None else {"ws_base_url": ws_url(emulator.urls[a.name])}),
-                    }
-                    for a in bench_accounts
-                ],
+                "accounts": account_entries(bench_accounts, emulator.urls, streams=streams is not None),
                 "telegram": {"api_base_url": telegram.base_url, "alert_chat_ids": [1], "operators": [1]},
                 "alerts": {"console": False},
                 "ops": {"listen": "127.0.0.1:0"},

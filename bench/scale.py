@@ -30,6 +30,7 @@ from bench.common import (
     ROOT,
     UNLIMITED_BUDGET,
     Databases,
+    account_entries,
     accounts_for,
     db_rows,
     emulator_process,
@@ -114,17 +115,7 @@ async def check_cost(databases: Databases, n_accounts: int, n_positions: int) ->
 def _replica_config(folder: Path, name: str, url: str, accounts: Any, urls: dict[str, str]) -> Path:
     config = {
         "database": {"url": url},
-        "accounts": [
-            {
-                "name": a.name,
-                "exchange": a.exchange_id,
-                "api_key": a.api_key,
-                "secret": a.secret,
-                "api_base_url": urls[a.name],
-                "timeout_s": 30,
-            }
-            for a in accounts
-        ],
+        "accounts": account_entries(accounts, urls, timeout_s=30),
         # one job a round (the reconciliation runs at start only), so reads per round count one per account
         "scan": {"orphan_interval_s": 4, "reconcile_interval_s": 3600, "jitter_s": 0, "grace_s": 0},
         "scale": {"shards": 4, "claim_interval_s": 2},

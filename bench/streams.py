@@ -29,13 +29,13 @@ from bench.common import (
     OPENED_MS,
     Databases,
     Emulator,
+    account_entries,
     accounts_for,
     db_rows,
     emulator_process,
     scenario,
     settings_for,
     with_streams,
-    ws_url,
 )
 from bench.time_to_phone import DEFAULT, expected_latency_s
 from emulator.telegram import BotApiEmulator
@@ -166,18 +166,7 @@ async def time_to_phone(databases: Databases, per_venue: int = 5) -> dict[str, A
         async with emulator_process(data) as emulator, databases.fresh(rows) as url:
             settings = Settings(
                 database={"url": url},
-                accounts=[
-                    {
-                        "name": a.name,
-                        "exchange": a.exchange_id,
-                        "api_key": a.api_key,
-                        "secret": a.secret,
-                        "api_base_url": emulator.urls[a.name],
-                        "ws_base_url": ws_url(emulator.urls[a.name]),
-                        "timeout_s": 10,
-                    }
-                    for a in accounts
-                ],
+                accounts=account_entries(accounts, emulator.urls, streams=True, timeout_s=10),
                 scan={**DEFAULT, "require_stop_loss": False},
                 telegram={
                     "token": TOKEN,

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from app.service import start_service
-from bench.common import Databases, accounts_for, scenario
+from bench.common import Databases, account_entries, accounts_for, scenario
 from emulator.exchange import ExchangeEmulator
 from emulator.telegram import BotApiEmulator
 from services.settings import Settings
@@ -41,17 +41,9 @@ async def _latencies(databases: Databases, scan: dict[str, float], samples: int,
         async with databases.fresh() as url:
             settings = Settings(
                 database={"url": url},
-                accounts=[
-                    {
-                        "name": a.name,
-                        "exchange": a.exchange_id,
-                        "api_key": a.api_key,
-                        "secret": a.secret,
-                        "api_base_url": emulator.account(a.name).base_url,
-                        "timeout_s": 10,
-                    }
-                    for a in accounts
-                ],
+                accounts=account_entries(
+                    accounts, {a.name: emulator.account(a.name).base_url for a in accounts}, timeout_s=10
+                ),
                 scan=scan,
                 telegram={
                     "token": TOKEN,
