@@ -27,7 +27,7 @@ from services.venues.budget import BINANCE_WEIGHTS, Budgeted
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, last_close, nothing_found, window_start
-from services.venues.rows import Row, SourcedRow, as_list
+from services.venues.rows import Row, SourcedRow, as_list, position_closed_by
 
 POSITIONS_PATH = "/fapi/v3/positionRisk"
 OPEN_ORDERS_PATH = "/fapi/v1/openOrders"
@@ -248,18 +248,12 @@ class BinanceUsdm(Gateway):
             raise BadAnswer(f"bad response: {row.where}: side {side_text!r}")
         leg = row.text("positionSide", required=False) or "BOTH"
         reducing = row.flag("reduceOnly") or row.flag("closePosition")
-        if leg == "BOTH":
-            if not reducing:
-                return None  # an order that would open or add
-            closes = one_way_closes
-        elif leg in ("LONG", "SHORT"):
-            closes = Side(leg.lower())
-            if closes is not one_way_closes:
-                if reducing:
-                    raise BadAnswer(f"bad response: {row.where}: a closing order {side_text} on the {leg} leg")
-                return None  # hedge mode: adds to its leg
-        else:
+        if leg not in ("BOTH", "LONG", "SHORT"):
             raise BadAnswer(f"bad response: {row.where}: positionSide {leg!r}")
+        hedge_leg = None if leg == "BOTH" else Side(leg.lower())
+        closes = position_closed_by(row, side_text, one_way_closes, hedge_leg, f"the {leg} leg", reducing)
+        if closes is None:
+            return None
         if purpose is OrderPurpose.TRAILING_STOP:
             trigger = row.positive("activatePrice")
         else:

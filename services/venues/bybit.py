@@ -27,7 +27,7 @@ from services.venues.budget import Budgeted
 from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, LastClose, by_pnl, last_close, nothing_found, window_start
-from services.venues.rows import Row, SourcedRow, as_list
+from services.venues.rows import Row, SourcedRow, as_list, position_closed_by
 
 # Bybit keeps each settlement family in its own listing; linear needs a settle coin to list without symbol.
 POSITION_QUERIES: tuple[dict[str, str], ...] = (
@@ -238,18 +238,12 @@ class Bybit(Gateway):
             raise BadAnswer(f"bad response: {row.where}: side {side_text!r}")
         index = row.decimal("positionIdx")
         reducing = row.flag("reduceOnly") or row.flag("closeOnTrigger")
-        if index is None or index == 0:
-            if not reducing:
-                return None  # an order that would open or add
-            closes = one_way_closes
-        elif index in _HEDGE_SIDES:
-            closes = _HEDGE_SIDES[int(index)]
-            if closes is not one_way_closes:
-                if reducing:
-                    raise BadAnswer(f"bad response: {row.where}: a closing order {side_text} on positionIdx {index}")
-                return None  # hedge mode: adds to its leg
-        else:
+        if index is not None and index != 0 and index not in _HEDGE_SIDES:
             raise BadAnswer(f"bad response: {row.where}: positionIdx {index}")
+        hedge_leg = _HEDGE_SIDES[int(index)] if index else None
+        closes = position_closed_by(row, side_text, one_way_closes, hedge_leg, f"positionIdx {index}", reducing)
+        if closes is None:
+            return None
         purpose = _PURPOSES.get(stop_type)
         if purpose is None and stop_type in _BY_DIRECTION:
             direction = row.decimal("triggerDirection")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from services.model import Side
 from services.venues.errors import BadAnswer
 
 
@@ -87,3 +88,17 @@ def as_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise BadAnswer(f"bad response: {where} is not a list")
     return value
+
+
+def position_closed_by(
+    row: Row, side_text: str, one_way_closes: Side, leg: Side | None, leg_name: str, reducing: bool
+) -> Side | None:
+    """The position a conditional order reduces: the one-way position its side closes (``leg`` None), or its
+    hedge-mode leg. None for an order that would open or add; a reducing order on the other leg makes no sense."""
+    if leg is None:
+        return one_way_closes if reducing else None
+    if leg is not one_way_closes:
+        if reducing:
+            raise BadAnswer(f"bad response: {row.where}: a closing order {side_text} on {leg_name}")
+        return None  # hedge mode: adds to its leg
+    return leg
