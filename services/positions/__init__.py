@@ -11,7 +11,7 @@ from services.database import DatabaseError, DatabaseUnreachable, first_line
 from services.positions.postgres import PostgresPositions
 from services.positions.rows import PositionRow
 from services.positions.sqlite import SqlitePositions
-from services.positions.store import Change, Column, ColumnMap, PositionsStore
+from services.positions.store import Change, Column, ColumnMap, PositionsStore, ReadOnlyStore
 from services.settings import Settings
 
 # The PostgreSQL store by the name the rest of reconbot has always used.
@@ -43,6 +43,7 @@ __all__ = [
     "PositionsRepository",
     "PositionsStore",
     "PostgresPositions",
+    "ReadOnlyStore",
     "SqlitePositions",
     "open_store",
 ]

@@ -140,7 +140,7 @@ class SqlitePositions(PositionsStore):
     # -- writes, only when positions.writable allows them -------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
+    async def _change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
         conn = await self._connection()
         async with audit_pool.acquire() as audit, audit.transaction():
             await conn.execute("BEGIN IMMEDIATE")
