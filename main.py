@@ -21,6 +21,7 @@ from services.model import RECONCILIATION, SCAN_KINDS
 from services.redaction import install_redaction
 from services.report import EXIT_UNKNOWN
 from services.settings import ConfigError, load_settings
+from services.text_safety import install_log_escaping
 
 log = logging.getLogger("reconbot")
 
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: bool) -> None:
+    install_log_escaping()  # a DB or venue string cannot forge a line of the journal
     root = logging.getLogger()
     if not any(getattr(h, "_reconbot", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

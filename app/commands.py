@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from services import migrations
-from services.database import Database, DatabaseUnreachable, TableMissing
+from services.database import Database, DatabaseError, TableMissing
 from services.fixes import FixOutcome, ghost_plan
 from services.model import SCAN_KINDS, FindingKind
 from services.positions import open_store
@@ -19,10 +19,11 @@ from services.redaction import redact
 from services.report import EXIT_DRIFT, EXIT_OK, EXIT_UNKNOWN, exit_code, fix_question, render_text, result_dict
 from services.runtime import Runtime
 from services.settings import Settings
+from services.text_safety import escape_controls
 
 
 def error(message: str, secrets: Sequence[str] = ()) -> int:
-    print(f"error: {redact(message, secrets)}", file=sys.stderr)
+    print(f"error: {redact(escape_controls(message), secrets)}", file=sys.stderr)
     return EXIT_UNKNOWN
 
 
@@ -135,8 +136,9 @@ async def cmd_migrate(settings: Settings) -> int:
 
 
 async def cmd_check_config(settings: Settings) -> int:
-    """The config is valid; with a configured database that answers, the positions mapping is checked against
-    the table too (the embedded default is checked when reconbot starts it)."""
+    """The config is valid; with a configured database, reconbot connects to it and checks the positions mapping
+    against the table (the embedded default is checked when reconbot starts it). A database that refuses (down,
+    unknown host, wrong name or password) fails the check with one line: `run` could not work with it either."""
     print(f"config OK: {len(settings.accounts)} account(s): {', '.join(a.name for a in settings.accounts)}")
     if settings.database.url is None and settings.positions.url is None:
         return EXIT_OK
@@ -146,8 +148,8 @@ async def cmd_check_config(settings: Settings) -> int:
                 print(note)
             columns = ", ".join(f"{key}={c.name}" for key, c in runtime.repository.map.columns.items())
             print(f"positions: {settings.positions.table} mapped: {columns}")
-    except DatabaseUnreachable as exc:
-        print(f"database: not reachable now ({exc}); the positions mapping was not checked", file=sys.stderr)
     except TableMissing as exc:
         print(f"positions: {exc}")
+    except DatabaseError as exc:
+        return error(f"database: {exc}", settings.secrets())
     return EXIT_OK

@@ -17,16 +17,17 @@ from app.startup import Say, StartupError
 from services.ops import Metrics
 from services.redaction import redact
 from services.settings import Settings
+from services.text_safety import escape_controls
 
 STARTUP_RETRY_MIN_S = 1.0
 STARTUP_RETRY_MAX_S = 60.0
 
 
 def redacting(say: Say, secrets: tuple[str, ...]) -> Say:
-    """A printer whose every line is masked like the log lines."""
+    """A printer whose every line is masked like the log lines, and one line whatever a value in it held."""
 
     def filtered(text: str) -> None:
-        say(redact(text, secrets))
+        say(redact(escape_controls(text), secrets))
 
     return filtered
 

@@ -1,6 +1,7 @@
 """What `run` checks before it starts: the database (reconbot's own migrations are applied), every account's
 keys with one read-only call, and the bot token. Each problem is named; what may pass by itself (a database
-that is not up yet) is marked transient, so `run` waits for it instead of exiting."""
+that is not up yet, starting, stopping or restarting, a SQLite file its trading bot holds locked) is marked
+transient, so `run` waits for it instead of exiting."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiogram.exceptions import TelegramNetworkError, TelegramServerError, Telegr
 
 from bot.client import build_bot
 from services import audit, migrations
-from services.database import DatabaseError, DatabaseUnreachable
+from services.database import TRANSIENT_ERRORS, DatabaseError, DatabaseUnreachable, describe
 from services.runtime import Runtime
 from services.settings import Settings
 from services.venues import AuthFailed, VenueError
@@ -39,6 +40,8 @@ async def open_runtime(settings: Settings, say: Say, clients: dict | None = None
         raise StartupError([f"database: {exc}"], transient=True) from None
     except DatabaseError as exc:
         raise StartupError([f"database: {exc}"]) from None
+    except TRANSIENT_ERRORS as exc:  # the server went away after it let us in (a restart)
+        raise StartupError([f"database: {describe(exc)}"], transient=True) from None
     try:
         async with runtime.database.pool.acquire() as conn:
             for migration in await migrations.apply_migrations(conn):
@@ -46,6 +49,9 @@ async def open_runtime(settings: Settings, say: Say, clients: dict | None = None
         say(f"database: {runtime.database.description}, schema version {migrations.LATEST_VERSION}")
         if await audit.record_interrupted_confirmations(runtime.database.pool):
             say("warning: a confirmed fix did not finish before the last stop; it is audited as interrupted")
+    except TRANSIENT_ERRORS as exc:
+        await runtime.close()
+        raise StartupError([f"database: {describe(exc)}"], transient=True) from None
     except BaseException:
         await runtime.close()
         raise

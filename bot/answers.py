@@ -12,7 +12,7 @@ from typing import Any
 from aiogram import html
 
 from bot.commands import CommandInfo
-from bot.texts import when
+from bot.texts import quote, when
 from services import money
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
@@ -24,6 +24,7 @@ from services.report import decimal_text
 from services.settings import AccountSettings
 from services.shards import ShardStatus
 from services.snapshot import AccountSnapshot
+from services.text_safety import escape_controls
 
 _FIX_PREFIX = {FixStatus.DONE: "✅ Done: ", FixStatus.UNKNOWN: "❓ Unknown: "}
 
@@ -35,7 +36,7 @@ def fix_result(outcome: FixOutcome) -> str:
 
 def fix_refused_early(outcome: FixOutcome) -> str:
     """``/closeghost`` refused before anyone was asked to confirm."""
-    return f"Nothing changed: {html.quote(str(outcome.reason))}"
+    return f"Nothing changed: {quote(str(outcome.reason))}"
 
 
 DAMAGED_CONFIRMATION = "Nothing changed: this confirmation is damaged."
@@ -90,7 +91,7 @@ def orders_not_allowed(account: str) -> str:
 
 
 def unknown_command(text: str) -> str:
-    command = html.quote(text.split(maxsplit=1)[0] if text.strip() else text)
+    command = quote(text.split(maxsplit=1)[0] if text.strip() else text)
     return f"Unknown command {command}. /help lists what I understand."
 
 
@@ -103,16 +104,16 @@ def checking(accounts: int) -> str:
 
 
 def no_such_position(position_id: str) -> str:
-    return f"No position #{html.quote(position_id)} in the DB."
+    return f"No position #{quote(position_id)} in the DB."
 
 
 def confirmation_question(question: str, minutes: float, who: str) -> str:
-    return f"{html.quote(question)}\n<i>Valid for {minutes:g} min, for {html.quote(who)} only.</i>"
+    return f"{quote(question)}\n<i>Valid for {minutes:g} min, for {quote(who)} only.</i>"
 
 
 def question_and_result(question: str, result: str) -> str:
     """The confirmed question with what came of it, in place of its buttons."""
-    return f"{html.quote(question)}\n{html.quote(result)}"
+    return f"{quote(question)}\n{quote(result)}"
 
 
 def findings_count(count: int) -> str:
@@ -124,7 +125,7 @@ def findings_count(count: int) -> str:
 
 def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
     """What the bot does, what it watches, and one line for each command the asker may use."""
-    accounts = ", ".join(html.quote(a) for a in watching) or "no accounts"
+    accounts = ", ".join(quote(a) for a in watching) or "no accounts"
     lines = [
         "<b>reconbot</b> keeps the trading bot's database honest about its futures positions.",
         f"Watching: {accounts}.",
@@ -134,7 +135,7 @@ def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
         "Fixes always ask for confirmation; only operators may approve them.",
         "",
     ]
-    lines += [f"/{command.name} — {html.quote(command.description)}" for command in commands]
+    lines += [f"/{command.name} — {quote(command.description)}" for command in commands]
     return "\n".join(lines)
 
 
@@ -142,14 +143,14 @@ def help_text(commands: Iterable[CommandInfo], watching: Iterable[str]) -> str:
 
 
 def _account_line(account: AccountSettings, check: Mapping[str, Any] | None) -> str:
-    name = html.quote(account.name)
+    name = quote(account.name)
     if check is None:
         return f"• {name} ({account.exchange}): not checked yet"
     if check["ok"]:
         return f"✔️ {name}: ok at {when(check['checked_at'])}, {check['positions']} open position(s)"
     return (
         f"❓ {name}: <b>not checked</b> since {when(check['failing_since'])} "
-        f"({check['failures_in_row']} round(s)): {html.quote(check['error'] or '')}"
+        f"({check['failures_in_row']} round(s)): {quote(check['error'] or '')}"
     )
 
 
@@ -202,12 +203,12 @@ def status_message(
     summary = _exposure_by_kind(live)
     lines.append(f"Open findings: {summary}" + (f" ({quiet} snoozed or acknowledged)" if quiet else ""))
     if runs:
-        lines.append("Next runs: " + ", ".join(f"{html.quote(job)} {when(at)}" for job, at in runs.items()))
+        lines.append("Next runs: " + ", ".join(f"{quote(job)} {when(at)}" for job, at in runs.items()))
     else:
         lines.append("No scheduled runs in this process: checks run on /scan and /reconcile.")
     if shards is not None and (shards.replicas > 1 or len(shards.holders) > 1):
         lines.append(f"Replicas: {shards.replicas}, sharing {shards.shards} shards")
-        lines += [f"  {html.quote(h.replica)}: {len(h.shards)} shard(s)" for h in shards.holders]
+        lines += [f"  {quote(h.replica)}: {len(h.shards)} shard(s)" for h in shards.holders]
     return "\n".join(lines)
 
 
@@ -222,12 +223,13 @@ NO_SUCH_ACCOUNT = "That account is no longer in the configuration; send /positio
 
 
 def positions_usage(names: Sequence[str]) -> str:
-    return "Usage: /positions [account]\nAccounts: " + ", ".join(html.quote(n) for n in names)
+    return "Usage: /positions [account]\nAccounts: " + ", ".join(quote(n) for n in names)
 
 
 def not_read(account: str, error: str | None) -> str:
     """A page button pressed while the account cannot be read (plain text: a press's answer)."""
-    return f"{account} could not be read just now ({error or 'unknown error'}); nothing changed. Try again."
+    why = escape_controls(error or "unknown error")
+    return f"{account} could not be read just now ({why}); nothing changed. Try again."
 
 
 def no_such_page(page: int, pages: int) -> str:
@@ -265,7 +267,8 @@ class _Line:
         """The row's columns, in the order of ``_HEADER``."""
         ex = self.exchange
         stop = _STOP_COLUMN[ex.protection.level] if ex and ex.protection else "-"
-        market = self.key.market if len(self.key.market) <= MARKET_WIDTH else self.key.market[: MARKET_WIDTH - 1] + "…"
+        shown = escape_controls(self.key.market)  # the table is one <pre> block: each cell stays on its line
+        market = shown if len(shown) <= MARKET_WIDTH else shown[: MARKET_WIDTH - 1] + "…"
         return market, self.key.side.upper(), self._ex_size, self._db_size, _notional(self.exposure), stop
 
     @property
@@ -333,9 +336,9 @@ def _page_of(number: int, pages: int) -> str:
 
 def positions_pages(snapshot: AccountSnapshot) -> list[str]:
     """One account's table, both sides side by side, biggest notional first, as pages (each with the title)."""
-    title = f"<b>{html.quote(snapshot.account.name)}</b> ({snapshot.account.exchange}), read {when(snapshot.read_at)}"
+    title = f"<b>{quote(snapshot.account.name)}</b> ({snapshot.account.exchange}), read {when(snapshot.read_at)}"
     if not snapshot.checked:
-        return [f"{title}\n❓ not checked: {html.quote(snapshot.error or '')}"]
+        return [f"{title}\n❓ not checked: {quote(snapshot.error or '')}"]
     lines = _lines(snapshot)
     if not lines:
         return [f"{title}\n<pre>{html.quote(_table([]))}\n(no positions on either side)</pre>"]

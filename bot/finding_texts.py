@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from aiogram import html
 
-from bot.texts import code, when
+from bot.texts import code, quote, when
 from services.cause_text import cause_subject, explain
 from services.causes import CloseKind
 from services.finding_details import FindingDetails
@@ -57,7 +57,7 @@ def first_line(finding: StoredFinding) -> str:
     parts = [f"{EMOJI[severity(finding)]} <b>{KINDS[finding.kind].alert}</b>"]
     money = money_at_stake(finding)
     if money:
-        parts.append(html.quote(money))
+        parts.append(quote(money))
     stop = _stop_short(finding.details)
     if stop and finding.kind is not FindingKind.GHOST:
         parts.append(stop)
@@ -66,8 +66,7 @@ def first_line(finding: StoredFinding) -> str:
 
 def finding_headline(finding: StoredFinding) -> str:
     return (
-        f"<b>{html.quote(finding.market)} {finding.side.upper()}</b> · {html.quote(finding.account)} "
-        f"({html.quote(finding.exchange)})"
+        f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} ({quote(finding.exchange)})"
     )
 
 
@@ -76,7 +75,7 @@ def protection_line(details: FindingDetails) -> str:
     be read."""
     if details.protection is Protection.NONE:
         return "⚠️ <b>NO STOP LOSS</b> on the exchange"
-    text = html.quote(protection_text(details) or "")
+    text = quote(protection_text(details) or "")
     if details.protection is Protection.PARTIAL:
         return f"⚠️ <b>Stop-loss</b>: {text}"
     if details.protection is Protection.UNKNOWN:
@@ -123,11 +122,11 @@ def _age_line(finding: StoredFinding) -> str:
 
 
 def _db_rows(details: FindingDetails) -> str:
-    return ", ".join(f"#{html.quote(r.id)}" for r in details.db_rows) or "none"
+    return ", ".join(f"#{quote(r.id)}" for r in details.db_rows) or "none"
 
 
 def _db_value(d: FindingDetails) -> str:
-    return f" (≈ {html.quote(amount(d.db_value, d.currency))})" if d.db_value is not None else ""
+    return f" (≈ {quote(amount(d.db_value, d.currency))})" if d.db_value is not None else ""
 
 
 _CAUSE_MARK = {
@@ -151,10 +150,10 @@ def finding_body(finding: StoredFinding) -> list[str]:
         lines += [*_position_lines(d), f"DB position {_db_rows(d)}", _age_line(finding)]
         belief = db_belief_text(d)
         if belief:
-            lines.append(html.quote(belief))
+            lines.append(quote(belief))
     elif finding.kind is FindingKind.STRAY_ORDER:
         lines.append("No position on the exchange for these orders to close; one can open a position when it triggers:")
-        lines += [f"• {html.quote(order_text(order))}" for order in d.orders]
+        lines += [f"• {quote(order_text(order))}" for order in d.orders]
     elif finding.kind is FindingKind.GHOST:
         lines += [
             f"DB position {_db_rows(d)} · size {code(size(d.db_quantity))}{_db_value(d)}",
@@ -162,12 +161,12 @@ def finding_body(finding: StoredFinding) -> list[str]:
         ]
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
         lines += [
-            f"{html.quote(d.note or '')}: reconbot cannot compare it, so it never calls it a ghost or fixes it.",
-            f"To fix: {html.quote(SYMBOL_MAPPING_HINT)}.",
+            f"{quote(d.note or '')}: reconbot cannot compare it, so it never calls it a ghost or fixes it.",
+            f"To fix: {quote(SYMBOL_MAPPING_HINT)}.",
         ]
     else:
         lines += [
-            f"Exchange: {code(size(d.exchange_quantity))} ({html.quote(amount(d.notional, d.currency))}) · "
+            f"Exchange: {code(size(d.exchange_quantity))} ({quote(amount(d.notional, d.currency))}) · "
             f"DB: {code(size(d.db_quantity))}{_db_value(d)} ({_db_rows(d)})",
             f"Difference: {code(decimal_text(d.difference))}",
             protection_line(d),
@@ -176,20 +175,20 @@ def finding_body(finding: StoredFinding) -> list[str]:
         subject = cause_subject(finding.market, finding.side, d.db_position_ids)
         sentence = explain(finding.kind is FindingKind.GHOST, d.cause, subject, d.price_tick)
         if sentence:
-            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {html.quote(sentence)}")
+            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {quote(sentence)}")
     if KINDS[finding.kind].todo and finding.live:
-        lines.append(f"<i>{html.quote(KINDS[finding.kind].todo)}</i>")
+        lines.append(f"<i>{quote(KINDS[finding.kind].todo)}</i>")
     lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
     return lines
 
 
 def finding_state_line(finding: StoredFinding) -> str | None:
     """What happened to a finding since it was announced; None while it is simply open."""
-    by = html.quote(finding.closed_by or "")
+    by = quote(finding.closed_by or "")
     if finding.state is FindingState.RESOLVED:
-        return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
+        return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.FIXED:
-        return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {html.quote(finding.resolution or '')}"
+        return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.SNOOZED:
         return f"🔕 Snoozed by {by} until {when(finding.snoozed_until)}"
     if finding.state is FindingState.ACKNOWLEDGED:
@@ -213,7 +212,7 @@ def details_message(finding: StoredFinding) -> str:
     """The answer to the Details button: every value the finding holds."""
     d = finding.details
     lines = [
-        f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {html.quote(finding.state)}",
+        f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {quote(finding.state)}",
         finding_headline(finding),
     ]
     labels = [
@@ -243,11 +242,11 @@ def details_message(finding: StoredFinding) -> str:
         value = getattr(d, key)
         if value not in (None, ""):
             lines.append(f"{label}: {code(decimal_text(value) if isinstance(value, Decimal) else value)}")
-    lines += [f"order: {html.quote(order_text(order))}" for order in d.orders]
+    lines += [f"order: {quote(order_text(order))}" for order in d.orders]
     for row in d.db_rows:
         listed = "" if row.listed else " (symbol not listed on the venue)"
         lines.append(
-            f"DB #{html.quote(row.id)}: {html.quote(row.symbol)} size {code(size(row.quantity))}, "
+            f"DB #{quote(row.id)}: {quote(row.symbol)} size {code(size(row.quantity))}, "
             f"opened {when(row.opened_at)}{listed}"
         )
     lines.append(f"first seen {when(finding.first_seen)}, last seen {when(finding.last_seen)}")
@@ -264,8 +263,8 @@ def _list_line(index: int, finding: StoredFinding) -> str:
     money = money_at_stake(finding) or "value unknown"
     return (
         f"{index}. {EMOJI[severity(finding)]} {KINDS[finding.kind].short} "
-        f"<b>{html.quote(finding.market)} {finding.side.upper()}</b> · {html.quote(finding.account)} · "
-        f"{html.quote(money)}"
+        f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
+        f"{quote(money)}"
     )
 
 
@@ -278,8 +277,8 @@ def digest_message(findings: Sequence[StoredFinding]) -> str:
     worst = min((severity(f) for f in findings), key=lambda s: s.rank, default=Severity.INFO)
     total = compact(exposure_total(findings))
     lines = [
-        f"{EMOJI[worst]} <b>{len(findings)} new findings</b> · {html.quote(total)} at risk",
-        html.quote(counts(findings, chat=True)),
+        f"{EMOJI[worst]} <b>{len(findings)} new findings</b> · {quote(total)} at risk",
+        quote(counts(findings, chat=True)),
         "",
     ]
     lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
@@ -291,8 +290,8 @@ def reminder_message(findings: Sequence[StoredFinding]) -> str:
     """One reminder for a chat: everything still open, biggest first."""
     total = compact(exposure_total(findings))
     lines = [
-        f"⏰ <b>Still open: {len(findings)}</b> · {html.quote(total)} at risk",
-        html.quote(counts(findings, chat=True)),
+        f"⏰ <b>Still open: {len(findings)}</b> · {quote(total)} at risk",
+        quote(counts(findings, chat=True)),
     ]
     lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
     lines.append("<i>/findings shows each with its buttons.</i>")

@@ -1,4 +1,5 @@
-"""Every message the bot writes, as Telegram HTML with each dynamic value escaped."""
+"""Every message the bot writes, as Telegram HTML with each dynamic value escaped: for HTML, and one line
+whatever it held (``quote``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from services.model import CheckResult, FindingKind
 from services.notices import Notice
 from services.plain_text import notice_text
 from services.report import fix_question
+from services.text_safety import escape_controls
 
 __all__ = ["fix_question"]
 
@@ -28,18 +30,24 @@ def when(moment: datetime | str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def quote(value: Any) -> str:
+    """A dynamic value in a message: HTML-escaped, its control characters shown as escapes (``text_safety``), so a
+    DB or venue string can neither add markup nor a line that passes for reconbot's words."""
+    return html.quote(escape_controls(str(value)))
+
+
 def code(value: Any) -> str:
-    return html.code(str(value)) if value not in (None, "") else "unknown"
+    return html.code(quote(value)) if value not in (None, "") else "unknown"
 
 
 def check_summary(result: CheckResult, title: str, findings: Sequence[StoredFinding]) -> str:
     """The answer to /scan and /reconcile: all clear or what was found, and which accounts were not read."""
-    lines = [f"<b>{html.quote(title)}</b>: {len(result.accounts)} account(s) checked"]
+    lines = [f"<b>{quote(title)}</b>: {len(result.accounts)} account(s) checked"]
     for status in result.accounts:
         if status.checked:
-            lines.append(f"✔️ {html.quote(status.account)}: {status.positions} open position(s)")
+            lines.append(f"✔️ {quote(status.account)}: {status.positions} open position(s)")
         else:
-            lines.append(f"❓ {html.quote(status.account)}: <b>not checked</b>: {html.quote(status.error or '')}")
+            lines.append(f"❓ {quote(status.account)}: <b>not checked</b>: {quote(status.error or '')}")
     if findings:
         counts: dict[FindingKind, int] = {}
         for finding in findings:
@@ -85,4 +93,4 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 def notice_message(notice: Notice) -> str:
     """A notice for Telegram: the plain line, escaped."""
-    return html.quote(notice_text(notice))
+    return quote(notice_text(notice))

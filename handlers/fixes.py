@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from aiogram import F, Router, html
+from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
 from pydantic import ValidationError
@@ -68,7 +68,7 @@ async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, ou
         refused = answers.claim_refused(claim)
         await query.answer(refused, show_alert=True)
         if isinstance(query.message, Message) and claim.expired:
-            await edit_quietly(query.message.edit_text(html.quote(refused)))
+            await edit_quietly(query.message.edit_text(texts.quote(refused)))
     return claim.confirmation
 
 

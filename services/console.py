@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from services import plain_text
 from services.findings import FiledCheck
 from services.model import ALL_KINDS
+from services.text_safety import escape_controls
 
 Write = Callable[[str], None]
 
@@ -30,15 +31,14 @@ class ConsoleAlerts:
         summary = f"[{stamp}] check ({kinds}): {len(result.accounts)} account(s), {len(filed.live)} open finding(s)"
         for status in result.unchecked:
             summary += f"; UNCHECKED {status.account}: {status.error}"
-        self.write(summary)
+        self.write(escape_controls(summary))
         for finding in filed.new:
             self.write(f"[{stamp}] NEW ALERT\n{plain_text.finding_text(finding)}\n")
         for finding in filed.reminded:
             self.write(f"[{stamp}] STILL OPEN\n{plain_text.finding_text(finding)}\n")
         for finding in filed.resolved:
-            self.write(
-                f"[{stamp}] RESOLVED: {finding.market} {finding.side.upper()} on {finding.account} "
-                f"(finding #{finding.id}, {finding.kind.value})\n"
-            )
+            resolved = f"{finding.market} {finding.side.upper()} on {finding.account}"
+            which = f"finding #{finding.id}, {finding.kind.value}"
+            self.write(f"[{stamp}] RESOLVED: {escape_controls(resolved)} ({which})\n")
         for notice in filed.notices:
             self.write(f"[{stamp}] NOTICE: {plain_text.notice_text(notice)}\n")

@@ -30,10 +30,14 @@ class DatabaseUnreachable(DatabaseError):
     """The server did not answer (down, restarting, out of connections): worth waiting for, not a config error."""
 
 
-# Answers that mean "not now", as opposed to a wrong address, password or database name.
-_TRANSIENT = (
+# Answers that mean "not now", as opposed to a wrong address, password or database name: a server that is
+# starting or stopping (57P03 "the database system is starting up" / "… shutting down"), one that ended the
+# session on a restart (57P01 admin shutdown, 57P02 crash shutdown), too many clients, a dropped connection.
+TRANSIENT_ERRORS = (
     OSError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.ConnectionFailureError,
@@ -123,12 +127,12 @@ class Database:
                 self._pool = await asyncpg.create_pool(
                     dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=120
                 )
-        except (*_TRANSIENT, TimeoutError) as exc:
+        except (*TRANSIENT_ERRORS, TimeoutError) as exc:
             await self.close()
-            raise DatabaseUnreachable(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+            raise DatabaseUnreachable(f"cannot connect to PostgreSQL: {describe(exc)}") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.close()
-            raise DatabaseError(f"cannot connect to PostgreSQL: {_describe(exc)}") from None
+            raise DatabaseError(f"cannot connect to PostgreSQL: {describe(exc)}") from None
         except (ValueError, TypeError) as exc:
             await self.close()
             # The parser's message may quote the URL, password included: name the problem, not the value.
@@ -143,7 +147,7 @@ class Database:
             await embedded.stop()
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT_S:g}s"
     return f"{type(exc).__name__}: {first_line(exc)}"

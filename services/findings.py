@@ -232,6 +232,7 @@ class FindingsStore:
                         since=record["failing_since"],
                         failures=record["failures_in_row"],
                         error=status.error,
+                        failed=status.failed,
                     )
                 )
                 await conn.execute(

@@ -177,6 +177,13 @@ class Finding:
         return self.exchange_quantity - self.db_quantity
 
 
+class FailedSide(StrEnum):
+    """Which side of the books made an account unchecked, so what is said about it names the real culprit."""
+
+    VENUE = "venue"  # the exchange did not answer as it must
+    DB = "db"  # a row of the trading bot's table could not be read
+
+
 @dataclass(frozen=True, slots=True)
 class AccountStatus:
     """Whether one account could be read this round; an unchecked account yields no findings at all."""
@@ -187,6 +194,7 @@ class AccountStatus:
     error: str | None = None
     positions: int = 0
     orders_error: str | None = None  # the protective orders could not be read: protection unknown, no strays
+    failed: FailedSide | None = None  # set when unchecked
 
     @property
     def status(self) -> str:

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from services.model import FailedSide
+
 
 class NoticeKind(StrEnum):
     UNREACHABLE = "unreachable"  # an account could not be read for several checks in a row
@@ -30,6 +32,7 @@ class Notice:
     limit: int | None = None
     text: str | None = None
     interval_s: float | None = None  # how often the account is polled meanwhile
+    failed: FailedSide | None = None  # the side an unchecked account's error is about (None: the venue)
 
     def to_body(self) -> dict[str, Any]:
         body = {key: value for key, value in asdict(self).items() if value is not None}
@@ -56,4 +59,5 @@ class Notice:
             limit=body.get("limit"),
             text=body.get("text"),
             interval_s=body.get("interval_s"),
+            failed=FailedSide(body["failed"]) if body.get("failed") in set(FailedSide) else None,
         )

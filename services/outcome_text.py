@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from services.causes import CloseKind
 from services.model import Side
 from services.report import decimal_text
+from services.text_safety import escape_controls
 
 if TYPE_CHECKING:
     from services.fixes.outcomes import Reason
@@ -98,6 +99,4 @@ def reason_text(reason: Reason) -> str:
     """The one line a terminal, a log and the audit trail show for this reason."""
     values = {name: _value(value) for name, value in reason.values.items()}
     template = _TEMPLATES[reason.why.value]
-    if callable(template):
-        return template(values, reason.values)
-    return template.format(**values)
+    return escape_controls(template(values, reason.values) if callable(template) else template.format(**values))

@@ -1,4 +1,5 @@
-"""Findings as plain text, for the console and e-mail (Telegram has its own HTML in bot/texts.py)."""
+"""Findings as plain text, for the console and e-mail (Telegram has its own HTML in bot/texts.py). Every line
+is escaped on its own (``text_safety``), so a DB or venue string can add no line of its own."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from services.cause_text import cause_subject, explain
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
-from services.model import FindingKind, FindingState
+from services.model import FailedSide, FindingKind, FindingState
 from services.money import amount
 from services.notices import Notice, NoticeKind
 from services.protection import Protection
 from services.protection_text import db_belief_text, order_text, protection_text
 from services.report import decimal_text
+from services.text_safety import escape_controls, escape_lines
 
 
 def _value(value: Decimal | str | None) -> str:
@@ -25,12 +27,14 @@ def _value(value: Decimal | str | None) -> str:
 
 def notice_text(notice: Notice) -> str:
     """A notice as one plain line, for the console and e-mail."""
+    return escape_controls(_notice_line(notice))
+
+
+def _notice_line(notice: Notice) -> str:
     if notice.kind is NoticeKind.UNREACHABLE:
         since = notice.since.strftime("%H:%M UTC") if notice.since else "?"
-        return (
-            f"{notice.account}: exchange not reachable since {since} ({notice.failures} checks in a row): "
-            f"{notice.error}"
-        )
+        what = "not checked" if notice.failed is FailedSide.DB else "exchange not reachable"  # the error names the row
+        return f"{notice.account}: {what} since {since} ({notice.failures} checks in a row): {notice.error}"
     if notice.kind is NoticeKind.REACHABLE:
         return f"{notice.account}: reachable again; its positions are being checked."
     if notice.kind is NoticeKind.STREAM_DOWN:
@@ -65,7 +69,8 @@ def counts(findings: Sequence[StoredFinding], *, chat: bool = False) -> str:
 
 def subject(finding: StoredFinding, prefix: str = "") -> str:
     head = f"{prefix} " if prefix else ""
-    return f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
+    text = f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
+    return escape_controls(text)
 
 
 def _protection(details: FindingDetails) -> str:
@@ -124,4 +129,4 @@ def finding_text(finding: StoredFinding) -> str:
         lines.append(f"snoozed by {finding.closed_by} until {finding.snoozed_until:%Y-%m-%d %H:%M UTC}")
     elif finding.state is FindingState.ACKNOWLEDGED:
         lines.append(f"acknowledged by {finding.closed_by}")
-    return "\n".join(lines)
+    return escape_lines(lines)

@@ -16,6 +16,7 @@ from services.money import amount, distance_pct, price
 from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
 from services.protection import short_order_id
 from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
+from services.text_safety import escape_controls, escape_lines
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -106,6 +107,7 @@ def result_dict(result: CheckResult) -> dict[str, Any]:
         "accounts": [
             {"account": a.account, "exchange": a.exchange, "status": a.status, "error": a.error}
             | ({"orders_error": a.orders_error} if a.orders_error else {})
+            | ({"failed": str(a.failed)} if a.failed else {})
             for a in result.accounts
         ],
         "findings": [finding_dict(f) for f in result.findings],
@@ -188,7 +190,7 @@ def render_text(result: CheckResult, title: str) -> str:
         lines.append("All clear.")
     elif result.unchecked:
         lines.append("Unchecked accounts were not compared: no finding is reported for them until they can be read.")
-    return "\n".join(lines)
+    return escape_lines(lines)
 
 
 def _order_seen_text(order: OrderSeen) -> str:
@@ -199,6 +201,10 @@ def _order_seen_text(order: OrderSeen) -> str:
 
 def fix_question(plan: FixPlan) -> str:
     """What a confirmation will do, with the exact values it will apply (the terminal and Telegram ask alike)."""
+    return escape_controls(_question(plan))
+
+
+def _question(plan: FixPlan) -> str:
     if isinstance(plan, CloseGhost):
         listing = ", ".join(f"#{pid}" for pid in plan.position_ids)
         noun = "position" if len(plan.rows) == 1 else "positions"

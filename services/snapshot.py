@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from services.model import AccountStatus, DbPosition, ExchangePosition, PositionKey, Side
+from services.model import AccountStatus, DbPosition, ExchangePosition, FailedSide, PositionKey, Side
 from services.positions import PositionRow, PositionsStore
 from services.protection import ProtectiveOrder, protection_of, unknown
 from services.settings import AccountSettings
@@ -28,6 +28,7 @@ class AccountSnapshot:
     exchange_positions: tuple[ExchangePosition, ...] = ()
     db_positions: tuple[DbPosition, ...] = ()
     error: str | None = None
+    failed: FailedSide = FailedSide.VENUE  # which side ``error`` is about
     orders: tuple[ProtectiveOrder, ...] = ()
     orders_error: str | None = None
     read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -45,6 +46,7 @@ class AccountSnapshot:
             error=self.error,
             positions=len(self.exchange_positions),
             orders_error=self.orders_error,
+            failed=None if self.checked else self.failed,
         )
 
 
@@ -88,7 +90,7 @@ def row_problems(rows: Sequence[PositionRow]) -> str | None:
     bad = [row for row in rows if row.problem]
     if not bad:
         return None
-    first = f"DB row #{bad[0].id}: {bad[0].problem}"
+    first = f"DB row #{bad[0].id} cannot be read: {bad[0].problem}"
     return first if len(bad) == 1 else f"{first} (and {len(bad) - 1} more unreadable row(s))"
 
 
@@ -232,7 +234,10 @@ class SnapshotReader:
         for gateway, result in zip(gateways, exchange_results, strict=True):
             error = result.error or row_problems(assigned[gateway.name])
             if error:
-                snapshots[gateway.name] = AccountSnapshot(gateway.account, error=error, duration_s=result.duration_s)
+                failed = FailedSide.VENUE if result.error else FailedSide.DB
+                snapshots[gateway.name] = AccountSnapshot(
+                    gateway.account, error=error, failed=failed, duration_s=result.duration_s
+                )
                 continue
             rows = to_db_positions(assigned[gateway.name], gateway, self.repository, result.positions)
             snapshots[gateway.name] = AccountSnapshot(

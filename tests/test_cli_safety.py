@@ -133,8 +133,8 @@ async def test_a_bad_db_row_makes_only_its_account_unchecked(tmp_path, db, new_a
     report = json.loads(out)
     accounts = {a["account"]: a for a in report["accounts"]}
     assert accounts[spoiled.name]["status"] == "unchecked"
-    assert accounts[spoiled.name]["error"] == f"DB row #{bad_id}: {reason}" or reason in accounts[spoiled.name]["error"]
-    assert f"DB row #{bad_id}" in accounts[spoiled.name]["error"]
+    assert accounts[spoiled.name]["error"].startswith(f"DB row #{bad_id} cannot be read: {reason}")
+    assert accounts[spoiled.name]["failed"] == "db"
     assert accounts[healthy.name] == {"account": healthy.name, "exchange": "bybit", "status": "ok", "error": None}
     assert sorted((f["kind"], f["symbol"]) for f in report["findings"]) == [
         ("ghost", "SOLUSDT"),
@@ -170,8 +170,8 @@ async def test_unreadable_rows_raise_the_unchecked_account_alert(database_url, n
         second = await reconciler.check()
     assert first.notices == ()
     [notice] = [notice_text(n) for n in second.notices]
-    assert notice.startswith(f"{binance.name}: exchange not reachable since ")
-    assert "DB row #1: quantity 'abc' is not a number" in notice
+    assert notice.startswith(f"{binance.name}: not checked since "), "the DB row failed, not the exchange"
+    assert "DB row #1 cannot be read: quantity 'abc' is not a number" in notice
 
 
 # -- the CLI is honest -----------------------------------------------------------------------------------------
@@ -226,6 +226,36 @@ async def test_check_config_reports_every_problem_at_once(tmp_path, capsys):
         "config: accounts[y].timeout_s: Input should be greater than 0 (got -1)",
         "config: scan.grace_s: Input should be greater than or equal to 0 (got -5)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("refused", "ConnectionRefusedError"),
+        ("unknown host", "gaierror"),
+        ("no such database", 'InvalidCatalogNameError: database "no_such_database_here" does not exist'),
+    ],
+)
+async def test_check_config_fails_when_the_database_refuses(tmp_path, database_url, capsys, where, why):
+    """A config that names a database reconbot cannot use is not OK: one line, exit 3, no password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url)
+    netloc = {
+        "refused": "reconbot:pw-never-shown@127.0.0.1:1",
+        "unknown host": "reconbot:pw-never-shown@no-such-host.invalid",
+        "no such database": parts.netloc,
+    }[where]
+    path = "/no_such_database_here" if where == "no such database" else parts.path
+    config = {"database": {"url": urlunsplit(parts._replace(netloc=netloc, path=path))}}
+    config["accounts"] = [{"name": "a", "exchange": "bybit", "api_key": "k", "secret": "s"}]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = await cli(capsys, "check-config", "--config", tmp_path / "c.yaml")
+    assert code == 3, (out, err)
+    assert out == "config OK: 1 account(s): a\n"
+    [line] = err.splitlines()
+    assert line.startswith("error: database: cannot connect to PostgreSQL: ") and why in line, line
+    assert "pw-never-shown" not in out + err
 
 
 async def test_a_mapped_column_that_does_not_exist_is_one_line(tmp_path, db, new_account, capsys):

@@ -11,10 +11,10 @@ import pytest
 from services.embedding import OrphanedPositionMonitor, PositionReconciliation
 from services.model import SCAN_KINDS
 from services.monitor import Monitor
-from services.positions import PositionsRepository
+from services.positions import PositionsRepository, ReadOnlyStore
 from services.settings import AccountSettings, PositionsSettings, ScanSettings
 from services.venues import gateway_for
-from tests.helpers import account_config, insert_positions, prepare_database
+from tests.helpers import account_config, fetch_audit, insert_positions, prepare_database
 
 
 @pytest.fixture
@@ -279,3 +279,109 @@ async def test_stop_works_as_the_seeds_plain_call_and_awaited(parts):
     await monitor.start()
     await monitor.stop()
     assert not monitor.running
+
+
+# -- a read-only store and the names a bot gives its gateways ---------------------------------------------------
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def freqtrade_store(request, tmp_path, database_url):
+    """reconbot's own store over freqtrade's ``trades`` as freqtrade creates it (read-only by the preset)."""
+    from services.positions import PostgresPositions, SqlitePositions
+    from tests.test_reach import freqtrade_postgres, freqtrade_sqlite
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    if request.param == "sqlite":
+        await prepare_database(database_url)
+        freqtrade_sqlite(tmp_path / "tradesv3.sqlite")
+        settings = PositionsSettings(preset="freqtrade", url="sqlite:///tradesv3.sqlite")
+        store = SqlitePositions(settings, tmp_path / "tradesv3.sqlite")
+    else:
+        await freqtrade_postgres(database_url)
+        store = PostgresPositions(pool, PositionsSettings(preset="freqtrade"))
+    await store.inspect()
+    yield request.param, store, pool
+    await store.close()
+    await pool.close()
+
+
+async def test_auto_fix_never_writes_a_read_only_store(
+    freqtrade_store, tmp_path, database_url, gateway_for, new_account, caplog
+):
+    """freqtrade keeps open trades in memory: a confirmed ghost is reported, its trade stays open, and the refusal
+    says why in the words every other fix path uses."""
+    from tests.test_reach import freqtrade_trade
+
+    kind, store, pool = freqtrade_store
+    binance = new_account("binance")
+    binance.set_position("BTCUSDT", "long", Decimal("0.01"))
+    before = await freqtrade_trade(kind, tmp_path, database_url, 2)
+    reconciliation = PositionReconciliation(store, {binance.name: gateway_for(binance)}, scan=SCAN)
+    assert reconciliation.auto_fix, "on by default, as the seed's"
+    with caplog.at_level("WARNING", logger="services.embedding"):
+        [ghost] = (await reconciliation.manual_reconcile())[binance.name]
+        await reconciliation.manual_reconcile()
+    assert (ghost["type"], ghost["db_position_id"], ghost["symbol"]) == ("missing_on_exchange", 2, "ETHUSDT")
+    assert await freqtrade_trade(kind, tmp_path, database_url, 2) == before, "freqtrade's trade is unchanged"
+    reason = store.settings.read_only_reason("2")
+    assert "/reload_trade 2" in reason
+    assert reconciliation.refused == {"2": reason}
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == f"auto-fix refused for position #2: {reason}", "said once, not every round"
+    if kind == "postgresql":
+        [audit] = await fetch_audit(database_url)
+        assert (audit["action"], audit["outcome"], audit["reason"]) == ("close_ghost", "refused", reason)
+
+    with pytest.raises(ReadOnlyStore, match="reload_trade ID"):
+        store.change(pool)  # the store itself refuses, whoever asks
+    assert await freqtrade_trade(kind, tmp_path, database_url, 2) == before
+
+
+async def test_a_gateway_under_any_key(parts):
+    """The bot's own names for its managers key the results, whatever the gateway's account is called."""
+    repository, gateways, binance, bybit = parts
+    bybit.set_position("AVLUSDT", "long", Decimal("86"))
+    alerts = []
+    renamed = {"ft-bin": gateways[binance.name], "ft-bybit": gateways[bybit.name]}
+    monitor = OrphanedPositionMonitor(repository, renamed, alert_callback=lambda *a: alerts.append(a), scan=SCAN)
+    result = await monitor.manual_scan()
+    assert list(result) == ["ft-bin", "ft-bybit"]
+    assert [o["symbol"] for o in result["ft-bybit"]] == ["AVLUSDT"]
+    assert [(a[1], a[2], a[3]["exchange"]) for a in alerts] == [("ft-bybit", "AVLUSDT", "ft-bybit")]
+    reconciliation = PositionReconciliation(repository, renamed, scan=SCAN)
+    assert list(await reconciliation.manual_reconcile()) == ["ft-bin", "ft-bybit"]
+    bybit.fail("rate_limit", endpoint="positions")
+    assert list(await monitor.manual_scan()) == ["ft-bin"], "an unchecked account is still absent"
+
+
+def test_two_names_for_one_account_is_a_clear_error(parts):
+    repository, gateways, binance, _ = parts
+    twice = {"a": gateways[binance.name], "b": gateways[binance.name]}
+    with pytest.raises(
+        ValueError, match=rf"exchange_managers\['b'\]: another manager already watches account '{binance.name}'"
+    ):
+        OrphanedPositionMonitor(repository, twice)
+
+
+async def test_auto_fix_writes_freqtrade_when_told_to(database_url, gateway_for, new_account):
+    """``writable: true`` lets it close the trade, its naive close_date in UTC as freqtrade writes it."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.positions import PostgresPositions
+    from tests.test_reach import freqtrade_postgres, freqtrade_trade
+
+    await freqtrade_postgres(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        store = PostgresPositions(pool, PositionsSettings(preset="freqtrade", writable=True))
+        await store.inspect()
+        binance = new_account("binance")
+        binance.set_position("BTCUSDT", "long", Decimal("0.01"))
+        reconciliation = PositionReconciliation(store, {binance.name: gateway_for(binance)}, scan=SCAN)
+        await reconciliation.manual_reconcile()
+        trade = await freqtrade_trade("postgresql", None, database_url, 2)
+        assert (trade["is_open"], trade["exit_reason"]) == (False, "reconciliation: position not found on exchange")
+        assert abs(trade["close_date"].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+        assert [(a["outcome"], a["target"]) for a in await fetch_audit(database_url)] == [("done", "position #2")]
+    finally:
+        await pool.close()

@@ -252,6 +252,38 @@ async def test_freqtrade_is_read_only_unless_told_otherwise(tmp_path, database_u
     assert abs(closed.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1), "naive UTC, as freqtrade"
 
 
+async def test_a_locked_sqlite_file_passes_and_a_broken_one_does_not(tmp_path, monkeypatch):
+    """freqtrade's lock outlasting the busy timeout is worth waiting for; a file that is no database is not."""
+    from services.database import DatabaseError, DatabaseUnreachable
+    from services.positions import SqlitePositions, sqlite
+    from services.settings import PositionsSettings
+
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_S", 0.2)
+    settings = PositionsSettings(preset="freqtrade", url="sqlite:///tradesv3.sqlite")
+    freqtrade_sqlite(tmp_path / "tradesv3.sqlite")
+    holder = sqlite3.connect(tmp_path / "tradesv3.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    store = SqlitePositions(settings, tmp_path / "tradesv3.sqlite")
+    try:
+        with pytest.raises(DatabaseUnreachable, match=r"cannot read .*tradesv3\.sqlite: database is locked"):
+            await store.inspect()
+        holder.execute("COMMIT")
+        await store.inspect()
+        assert "symbol" in store.map
+    finally:
+        holder.close()
+        await store.close()
+
+    (tmp_path / "broken.sqlite").write_bytes(b"not a database at all" * 100)
+    broken = SqlitePositions(settings, tmp_path / "broken.sqlite")
+    try:
+        with pytest.raises(DatabaseError, match="file is not a database") as error:
+            await broken.inspect()
+        assert not isinstance(error.value, DatabaseUnreachable)
+    finally:
+        await broken.close()
+
+
 # -- a custom schema: booleans, enums, naive timestamps, filters, a symbol style ------------------------------
 
 CUSTOM = """

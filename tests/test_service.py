@@ -9,7 +9,9 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
+import struct
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -524,6 +526,7 @@ class DatabaseProxy:
         self.user = parts.username or "postgres"
         self.server: asyncio.Server | None = None
         self.open = False
+        self.refusal: tuple[str, str] | None = None  # (SQLSTATE, message) answered to every new connection
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -536,6 +539,9 @@ class DatabaseProxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusal is not None:
+            await self._refuse(reader, writer, *self.refusal)
+            return
         if not self.open:
             writer.close()
             return
@@ -553,9 +559,40 @@ class DatabaseProxy:
 
         await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
 
+    @staticmethod
+    async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: str, message: str) -> None:
+        """What PostgreSQL answers a new connection while it starts or stops: it declines SSL/GSS, reads the
+        startup packet, and sends a FATAL ErrorResponse with the SQLSTATE (protocol v3, "Message Formats")."""
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                length, request = struct.unpack("!ii", await reader.readexactly(8))
+                if request not in (80877103, 80877104):  # SSLRequest, GSSENCRequest
+                    break
+                writer.write(b"N")
+            await reader.readexactly(length - 8)
+            fields = b"".join(
+                kind + value.encode() + b"\0"
+                for kind, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+            )
+            writer.write(b"E" + struct.pack("!i", len(fields) + 5) + fields + b"\0")
+            await writer.drain()
+        writer.close()
+
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+
+
+async def ops_port(process) -> int:
+    """The port ``run`` says its /healthz listens on."""
+    lines = await read_until(process, "ops: GET /healthz")
+    return int(lines[-1].rsplit(":", 1)[1])
+
+
+async def terminate(process) -> str:
+    """SIGTERM, and the rest of what it printed."""
+    process.send_signal(signal.SIGTERM)
+    return (await asyncio.wait_for(process.communicate(), 30))[0].decode()
 
 
 async def http_get(url: str) -> tuple[int, str]:
@@ -563,33 +600,75 @@ async def http_get(url: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
-async def test_run_waits_for_a_database_that_is_not_up_yet(tmp_path, database_url, new_account, telegram):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        None,  # nothing listens: "cannot connect"
+        ("57P03", "the database system is starting up"),
+        ("57P03", "the database system is shutting down"),
+        ("57P01", "terminating connection due to administrator command"),
+    ],
+    ids=["down", "starting-up", "shutting-down", "admin-shutdown"],
+)
+async def test_run_waits_for_a_database_that_is_not_up_yet(tmp_path, database_url, new_account, telegram, refusal):
+    """Down, starting, stopping or restarting (the server's own SQLSTATE): waited for, never exit 3."""
     bybit = new_account("bybit")
     bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await prepare_database(database_url)
     proxy = DatabaseProxy(database_url)
+    proxy.refusal = refusal
     await proxy.start()
     config = run_config(tmp_path, proxy.url, [bybit], telegram)
     process = await start_run(config)
     try:
-        lines = await read_until(process, "ops: GET /healthz")
-        port = int(lines[-1].rsplit(":", 1)[1])
-        await read_until(process, "waiting: database: cannot connect to PostgreSQL")
+        port = await ops_port(process)
+        waiting = (await read_until(process, "waiting: database: cannot connect to PostgreSQL"))[-1]
+        assert "trying again in" in waiting and (refusal is None or refusal[1] in waiting), waiting
         status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
-        assert status == 503 and "waiting for database" in body
+        assert status == 503 and '"status": "starting"' in body and "waiting for database" in body
         assert process.returncode is None, "still up, not exited"
-        proxy.open = True
+        proxy.refusal, proxy.open = None, True
         await read_until(process, "reconbot running", timeout=90)
         await read_until(process, "NEW ALERT")
         await until(lambda: telegram.messages(ALERT_CHAT), timeout=30)
-        process.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+        output = await terminate(process)
     finally:
         if process.returncode is None:
             process.kill()
         await proxy.stop()
     assert process.returncode == 0, output
     assert TELEGRAM_TOKEN not in output and bybit.secret not in output
+
+
+async def test_run_waits_for_a_sqlite_file_its_bot_holds(tmp_path, database_url, new_account, telegram):
+    """freqtrade holds its SQLite file with BEGIN EXCLUSIVE while it writes: a lock that passes, waited for."""
+    from tests.test_reach import freqtrade_sqlite
+
+    binance = new_account("binance")
+    await prepare_database(database_url)
+    freqtrade_sqlite(tmp_path / "tradesv3.sqlite")
+    config = run_config(tmp_path, database_url, [binance], telegram)
+    data = yaml.safe_load(config.read_text())
+    data["positions"] = {"preset": "freqtrade", "url": "sqlite:///tradesv3.sqlite"}
+    config.write_text(yaml.safe_dump(data))
+    holder = sqlite3.connect(tmp_path / "tradesv3.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    process = await start_run(config)
+    try:
+        port = await ops_port(process)
+        waiting = (await read_until(process, "waiting: ", timeout=60))[-1]
+        assert "database is locked" in waiting and "trying again in" in waiting, waiting
+        status, body = await http_get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 503 and '"status": "starting"' in body
+        assert process.returncode is None, "still up, not exited"
+        holder.execute("COMMIT")
+        await read_until(process, f"check account={binance.name} result=ok", timeout=90)
+        output = await terminate(process)
+    finally:
+        holder.close()
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0, output
 
 
 async def test_run_logs_one_line_per_account_per_check_and_never_the_token(

@@ -23,13 +23,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from services import audit
 from services.causes import CloseCause, exit_reason
 from services.embedding.dicts import finding_dict
-from services.embedding.sources import BotRepository, gateways_for
+from services.embedding.sources import BotRepository, by_account, gateways_for
 from services.model import RECONCILIATION, CheckResult, Finding, FindingKind
 from services.monitor import Monitor
-from services.positions import PositionsStore, PostgresPositions
+from services.positions import PositionsStore, PostgresPositions, ReadOnlyStore
 from services.settings import ScanSettings
 
 GHOST_EXIT_REASON = exit_reason(None)  # the seed's words, for a ghost whose cause is unknown
@@ -67,7 +69,9 @@ class _PeriodicCheck:
         self.interval_s = interval_s if interval_s is not None else self.default_interval_s
         self.scan = scan or ScanSettings()
         self.store: PositionsStore = repository if isinstance(repository, PositionsStore) else BotRepository(repository)
-        self.gateways = gateways_for(exchange_managers)
+        given = gateways_for(exchange_managers)
+        self.gateways = by_account(given)
+        self._given_name = {gateway.name: key for key, gateway in given.items()}  # results use the bot's names
         self.monitor = Monitor(self.scan, self.gateways, self.store)
         self._task: asyncio.Task[None] | None = None
         self._alerted: set[str] = set()
@@ -104,16 +108,19 @@ class _PeriodicCheck:
         self.last_result = result
         detected_at = result.finished_at or datetime.now(UTC)
         # An account that could not be read is left out, never reported as an empty list.
-        grouped: dict[str, list[dict[str, Any]]] = {a.account: [] for a in result.accounts if a.checked}
+        grouped: dict[str, list[dict[str, Any]]] = {
+            self._given_name[a.account]: [] for a in result.accounts if a.checked
+        }
         current: set[str] = set()
         new: list[Finding] = []
         for finding in result.findings:
-            details = finding_dict(finding, detected_at)
-            grouped[finding.key.account].append(details)
+            name = self._given_name[finding.key.account]
+            details = finding_dict(finding, detected_at) | {"exchange": name}
+            grouped[name].append(details)
             current.add(finding.fingerprint)
             if finding.fingerprint not in self._alerted:
                 new.append(finding)
-                await self._alert(finding.key.account, finding.key.market, details)
+                await self._alert(name, finding.key.market, details)
         checked = {a.account for a in result.accounts if a.checked}
         self._alerted = {fp for fp in self._alerted if fp.split("|", 1)[0] not in checked} | current
         await self._after(result, new)
@@ -162,6 +169,7 @@ class PositionReconciliation(_PeriodicCheck):
         super().__init__(*args, **kwargs)
         self.auto_fix = auto_fix
         self._closed: set[str] = set()
+        self.refused: dict[str, str] = {}  # position id → why auto-fix left it open (a read-only store)
 
     async def manual_reconcile(self) -> dict[str, list[dict[str, Any]]]:
         """Reconcile now; ``{exchange name: [dict]}`` with ``type`` ``missing_on_exchange``,
@@ -170,14 +178,15 @@ class PositionReconciliation(_PeriodicCheck):
 
     async def _after(self, result: CheckResult, new: list[Finding]) -> None:
         """Close confirmed ghosts through the repository it was given, each once; more at once than the auto-fix
-        limit looks systemic (a wrong mapping, a partial answer), so then none is closed."""
+        limit looks systemic (a wrong mapping, a partial answer), so then none is closed. A store reconbot may not
+        write refuses, and the refusal is said once per row."""
         if not self.auto_fix:
             return
         rows = [
             (row, finding.cause)
             for finding in result.of_kind(FindingKind.GHOST)
             for row in finding.db_positions
-            if row.id not in self._closed and not row.id.startswith("?")
+            if row.id not in self._closed and row.id not in self.refused and not row.id.startswith("?")
         ]
         if not rows:
             return
@@ -188,34 +197,57 @@ class PositionReconciliation(_PeriodicCheck):
             reason = exit_reason(cause.kind if cause else None)
             try:
                 await self._close(row.id, reason, cause, result.finished_at or datetime.now(UTC))
+            except ReadOnlyStore as refusal:
+                await self._refuse(row.id, refusal.reason(row.id))
+                continue
             except Exception:
                 log.exception("could not mark ghost position #%s closed", row.id)
                 continue
             self._closed.add(row.id)
             log.info("marked ghost position #%s closed (%s)", row.id, reason)
 
+    def _audit_pool(self) -> asyncpg.Pool | None:
+        return self.store.pool if isinstance(self.store, PostgresPositions) else None
+
     async def _close(self, row_id: str, reason: str, cause: CloseCause | None, found_at: datetime) -> None:
-        """Write the real close where the venue told it (when, at what price, the PnL), else when it was found."""
+        """Write the real close where the venue told it (when, at what price, the PnL), else when it was found.
+        The store's own guard refuses a table reconbot may not write (``ReadOnlyStore``)."""
         closed_at = cause.closed_at if cause and cause.closed_at else found_at
         if isinstance(self.store, BotRepository):
             await self.store.mark_closed(row_id, reason, closed_at)
             return
-        audit_pool = self.store.pool if isinstance(self.store, PostgresPositions) else None
+        audit_pool = self._audit_pool()
         if audit_pool is None:
+            self.store.require_writable()  # a read-only store's refusal says more than a missing audit trail
             raise RuntimeError("no database to audit the change in")
         real = {"exit_price": cause.exit_price, "realized_pnl": cause.realized_pnl} if cause else {}
         async with self.store.change(audit_pool) as change:
             after = await self.store.close_if_active(change, row_id, reason, closed_at=closed_at, **real)
-            if after is not None and await change.audit.fetchval("SELECT to_regclass('reconbot.audit_log')"):
-                await audit.record(
-                    change.audit,
-                    actor=AUTO_FIX_ACTOR,
-                    action="close_ghost",
-                    target=f"position #{row_id}",
-                    outcome="done",
-                    reason=reason,
-                    after=after.as_dict(),
-                )
+            if after is not None:
+                await _audit(change.audit, row_id, "done", reason, after=after.as_dict())
+
+    async def _refuse(self, row_id: str, reason: str) -> None:
+        """Left open, in the words every fix path uses, and in the audit trail where there is one."""
+        self.refused[row_id] = reason
+        log.warning("auto-fix refused for position #%s: %s", row_id, reason)
+        pool = self._audit_pool()
+        if pool is not None:
+            async with pool.acquire() as conn:
+                await _audit(conn, row_id, "refused", reason)
+
+
+async def _audit(conn: asyncpg.Connection, row_id: str, outcome: str, reason: str, **extra: Any) -> None:
+    """An auto-fix outcome in reconbot's audit trail, when the database holding the store has one."""
+    if await conn.fetchval("SELECT to_regclass('reconbot.audit_log')"):
+        await audit.record(
+            conn,
+            actor=AUTO_FIX_ACTOR,
+            action="close_ghost",
+            target=f"position #{row_id}",
+            outcome=outcome,
+            reason=reason,
+            **extra,
+        )
 
 
 __all__ = ["ALERT_MISMATCH", "ALERT_ORPHAN", "OrphanedPositionMonitor", "PositionReconciliation"]

@@ -177,6 +177,16 @@ def gateways_for(exchange_managers: Mapping[str, Any]) -> dict[str, Gateway]:
     return gateways
 
 
+def by_account(given: Mapping[str, Gateway]) -> dict[str, Gateway]:
+    """The gateways by their accounts' names, which every finding carries, whatever key the bot gave them."""
+    gateways: dict[str, Gateway] = {}
+    for key, gateway in given.items():
+        if gateway.name in gateways:
+            raise ValueError(f"exchange_managers[{key!r}]: another manager already watches account {gateway.name!r}")
+        gateways[gateway.name] = gateway
+    return gateways
+
+
 class BotRepository(PositionsStore):
     """The trading bot's own repository: ``get_active_positions(exchange=…)`` returning dicts (``id``,
     ``symbol``, ``quantity``, optionally ``side``; without a side, any side matches)."""
@@ -251,7 +261,7 @@ class BotRepository(PositionsStore):
         return None
 
     @contextlib.asynccontextmanager
-    async def change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
+    async def _change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
         raise DatabaseError("the bot's repository is written through its own methods")
         yield  # pragma: no cover
 

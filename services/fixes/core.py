@@ -19,7 +19,7 @@ from services.model import ExchangePosition, PositionKey
 from services.monitor import Monitor
 from services.outbox import Destination
 from services.plans import CloseGhost, FixPlan, SetDbQuantity
-from services.positions import PositionRow, PositionsStore
+from services.positions import PositionRow, PositionsStore, ReadOnlyStore
 from services.snapshot import AccountSnapshot, assign_rows
 from services.venues import Gateway, VenueError
 
@@ -197,5 +197,7 @@ class FixCore:
 
     def check_writable(self, position_id: str | None) -> None:
         """A table whose bot keeps its own state in memory (freqtrade) is not written unless the user says so."""
-        if not self.repository.writable:
-            raise refuse(Why.READ_ONLY, remedy=self.repository.settings.read_only_reason(position_id or "ID"))
+        try:
+            self.repository.require_writable()
+        except ReadOnlyStore as refusal:
+            raise refuse(Why.READ_ONLY, remedy=refusal.reason(position_id or "ID")) from None

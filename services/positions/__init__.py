@@ -7,11 +7,11 @@ from pathlib import Path
 
 import asyncpg
 
-from services.database import DatabaseError, DatabaseUnreachable, first_line
+from services.database import TRANSIENT_ERRORS, DatabaseError, DatabaseUnreachable, first_line
 from services.positions.postgres import PostgresPositions
 from services.positions.rows import PositionRow
 from services.positions.sqlite import SqlitePositions
-from services.positions.store import Change, Column, ColumnMap, PositionsStore
+from services.positions.store import Change, Column, ColumnMap, PositionsStore, ReadOnlyStore
 from services.settings import Settings
 
 # The PostgreSQL store by the name the rest of reconbot has always used.
@@ -27,7 +27,7 @@ async def open_store(settings: Settings, pool: asyncpg.Pool) -> PositionsStore:
     if positions.url is not None:
         try:
             other = await asyncpg.create_pool(positions.url.get_secret_value(), min_size=1, max_size=3)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+        except TRANSIENT_ERRORS as exc:
             raise DatabaseUnreachable(f"positions.url: cannot connect: {type(exc).__name__}") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise DatabaseError(f"positions.url: cannot connect: {type(exc).__name__}: {first_line(exc)}") from None
@@ -43,6 +43,7 @@ __all__ = [
     "PositionsRepository",
     "PositionsStore",
     "PostgresPositions",
+    "ReadOnlyStore",
     "SqlitePositions",
     "open_store",
 ]

@@ -167,7 +167,7 @@ class PostgresPositions(PositionsStore):
     # -- guarded writes -----------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
+    async def _change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
         if audit_pool is self._pool:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield Change(conn, conn)
@@ -190,7 +190,7 @@ class PostgresPositions(PositionsStore):
         column = self.map.columns[key]
         if column.kind == "timestamp":
             zone = self._settings.timezone.replace("'", "")
-            return f"CAST({placeholder}::timestamptz AT TIME ZONE '{zone}' AS {column.type})"
+            return f"CAST({placeholder}::text::timestamptz AT TIME ZONE '{zone}' AS {column.type})"
         return self._cast(placeholder, column)
 
     async def insert_if_untracked(

@@ -9,6 +9,7 @@ its audit row there.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,12 +19,14 @@ from typing import Any
 import aiosqlite
 import asyncpg
 
-from services.database import DatabaseError, TableMissing
+from services.database import DatabaseError, DatabaseUnreachable, TableMissing
 from services.model import Side
 from services.positions.rows import PositionRow
 from services.positions.store import TIMESTAMP_KEYS, Change, Column, PositionsStore
 from services.positions_config import PositionsSettings, Value, quote_identifier, value_text
 
+# How long a statement waits for the trading bot's lock (freqtrade holds the file only while it writes).
+BUSY_TIMEOUT_S = 10.0
 _KEYS = ("id", "exchange", "account", "symbol", "side", "quantity", "entry_price", "status", "exit_reason")
 
 
@@ -55,10 +58,17 @@ class SqlitePositions(PositionsStore):
                 raise DatabaseError(f"positions.url: no SQLite file at {self.path}")
             mode = "rw" if self.writable else "ro"
             try:
-                self._conn = await aiosqlite.connect(f"file:{self.path}?mode={mode}", uri=True, timeout=10)
+                self._conn = await aiosqlite.connect(f"file:{self.path}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S)
             except Exception as exc:  # aiosqlite raises sqlite3's errors, which share no base with ours
-                raise DatabaseError(f"positions.url: cannot open {self.path}: {exc}") from None
+                raise self._failure("cannot open", exc) from None
         return self._conn
+
+    def _failure(self, doing: str, exc: Exception) -> DatabaseError:
+        """A lock the trading bot still held after the busy timeout passes by itself (``DatabaseUnreachable``:
+        start-up waits for it); anything else is the file's or the config's fault."""
+        code = getattr(exc, "sqlite_errorcode", None)  # the primary code is the low byte of an extended one
+        locked = code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return (DatabaseUnreachable if locked else DatabaseError)(f"positions.url: {doing} {self.path}: {exc}")
 
     async def inspect(self) -> None:
         conn = await self._connection()
@@ -66,7 +76,7 @@ class SqlitePositions(PositionsStore):
             async with conn.execute(f"PRAGMA table_info({self._table})") as cursor:
                 rows = await cursor.fetchall()
         except Exception as exc:
-            raise DatabaseError(f"positions.url: cannot read {self.path}: {exc}") from None
+            raise self._failure("cannot read", exc) from None
         if not rows:
             raise TableMissing(f"positions table {self._settings.table} does not exist in {self.path}")
         self._apply_columns({row[1]: Column(row[1], (row[2] or "").lower(), _kind(row[2] or "")) for row in rows})
@@ -140,7 +150,7 @@ class SqlitePositions(PositionsStore):
     # -- writes, only when positions.writable allows them -------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
+    async def _change(self, audit_pool: asyncpg.Pool) -> AsyncIterator[Change]:
         conn = await self._connection()
         async with audit_pool.acquire() as audit, audit.transaction():
             await conn.execute("BEGIN IMMEDIATE")

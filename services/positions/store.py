@@ -58,6 +58,19 @@ class Change:
     handle: Any
 
 
+class ReadOnlyStore(DatabaseError):
+    """A write asked of a table reconbot may not write (``positions.writable``, false for freqtrade by default).
+    Raised by the store itself, so no caller (a fix, auto-fix, the embedding API) can write it by forgetting to
+    ask; ``reason(id)`` is the remedy every path gives."""
+
+    def __init__(self, settings: PositionsSettings):
+        super().__init__(settings.read_only_reason("ID"))
+        self._settings = settings
+
+    def reason(self, position_id: str) -> str:
+        return self._settings.read_only_reason(position_id)
+
+
 class PositionsStore(ABC):
     """The trading bot's positions, read and written through the configured names only."""
 
@@ -196,9 +209,20 @@ class PositionsStore(ABC):
     async def get(self, position_id: str) -> PositionRow | None:
         """One row by id, whatever its status; None when there is none."""
 
-    @abstractmethod
     def change(self, audit_pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[Change]:
-        """One write and its audit row (atomically when both live in one database)."""
+        """One write and its audit row (atomically when both live in one database). Every write needs the
+        ``Change`` this yields, so a read-only store refuses here, before anything is opened."""
+        self.require_writable()
+        return self._change(audit_pool)
+
+    def require_writable(self) -> None:
+        """The one guard of every write; callers may ask early to refuse before reading anything."""
+        if not self.writable:
+            raise ReadOnlyStore(self._settings)
+
+    @abstractmethod
+    def _change(self, audit_pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[Change]:
+        """The backend's own ``change``: its connection and transaction."""
 
     @abstractmethod
     async def insert_if_untracked(
