@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 
-from app.startup import Say, StartupError, check_accounts, check_telegram, open_runtime
+from app.startup import Say, StartupError, check_accounts, check_telegram, open_runtime, settle_interrupted
 from app.telegram import ChatOps
 from bot.context import BotContext
 from services.console import ConsoleAlerts
@@ -110,6 +110,8 @@ async def start_service(
     runtime = await open_runtime(settings, say, clients)
     try:
         problems = await check_accounts(runtime, say)
+        if not problems:
+            await settle_interrupted(runtime, say)
         bot = await check_telegram(settings, say, problems, flood_control)
         if problems:
             if bot is not None:
@@ -138,6 +140,11 @@ async def start_service(
         settings.scale.claim_interval_s,
     )
     scheduler = CheckScheduler(reconciler, settings.scan, claims.owned)
+    scheduler.every(
+        "settle interrupted fixes",
+        settings.scan.settle_interval_s,
+        lambda: runtime.fixes.settle_interrupted(runtime.confirmations),
+    )
     service = Service(settings, runtime, reconciler, scheduler, metrics=metrics, claims=claims)
     try:
         if ops is None and settings.ops.address is not None:

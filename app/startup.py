@@ -1,7 +1,8 @@
 """What `run` checks before it starts: the database (reconbot's own migrations are applied), every account's
 keys with one read-only call, and the bot token. Each problem is named; what may pass by itself (a database
 that is not up yet, starting, stopping or restarting, a SQLite file its trading bot holds locked) is marked
-transient, so `run` waits for it instead of exiting."""
+transient, so `run` waits for it instead of exiting. Then, before the first check, confirmed fixes the last
+process left unfinished are settled by a re-read."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
 
 from bot.client import build_bot
-from services import audit, migrations
+from services import migrations
 from services.database import TRANSIENT_ERRORS, DatabaseError, DatabaseUnreachable, describe
 from services.runtime import Runtime
 from services.settings import Settings
@@ -47,8 +48,6 @@ async def open_runtime(settings: Settings, say: Say, clients: dict | None = None
             for migration in await migrations.apply_migrations(conn):
                 say(f"database: applied migration {migration.version} ({migration.description})")
         say(f"database: {runtime.database.description}, schema version {migrations.LATEST_VERSION}")
-        if await audit.record_interrupted_confirmations(runtime.database.pool):
-            say("warning: a confirmed fix did not finish before the last stop; it is audited as interrupted")
     except TRANSIENT_ERRORS as exc:
         await runtime.close()
         raise StartupError([f"database: {describe(exc)}"], transient=True) from None
@@ -75,6 +74,20 @@ async def check_accounts(runtime: Runtime, say: Say) -> list[str]:
 
     await asyncio.gather(*(probe(name) for name in runtime.gateways))
     return problems
+
+
+async def settle_interrupted(runtime: Runtime, say: Say) -> None:
+    """Settle confirmed fixes that a stopped process left unfinished, before any check can file their findings
+    as drift no longer seen; one that cannot be re-read now is retried every ``scan.settle_interval_s``."""
+    for settled in await runtime.fixes.settle_interrupted(runtime.confirmations):
+        fix = f"confirmed fix #{settled.confirmation_id} ({settled.action}) did not finish before the last stop"
+        if not settled.recorded:
+            every = runtime.settings.scan.settle_interval_s
+            say(f"warning: {fix} and cannot be re-read now ({settled.reason}); retried every {every:g}s")
+        elif settled.found is None:
+            say(f"warning: {fix}; settled without a re-read: {settled.reason}")
+        else:
+            say(f"warning: {fix}; settled by a re-read: {settled.found} ({settled.reason})")
 
 
 async def check_telegram(

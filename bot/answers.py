@@ -34,6 +34,11 @@ def fix_result(outcome: FixOutcome) -> str:
     return _FIX_PREFIX.get(outcome.status, "Nothing changed: ") + str(outcome.reason)
 
 
+def interrupted_result(reason: str) -> str:
+    """What a re-read found of a confirmed fix whose process stopped before it could say (plain text)."""
+    return f"⚠️ Interrupted: {reason}"
+
+
 def fix_refused_early(outcome: FixOutcome) -> str:
     """``/closeghost`` refused before anyone was asked to confirm."""
     return f"Nothing changed: {quote(str(outcome.reason))}"

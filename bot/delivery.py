@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.types import InlineKeyboardMarkup
 
-from bot import finding_texts, texts
+from bot import answers, finding_texts, texts
 from bot.flood import urgent
 from bot.keyboards import digest_keyboard, finding_keyboard
 from bot.replies import edit_quietly
@@ -79,6 +80,9 @@ class TelegramDelivery(Deliverer):
             if finding is not None:
                 await self.refresh(chat_id, finding)
             return
+        if item.kind is OutboxKind.CONFIRMATION:
+            await self.settle_question(chat_id, item.body)
+            return
         until = await self.mutes.muted_until(chat_id)
         if until is not None:
             log.info("chat %s is muted until %s: %s #%s not sent", chat_id, until, item.kind, item.id)
@@ -140,6 +144,12 @@ class TelegramDelivery(Deliverer):
             return
         for chunk in texts.split_message(finding_texts.reminder_message(still)):
             await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
+
+    async def settle_question(self, chat_id: int, body: Mapping[str, Any]) -> None:
+        """A confirmation whose process stopped mid-fix: its question with what the re-read found, in place of
+        Confirm / Cancel (an edit without a keyboard removes them)."""
+        text = answers.question_and_result(body["question"], answers.interrupted_result(body["reason"]))
+        await edit_quietly(self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=int(body["message_id"])))
 
     async def refresh(self, chat_id: int, finding: StoredFinding) -> None:
         """Edit every message showing this finding in this chat to its current state."""

@@ -139,6 +139,8 @@ Faults (``account.fail(kind, endpoint=..., times=...)``), by kind:
 * ``rate_limit``: Binance HTTP 429 ``{"code":-1003,...}``; Bybit HTTP 200 ``retCode`` 10006.
 * ``empty_body``: HTTP 200 with an empty body.
 * ``timeout``: the answer is held for ``timeout_delay_s`` and then served normally.
+* ``late_answer``: the request is carried out at once and only its answer is held for ``timeout_delay_s``: a
+  venue that placed the order while the caller gave up waiting, or died.
 * ``bad_key``: Binance HTTP 401 ``{"code":-2015,...}``; Bybit ``retCode`` 10003.
 * ``garbage_json``: HTTP 200, ``application/json``, truncated JSON.
 * ``no_success_marker``: Binance ``{"data": []}``; Bybit a body without ``retCode``.

@@ -293,13 +293,34 @@ class ExchangeEmulator:
         group: str | None,
     ) -> web.Response:
         fault = account.take_fault(group)
+        if fault is not None and fault.kind == "late_answer":
+            response = self._serve(api, account, request, path, params, body, route)
+            await self._hold()
+            return response
         if fault is not None:
             if fault.kind != "timeout":
                 return api.fault_response(fault.kind, request)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.timeout_delay_s)
+            await self._hold()
             if self._closing.is_set():
                 return web.Response(status=503, text="emulator stopping", content_type="text/plain")
+        return self._serve(api, account, request, path, params, body, route)
+
+    async def _hold(self) -> None:
+        """Keep a request waiting ``timeout_delay_s``, or until the emulator stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.timeout_delay_s)
+
+    def _serve(
+        self,
+        api: VenueApi,
+        account: EmulatedAccount,
+        request: web.Request,
+        path: str,
+        params: dict[str, Any],
+        body: str,
+        route: Route | None,
+    ) -> web.Response:
+        """Carry the request out and answer it as the venue would."""
         if route is None:
             return api.not_found()
         try:

@@ -18,7 +18,7 @@ from bot.flood import urgent
 from bot.keyboards import confirm_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
-from services.confirmations import Confirmation
+from services.confirmations import Claim
 from services.fixes import FixOutcome
 from services.plans import FixPlan
 
@@ -59,23 +59,29 @@ async def closeghost(message: Message, command: CommandObject, ctx: BotContext) 
     await ask_confirmation(message, message.from_user, ctx, plan=plan)
 
 
-async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, outcome: str) -> Confirmation | None:
+async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, outcome: str) -> Claim | None:
     """Use the confirmation once; otherwise answer why not. Someone else's confirmation, or one already used,
-    keeps its message as it is; an expired one says so in place of its buttons."""
+    keeps its message as it is; an expired one says so in place of its buttons. The question's message is
+    remembered with the claim, so it can be edited even if this process stops before the fix ends."""
     user = query.from_user
-    claim = await ctx.runtime.confirmations.claim(confirmation_id, user.id, outcome, actor_name(user.id, user.username))
+    message_id = query.message.message_id if query.message is not None else None
+    claim = await ctx.runtime.confirmations.claim(
+        confirmation_id, user.id, outcome, actor_name(user.id, user.username), message_id
+    )
     if claim.confirmation is None:
         refused = answers.claim_refused(claim)
         await query.answer(refused, show_alert=True)
         if isinstance(query.message, Message) and claim.expired:
             await edit_quietly(query.message.edit_text(texts.quote(refused)))
-    return claim.confirmation
+        return None
+    return claim
 
 
 async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
-    confirmation = await _claim(query, ctx, callback_data.confirmation_id, "cancelled")
-    if confirmation is None:
+    claim = await _claim(query, ctx, callback_data.confirmation_id, "cancelled")
+    if claim is None or claim.confirmation is None:
         return
+    confirmation = claim.confirmation
     await query.answer(answers.CANCELLED)
     if isinstance(query.message, Message):
         await edit_quietly(
@@ -84,25 +90,33 @@ async def cancel(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCon
 
 
 async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotContext) -> None:
-    confirmation = await _claim(query, ctx, callback_data.confirmation_id, "confirmed")
-    if confirmation is None:
+    claim = await _claim(query, ctx, callback_data.confirmation_id, "confirmed")
+    if claim is None or claim.confirmation is None:
         return
+    confirmation, lease = claim.confirmation, claim.lease
     shown = actor_name(query.from_user.id, query.from_user.username)
     message = query.message if isinstance(query.message, Message) else None
-    await query.answer(answers.RECHECKING)
     try:
+        await query.answer(answers.RECHECKING)
         plan = confirmation.plan
     except ValidationError:
         log.error("confirmation #%s holds a payload that is not a plan; refused", confirmation.id)
+        if lease is not None:
+            await lease.release(settled=True)  # nothing was applied, nor can be
         if message is not None:
             await message.edit_text(answers.question_and_result(confirmation.question, answers.DAMAGED_CONFIRMATION))
         return
+    except BaseException:
+        if lease is not None:
+            await lease.release()
+        raise
     outcome = await ctx.runtime.fixes.apply(
         plan,
         f"telegram {shown}",
         finding_id=confirmation.finding_id,
         confirmation_id=confirmation.id,
         shown_as=shown,
+        lease=lease,
     )
     ctx.reconciler.wake()
     result = answers.fix_result(outcome)

@@ -2,7 +2,8 @@
 
 Outcomes: ``done``, ``refused``, ``expired`` (a confirmation nobody used in time), ``unknown`` (an order whose
 answer was lost, until a re-read settles it to done or refused) and ``interrupted`` (reconbot stopped before a
-confirmed fix finished). A confirmation that was used always has an audit row naming it.
+confirmed fix finished; ``found`` then says what a re-read of both sides showed afterwards: ``done`` or
+``not done``). A confirmation that was used always has an audit row naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import asyncpg
 
 Outcome = Literal["done", "refused", "expired", "unknown", "interrupted"]
+Found = Literal["done", "not done"]
 
 
 async def record(
@@ -26,11 +28,13 @@ async def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     confirmation_id: int | None = None,
+    found: Found | None = None,
 ) -> int:
     """Append one audit row; call it on the connection whose transaction makes the change."""
     return await conn.fetchval(
-        "INSERT INTO reconbot.audit_log (actor, action, target, outcome, reason, before, after, confirmation_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8) RETURNING id",
+        "INSERT INTO reconbot.audit_log "
+        "(actor, action, target, outcome, reason, before, after, confirmation_id, found) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9) RETURNING id",
         actor,
         str(action),
         target,
@@ -39,6 +43,7 @@ async def record(
         None if before is None else json.dumps(before, default=str),
         None if after is None else json.dumps(after, default=str),
         confirmation_id,
+        found,
     )
 
 
@@ -53,18 +58,46 @@ async def settle(pool: asyncpg.Pool, entry_id: int, outcome: Outcome, reason: st
     )
 
 
-async def record_interrupted_confirmations(pool: asyncpg.Pool, older_than_s: float = 300.0) -> int:
-    """Audit every confirmed fix that left no outcome (the process died mid-fix); returns how many."""
-    return len(
-        await pool.fetch(
-            """INSERT INTO reconbot.audit_log (actor, action, target, outcome, reason, confirmation_id)
-               SELECT c.actor, c.action, c.target, 'interrupted',
-                      'reconbot stopped before this confirmed fix finished; check the position before asking again',
-                      c.id
-               FROM reconbot.confirmations c
-               WHERE c.outcome = 'confirmed' AND c.used_at < now() - make_interval(secs => $1)
-                 AND NOT EXISTS (SELECT 1 FROM reconbot.audit_log a WHERE a.confirmation_id = c.id)
-               RETURNING id""",
-            older_than_s,
-        )
+async def record_interrupted(
+    conn: asyncpg.Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    reason: str,
+    found: Found | None,
+    confirmation_id: int,
+) -> int:
+    """What a re-read found after reconbot stopped in the middle of a confirmed fix, in the caller's transaction.
+
+    A graceful stop that had to abandon the fix already wrote an ``interrupted`` row without knowing its effect:
+    that row is completed rather than doubled. An ``unknown`` row of the same fix (an order whose answer was
+    lost) is settled with it to ``done`` or ``refused``."""
+    entry = await conn.fetchval(
+        "UPDATE reconbot.audit_log SET found = $2, reason = $3, settled_at = now() "
+        "WHERE id = (SELECT min(id) FROM reconbot.audit_log "
+        "            WHERE confirmation_id = $1 AND outcome = 'interrupted' AND found IS NULL) RETURNING id",
+        confirmation_id,
+        found,
+        reason,
     )
+    if entry is None:
+        entry = await record(
+            conn,
+            actor=actor,
+            action=action,
+            target=target,
+            outcome="interrupted",
+            reason=reason,
+            confirmation_id=confirmation_id,
+            found=found,
+        )
+    if found is not None:
+        await conn.execute(
+            "UPDATE reconbot.audit_log SET outcome = CASE WHEN $2 = 'done' THEN 'done' ELSE 'refused' END, "
+            "found = $2, reason = $3, settled_at = now() WHERE confirmation_id = $1 AND outcome = 'unknown'",
+            confirmation_id,
+            found,
+            reason,
+        )
+    return entry

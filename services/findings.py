@@ -3,6 +3,10 @@
 States: open → snoozed / acknowledged → resolved (drift gone) or fixed (someone fixed it). A check files
 its result in one transaction: new findings, findings that persist, findings that resolved, each account's
 check status, and an outbox row for every alert that has to go out.
+
+A finding with a confirmed fix whose outcome is not recorded yet is never resolved as "drift no longer seen":
+the drift may be gone *because of* that fix. It stays live until the fix, or the re-read that settles an
+interrupted one, says what happened.
 """
 
 from __future__ import annotations
@@ -165,9 +169,13 @@ class FindingsStore:
                 new.append(stored)
                 live.append(stored)
             await announce(conn, new, destinations, policy)
+            fixing = await self._being_fixed(conn) if existing else set()
             for gone in existing.values():
                 if (gone.account, gone.market, gone.side.value) in pending:
                     live.append(gone)  # inside the grace window again: neither drift nor resolved yet
+                    continue
+                if gone.id in fixing or (gone.account, gone.market, gone.side.value) in fixing:
+                    live.append(gone)  # a confirmed fix on it has not recorded its outcome yet
                     continue
                 if gone.kind in ORDER_KINDS and gone.account in blind:
                     live.append(gone)  # its orders could not be read this time: not seen is not gone
@@ -181,6 +189,19 @@ class FindingsStore:
                 await outbox.enqueue_many(conn, destinations, OutboxKind.NOTICE, body=notice.to_body())
             reminded = await self._remind(conn, destinations, policy)
         return FiledCheck(result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices))
+
+    @staticmethod
+    async def _being_fixed(conn: asyncpg.Connection) -> set[int | tuple[str, str, str]]:
+        """The findings (by id, and by position for fixes asked without one: ``/closeghost``) that a confirmed fix
+        is changing, or was changing when its process stopped, until its outcome is recorded."""
+        records = await conn.fetch(
+            "SELECT finding_id, payload ->> 'account' AS account, payload ->> 'market' AS market, "
+            "payload ->> 'side' AS side FROM reconbot.confirmations WHERE outcome = 'confirmed' AND settled_at IS NULL"
+        )
+        fixing: set[int | tuple[str, str, str]] = set()
+        for r in records:
+            fixing.add(r["finding_id"] if r["finding_id"] is not None else (r["account"], r["market"], r["side"]))
+        return fixing
 
     async def _remind(
         self, conn: asyncpg.Connection, destinations: Sequence[Destination], policy: AlertPolicy
@@ -265,9 +286,21 @@ class FindingsStore:
     ) -> StoredFinding | None:
         """Close a live finding as fixed and queue the edit of its alerts; None if it was no longer live."""
         async with self.pool.acquire() as conn, conn.transaction():
-            closed = await self._close(conn, finding_id, FindingState.FIXED, by, resolution)
-            if closed is not None:
-                await queue_update(conn, finding_id, destinations)
+            return await self.fix_on(conn, finding_id, by, resolution, destinations)
+
+    @classmethod
+    async def fix_on(
+        cls,
+        conn: asyncpg.Connection,
+        finding_id: int,
+        by: str,
+        resolution: str,
+        destinations: Sequence[Destination],
+    ) -> StoredFinding | None:
+        """``mark_fixed`` in the caller's transaction, with the change that fixed it."""
+        closed = await cls._close(conn, finding_id, FindingState.FIXED, by, resolution)
+        if closed is not None:
+            await queue_update(conn, finding_id, destinations)
         return closed
 
     async def set_state(

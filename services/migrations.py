@@ -166,6 +166,22 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        5,
+        "confirmed fixes: their message, when they settled, and what a re-read found after an interruption",
+        """
+        ALTER TABLE reconbot.confirmations ADD COLUMN message_id bigint, ADD COLUMN settled_at timestamptz;
+        UPDATE reconbot.confirmations c SET settled_at = c.used_at
+            WHERE c.outcome = 'confirmed' AND EXISTS (
+                SELECT 1 FROM reconbot.audit_log a WHERE a.confirmation_id = c.id AND a.outcome <> 'unknown');
+        CREATE INDEX confirmations_unsettled ON reconbot.confirmations (id)
+            WHERE outcome = 'confirmed' AND settled_at IS NULL;
+        ALTER TABLE reconbot.audit_log ADD COLUMN found text CHECK (found IN ('done', 'not done'));
+        """,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -30,6 +30,9 @@ class OutboxKind(StrEnum):
     REMINDER = "reminder"  # findings still open (body: finding_ids; older rows name one finding_id)
     NOTICE = "notice"  # about an account or the process, not one finding
     DIGEST = "digest"  # many new findings from one check, in one message (body: digest_id, finding_ids)
+    # a confirmation whose process stopped mid-fix: its question edited with what a re-read found, without its
+    # buttons (body: confirmation_id, message_id, question, found, reason)
+    CONFIRMATION = "confirmation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,36 @@ def _order_not_cancelled(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
     return f"{done}order #{v['order']} on {v['where']} was not cancelled: {v['error']}"
 
 
+_SEEN = {
+    ("close_orphan", True): "{where} closed on the exchange",
+    ("close_orphan", False): "{where} still open at {now}",
+    ("adopt_orphan", True): "{where} tracked in the DB as position {rows}",
+    ("adopt_orphan", False): "{where} still not in the DB",
+    ("close_ghost", True): "position {rows} {where} closed in the DB",
+    ("close_ghost", False): "position {rows} {where} still active in the DB",
+    ("set_db_quantity", True): "position {rows} {where} now of size {now}",
+    ("set_db_quantity", False): "position {rows} {where} still of size {now}",
+    ("cancel_orders", True): "order {orders} on {where} no longer resting",
+    ("cancel_orders", False): "order {orders} on {where} still resting",
+}
+_REDUCED = "{where} reduced to {now} on the exchange"
+_STOPPED = "reconbot stopped mid-fix (confirmed by {by})"
+
+
+def _interrupted(done: bool) -> Callable[[Mapping[str, str], Mapping[str, Any]], str]:
+    """What a re-read found of a fix whose process stopped before it recorded an outcome."""
+
+    def text(v: Mapping[str, str], raw: Mapping[str, Any]) -> str:
+        shown = {**v, "rows": _ids(raw.get("rows", ())), "orders": _ids(raw.get("orders", ()))}
+        reduced = done and raw["action"] == "close_orphan" and raw.get("now")
+        seen = (_REDUCED if reduced else _SEEN[(str(raw["action"]), done)]).format(**shown)
+        if done:
+            return f"{_STOPPED.format(**v)}; a re-read found it done: {seen}"
+        return f"{_STOPPED.format(**v)}; a re-read found it not done: {seen} — ask again if it is still needed"
+
+    return text
+
+
 _TEMPLATES: dict[str, str | Callable[[Mapping[str, str], Mapping[str, Any]], str]] = {
     "not_found": "position #{row} does not exist",
     "not_active": "position #{row} is not active (status {status})",
@@ -86,6 +116,9 @@ _TEMPLATES: dict[str, str | Callable[[Mapping[str, str], Mapping[str, Any]], str
     "settled_done": "{target} closed on the exchange ({read})",
     "settled_not_executed": "{error}; the re-read shows {where} still open at {remaining}: not executed",
     "settled_unknown": "{error}; {account} could not be re-read, so whether the order executed is unknown: check it",
+    "interrupted_done": _interrupted(True),
+    "interrupted_not_done": _interrupted(False),
+    "interrupted_unread": _STOPPED + " and it cannot be re-read ({error}): check {where} by hand",
     "closed": _closed,
     "adopted": "{where} {quantity} adopted as position #{row}",
     "order_sent": "{where} {quantity} closed on the exchange (order {order_id})",

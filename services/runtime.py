@@ -116,7 +116,7 @@ class Runtime:
         self.outbox = Outbox(self.database.pool)
         self.mutes = ChatMutes(self.database.pool)
         self.confirmations = ConfirmationStore(
-            self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s)
+            self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s), self.database.connect
         )
         return self
 

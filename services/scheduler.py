@@ -1,5 +1,5 @@
 """Scheduled checks with APScheduler: orphans every ``scan.orphan_interval_s``, reconciliation every
-``scan.reconcile_interval_s``, both at start-up.
+``scan.reconcile_interval_s``, both at start-up; and housekeeping beside them (settling interrupted fixes).
 
 A job never overlaps itself (``max_instances=1``), missed runs are coalesced, and a job that raises is
 logged with its traceback and simply runs again next time. When both jobs fall due together, the first
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -35,6 +35,11 @@ class CheckScheduler:
         self.runs = 0
         self.failures = 0
         self._running: set[asyncio.Task[None]] = set()
+        self._chores: dict[str, tuple[float, Callable[[], Awaitable[object]]]] = {}
+
+    def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``interval_s`` once started, first one interval after start (start-up did it)."""
+        self._chores[name] = (interval_s, job)
 
     def _interval(self, name: str) -> float:
         return self.scan.orphan_interval_s if name == "orphan scan" else self.scan.reconcile_interval_s
@@ -42,19 +47,39 @@ class CheckScheduler:
     def start(self) -> None:
         now = datetime.now(UTC)
         for name, kinds in JOBS.items():
-            interval = self._interval(name)
-            self.scheduler.add_job(
-                self._run,
-                IntervalTrigger(seconds=interval, jitter=self.scan.jitter_s or None, timezone=UTC),
-                args=[name, kinds],
-                id=name,
-                name=name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(interval / 2)),
-                next_run_time=now,
-            )
+            self._add(name, self._interval(name), self._run, [name, kinds], now, self.scan.jitter_s)
+        for name, (interval, job) in self._chores.items():
+            self._add(name, interval, self._chore, [name, job], now + timedelta(seconds=interval))
         self.scheduler.start()
+
+    def _add(
+        self,
+        name: str,
+        interval: float,
+        func: Callable[..., Awaitable[None]],
+        args: list[object],
+        first: datetime,
+        jitter: float = 0.0,
+    ) -> None:
+        """One job that never overlaps itself, with missed runs coalesced."""
+        self.scheduler.add_job(
+            func,
+            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone=UTC),
+            args=args,
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval / 2)),
+            next_run_time=first,
+        )
+
+    @staticmethod
+    async def _chore(name: str, job: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; it runs again at its next interval", name)
 
     def _partner_due_in(self, name: str) -> float | None:
         """Seconds until the other job runs, if that is soon enough to share this job's snapshot."""
@@ -98,7 +123,7 @@ class CheckScheduler:
     def next_runs(self) -> dict[str, datetime | None]:
         if not self.scheduler.running:
             return {}
-        return {job.name: job.next_run_time for job in self.scheduler.get_jobs()}
+        return {job.name: job.next_run_time for job in self.scheduler.get_jobs() if job.id in JOBS}
 
     def shutdown(self) -> None:
         """Take no new work; a check already running is left to finish."""

@@ -91,6 +91,11 @@ class ScanSettings(Section):
     stream_settle_s: float = Field(
         default=0.25, ge=0, le=10, description="after a stream event, wait this long for a burst to settle"
     )
+    settle_interval_s: float = Field(
+        default=60,
+        ge=1,
+        description="how often run settles confirmed fixes a stopped process left unfinished (also at start)",
+    )
 
 
 class TelegramSettings(Section):

@@ -16,6 +16,7 @@ from services.fixes import Reason, Why
 from services.kinds import KINDS
 from services.model import FindingKind, Side
 from services.outcome_text import reason_text
+from services.plans import FixAction
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_VALUES = {
@@ -48,6 +49,8 @@ SAMPLE_VALUES = {
     "orders": ("123", "456"),
     "order": "789",
     "cancelled": ("123",),
+    "by": "@op (111)",
+    "action": FixAction.CLOSE_ORPHAN,
 }
 
 

@@ -406,6 +406,7 @@ async def test_fault_validation(emu: ExchangeEmulator) -> None:
         "rate_limit",
         "empty_body",
         "timeout",
+        "late_answer",
         "bad_key",
         "garbage_json",
         "no_success_marker",

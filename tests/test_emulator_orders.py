@@ -19,6 +19,7 @@ from ccxt.base.errors import (
     InvalidOrder,
     OperationFailed,
     OrderNotFound,
+    RequestTimeout,
 )
 
 from emulator.exchange import EmulatedAccount, ExchangeEmulator
@@ -443,6 +444,26 @@ async def test_order_faults_hit_every_order_endpoint(emu: ExchangeEmulator, venu
             order.order_id
         ]
     assert account.request_count("orders") + account.request_count("open_orders") == 5
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_a_late_answer_is_carried_out_before_the_answer_is_held(emu: ExchangeEmulator, venue: str) -> None:
+    """``late_answer``: the venue fills the order at once and only its answer is slow, so a caller that gives up
+    (or dies) meanwhile has changed the account all the same; ``timeout`` holds the request before it acts."""
+    account = new_account(emu, venue)
+    account.set_position("SOLUSDT", "long", Decimal("10"))
+    async with client_for(account) as client:
+        await client.load_markets()
+        client.timeout = 300
+        account.fail("timeout", endpoint="orders", times=1)
+        with pytest.raises(RequestTimeout):
+            await client.create_order("SOL/USDT:USDT", "market", "sell", 4, None, {"reduceOnly": True})
+        assert account.positions[("SOLUSDT", "long")].size == Decimal("10"), "held before it acts"
+        account.fail("late_answer", endpoint="orders", times=1)
+        with pytest.raises(RequestTimeout):
+            await client.create_order("SOL/USDT:USDT", "market", "sell", 4, None, {"reduceOnly": True})
+        assert account.positions[("SOLUSDT", "long")].size == Decimal("6"), "filled before the answer"
+        assert len(account.orders) == 1 and account.orders[0].qty == Decimal("4")
 
 
 async def test_protective_order_validation() -> None:

@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 
-from services import audit
 from services.fixes import FixStatus
 from services.model import RECONCILIATION, SCAN_KINDS, Side
 from services.plans import CloseOrphan
@@ -223,21 +222,6 @@ async def test_a_fix_abandoned_at_stop_is_audited_as_interrupted(database_url, n
         assert (entry["action"], entry["outcome"]) == ("close_orphan", "interrupted")
         assert entry["confirmation_id"] is not None
         assert binance.orders == []
-
-
-async def test_a_confirmed_fix_the_process_never_finished_is_audited_at_start(database_url, new_account, telegram):
-    binance = new_account("binance")
-    async with chatops(database_url, telegram, [binance]) as h:
-        pool = h.runtime.database.pool
-        await pool.execute(
-            "INSERT INTO reconbot.confirmations (action, target, question, user_id, chat_id, expires_at, used_at,"
-            " outcome, actor) VALUES ('close_ghost', '17', 'Mark position #17 …?', 1, 1, now(),"
-            " now() - interval '1 hour', 'confirmed', 'telegram @op (1)')"
-        )
-        assert await audit.record_interrupted_confirmations(pool) == 1
-        assert await audit.record_interrupted_confirmations(pool) == 0, "once"
-        [entry] = await fetch_audit(database_url)
-        assert (entry["outcome"], entry["target"], entry["actor"]) == ("interrupted", "17", "telegram @op (1)")
 
 
 # -- buttons that cannot be used -----------------------------------------------------------------------------------

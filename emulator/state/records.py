@@ -9,7 +9,16 @@ from typing import Any, NamedTuple
 
 from emulator.state.common import fmt
 
-FAULT_KINDS = ("http_500", "rate_limit", "empty_body", "timeout", "bad_key", "garbage_json", "no_success_marker")
+FAULT_KINDS = (
+    "http_500",
+    "rate_limit",
+    "empty_body",
+    "timeout",
+    "late_answer",
+    "bad_key",
+    "garbage_json",
+    "no_success_marker",
+)
 ENDPOINT_GROUPS = ("positions", "markets", "orders", "open_orders", "history", "account", "any")
 SIDES = ("long", "short")
 

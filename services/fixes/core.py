@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from services import audit
+from services.confirmations import FixLease
 from services.findings import FindingsStore
 from services.fixes.outcomes import FixOutcome, FixStatus, Reason, Refused, Why, refuse
 from services.model import ExchangePosition, PositionKey
@@ -73,15 +74,18 @@ class FixCore:
         finding_id: int | None = None,
         confirmation_id: int | None = None,
         shown_as: str | None = None,
+        lease: FixLease | None = None,
     ) -> FixOutcome:
         """Apply a plan exactly as shown or not at all, then close the finding it fixed.
 
         The fix runs to its end even if the caller is cancelled (a handler during shutdown): ``drain`` waits for
         it, and a fix that must be abandoned is audited as interrupted, so no confirmation is ever consumed
         without an outcome in the audit log. ``shown_as`` is how the fixer appears on the edited alert (default:
-        ``actor``, as in the audit trail)."""
+        ``actor``, as in the audit trail). ``lease``: the confirmation's, held until the outcome is recorded and
+        then given back with the confirmation marked settled; a fix that ends any other way leaves it unsettled,
+        for a re-read to settle (``services.fixes.interrupted``)."""
         task = asyncio.create_task(
-            self._apply(plan, actor, finding_id, confirmation_id, shown_as or actor), name=f"fix {plan.action}"
+            self._apply(plan, actor, finding_id, confirmation_id, shown_as or actor, lease), name=f"fix {plan.action}"
         )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -99,30 +103,47 @@ class FixCore:
         return not late
 
     async def _apply(
-        self, plan: FixPlan, actor: str, finding_id: int | None, confirmation_id: int | None, shown_as: str
+        self,
+        plan: FixPlan,
+        actor: str,
+        finding_id: int | None,
+        confirmation_id: int | None,
+        shown_as: str,
+        lease: FixLease | None,
     ) -> FixOutcome:
         target = target_of(plan)
+        settled = False
         try:
-            outcome = await self.dispatch(plan, actor, confirmation_id)
-        except Refused as refusal:
-            outcome = await self.refused(plan, actor, target, refusal.reason, refusal.before, confirmation_id)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._interrupted(plan, actor, target, confirmation_id))
-            raise
-        if outcome.done:
-            await self._close_finding(plan, outcome, shown_as, finding_id)
-        return outcome
+            try:
+                outcome = await self.dispatch(plan, actor, confirmation_id)
+            except Refused as refusal:
+                outcome = await self.refused(plan, actor, target, refusal.reason, refusal.before, confirmation_id)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._interrupted(plan, actor, target, confirmation_id))
+                raise
+            if outcome.done:
+                await self._close_finding(plan, outcome, shown_as, finding_id)
+            settled = True
+            return outcome
+        finally:
+            if lease is not None:
+                await asyncio.shield(lease.release(settled=settled))
 
     async def dispatch(self, plan: FixPlan, actor: str, confirmation_id: int | None) -> FixOutcome:
         raise NotImplementedError
 
     async def _close_finding(self, plan: FixPlan, outcome: FixOutcome, actor: str, finding_id: int | None) -> None:
+        finding_id = await self.finding_of(plan, finding_id)
+        if finding_id is not None:
+            await self.findings.mark_fixed(finding_id, actor, outcome.message, self.destinations)
+
+    async def finding_of(self, plan: FixPlan, finding_id: int | None) -> int | None:
+        """The finding a fix fixes: the alert's, or for ``/closeghost`` the live ghost of its row."""
         if finding_id is None and isinstance(plan, CloseGhost):
             ghost = await self.findings.live_ghost_for_position(plan.rows[0].id)
             finding_id = ghost.id if ghost else None
-        if finding_id is not None:
-            await self.findings.mark_fixed(finding_id, actor, outcome.message, self.destinations)
+        return finding_id
 
     # -- the audit trail ------------------------------------------------------------------------------------------
 

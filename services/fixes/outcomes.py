@@ -52,6 +52,10 @@ class Why(StrEnum):
     SETTLED_DONE = "settled_done"
     SETTLED_NOT_EXECUTED = "settled_not_executed"
     SETTLED_UNKNOWN = "settled_unknown"
+    # a confirmed fix whose process stopped mid-fix, settled by a re-read
+    INTERRUPTED_DONE = "interrupted_done"
+    INTERRUPTED_NOT_DONE = "interrupted_not_done"
+    INTERRUPTED_UNREAD = "interrupted_unread"
     # done
     CLOSED = "closed"
     ADOPTED = "adopted"
