@@ -18,7 +18,7 @@ from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
 from services.model import FindingKind, FindingState
 from services.money import amount, compact, percent, price, size
-from services.plain_text import counts
+from services.plain_text import counts, growth_text
 from services.protection import Protection
 from services.protection_text import db_belief_text, order_text, protection_text
 from services.report import decimal_text
@@ -62,6 +62,16 @@ def first_line(finding: StoredFinding) -> str:
     if stop and finding.kind is not FindingKind.GHOST:
         parts.append(stop)
     return " · ".join(parts)
+
+
+def growth_line(finding: StoredFinding) -> str | None:
+    """``📈 Orphan position grew · BTCUSDT LONG 1 → 1,000 contracts (≈ …) — snoozed at 1``: first, so the
+    notification preview of the alert it rings with says why it rings again."""
+    grew = growth_text(finding)
+    if grew is None:
+        return None
+    title, rest = grew
+    return f"📈 <b>{quote(title)}</b> · {quote(rest)}"
 
 
 def finding_headline(finding: StoredFinding) -> str:
@@ -143,7 +153,8 @@ _CAUSE_MARK = {
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
-    lines = [first_line(finding), finding_headline(finding)]
+    grew = growth_line(finding)
+    lines = [*([grew] if grew else []), first_line(finding), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
         lines += [*_position_lines(d), _age_line(finding)]
     elif finding.kind is FindingKind.UNPROTECTED:
@@ -259,10 +270,11 @@ def details_message(finding: StoredFinding) -> str:
 # -- many findings in one message -----------------------------------------------------------------------------
 
 
-def _list_line(index: int, finding: StoredFinding) -> str:
+def _list_line(index: int, finding: StoredFinding, *, grown: bool = False) -> str:
     money = money_at_stake(finding) or "value unknown"
+    mark = "📈 " if grown and finding.details.growth is not None else ""
     return (
-        f"{index}. {EMOJI[severity(finding)]} {KINDS[finding.kind].short} "
+        f"{index}. {EMOJI[severity(finding)]} {mark}{KINDS[finding.kind].short} "
         f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
         f"{quote(money)}"
     )
@@ -273,15 +285,18 @@ def exposure_total(findings: Sequence[StoredFinding]) -> Decimal:
 
 
 def digest_message(findings: Sequence[StoredFinding]) -> str:
-    """Many new findings from one check, biggest exposure first, numbered as the digest's buttons."""
+    """Many new (or grown: 📈) findings from one check, biggest exposure first, numbered as the digest's
+    buttons."""
     worst = min((severity(f) for f in findings), key=lambda s: s.rank, default=Severity.INFO)
     total = compact(exposure_total(findings))
+    grown = sum(1 for f in findings if f.details.growth is not None)
+    what = "new" if not grown else "grown" if grown == len(findings) else "new or grown"
     lines = [
-        f"{EMOJI[worst]} <b>{len(findings)} new findings</b> · {quote(total)} at risk",
+        f"{EMOJI[worst]} <b>{len(findings)} {what} findings</b> · {quote(total)} at risk",
         quote(counts(findings, chat=True)),
         "",
     ]
-    lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
+    lines += [_list_line(i, f, grown=True) for i, f in enumerate(findings, 1)]
     lines += ["", "<i>Tap a number to see that finding with its buttons.</i>"]
     return "\n".join(lines)
 

@@ -21,9 +21,9 @@ async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind
     found = [f for f in filed.live if f.kind in kinds]
     await answer_long(message, texts.check_summary(filed.result, title, found))
     alerted_here = message.chat.id in ctx.settings.telegram.alert_chats
-    new_ids = {f.id for f in filed.new}
+    alerted_ids = {f.id for f in (*filed.new, *filed.grown)}
     for finding in biggest_first(found):
-        if alerted_here and finding.id in new_ids:
+        if alerted_here and finding.id in alerted_ids:
             continue  # this chat receives it as an alert (or in a digest) from the outbox
         await show_finding(message.bot, message.chat.id, finding, ctx)  # type: ignore[arg-type]
 

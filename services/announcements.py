@@ -1,6 +1,7 @@
-"""What a filed check sends, decided in the filing transaction: one alert per new finding, or one digest when a
-check files more than ``digest_after`` of them; one reminder per destination listing what is still open; and
-every edit to each chat that shows a finding, alert chats and the replies to /findings, /scan, /reconcile alike.
+"""What a filed check sends, decided in the filing transaction: one alert per new or grown finding (a grown
+one's earlier messages are edited first), or one digest when a check files more than ``digest_after`` of them;
+one reminder per destination listing what is still open; and every edit to each chat that shows a finding,
+alert chats and the replies to /findings, /scan, /reconcile alike.
 
 A kind set to ``off`` is recorded and listed, never announced or reminded.
 """
@@ -28,14 +29,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    """When to remind, when an unreadable account deserves an alert, how loud each kind is, and when many new
-    findings become one digest."""
+    """When to remind, when an unreadable account deserves an alert, how loud each kind is, when many new
+    findings become one digest, and how much a finding must grow to ring again."""
 
     remind_after: timedelta = timedelta(hours=1)
     unchecked_after: int = 3
     severity: SeveritySettings = field(default_factory=SeveritySettings)
     digest_after: int = 5
     notify: Mapping[FindingKind, Notify] = field(default_factory=dict)
+    regrowth_factor: Decimal = Decimal(2)
 
     @classmethod
     def from_settings(cls, alerts: AlertSettings) -> AlertPolicy:
@@ -45,6 +47,7 @@ class AlertPolicy:
             severity=alerts.severity,
             digest_after=alerts.digest_after,
             notify=dict(alerts.notify),
+            regrowth_factor=alerts.regrowth_factor,
         )
 
     def notify_for(self, kind: FindingKind) -> Notify:
@@ -60,10 +63,19 @@ def biggest_first(findings: Sequence[StoredFinding]) -> list[StoredFinding]:
 
 
 async def announce(
-    conn: asyncpg.Connection, new: Sequence[StoredFinding], destinations: Sequence[Destination], policy: AlertPolicy
+    conn: asyncpg.Connection,
+    new: Sequence[StoredFinding],
+    destinations: Sequence[Destination],
+    policy: AlertPolicy,
+    grown: Sequence[StoredFinding] = (),
 ) -> None:
-    """Queue the alerts of a check's new findings, biggest exposure first, or one digest of them."""
-    announced = biggest_first(policy.announced(new))
+    """Queue the alerts of a check's new and grown findings, biggest exposure first, or one digest of them. A grown
+    finding's earlier Telegram messages are edited first (its snooze or acknowledgement ended), so the chat shows
+    one state when the new alert rings; e-mail gets the alert alone."""
+    chats = [d for d in destinations if d.channel is Channel.TELEGRAM]
+    for finding in grown:
+        await queue_update(conn, finding.id, chats)
+    announced = biggest_first(policy.announced([*new, *grown]))
     if not announced:
         return
     ids = [f.id for f in announced]

@@ -19,7 +19,7 @@ def _stdout(text: str) -> None:
 
 
 class ConsoleAlerts:
-    """A reconciler listener: new findings, reminders, resolutions and account notices, one block each."""
+    """A reconciler listener: new and grown findings, reminders, resolutions and account notices, one block each."""
 
     def __init__(self, write: Write = _stdout):
         self.write = write
@@ -34,6 +34,8 @@ class ConsoleAlerts:
         self.write(escape_controls(summary))
         for finding in filed.new:
             self.write(f"[{stamp}] NEW ALERT\n{plain_text.finding_text(finding)}\n")
+        for finding in filed.grown:
+            self.write(f"[{stamp}] GREW\n{plain_text.finding_text(finding)}\n")
         for finding in filed.reminded:
             self.write(f"[{stamp}] STILL OPEN\n{plain_text.finding_text(finding)}\n")
         for finding in filed.resolved:

@@ -43,6 +43,8 @@ class EmailDelivery(Deliverer):
         if item.kind is OutboxKind.REMINDER and finding.state is not FindingState.OPEN:
             return None
         prefix = PREFIXES.get(item.kind, "")
+        if item.kind is OutboxKind.ALERT and finding.details.growth is not None:
+            prefix = "Grew:"
         if item.kind is OutboxKind.UPDATE:
             prefix = STATE_PREFIXES.get(finding.state, "Update:")
         message["Subject"] = plain_text.subject(finding, prefix)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from services.amounts import Exact
 from services.causes import CloseCause, CloseKind
 from services.kinds import unknown_symbol_text
-from services.model import DbPosition, ExchangePosition, Finding, FindingKind, Side
+from services.model import DbPosition, ExchangePosition, Finding, FindingKind, FindingState, Side
 from services.money import distance_pct, exposure_of, value_of
 from services.protection import OrderPurpose, Protection, ProtectiveOrder, short_order_id
 from services.severity import Severity
@@ -81,6 +81,31 @@ class CauseShown(BaseModel):
         return cls.model_validate(dataclasses.asdict(cause))
 
 
+class Baseline(BaseModel):
+    """What a finding's alerts showed when reconbot last alerted it or a trader last snoozed, acknowledged or
+    reopened it: growth is measured from here, so a snooze covers what was shown, not what came later."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    state: FindingState  # open: as alerted
+    size: Exact | None = None  # the size at stake (services.regrowth.size_at_stake)
+    exposure_usd: Exact | None = None
+    severity: Severity | None = None
+
+
+class Growth(BaseModel):
+    """A growth that rang again: from the baseline to what the check that saw it found."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    before: Baseline
+    size: Exact | None = None
+    value: Exact | None = None  # the size at stake's worth, in ``currency``
+    currency: str | None = None
+    exposure_usd: Exact | None = None
+    severity: Severity | None = None
+
+
 class FindingDetails(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -112,6 +137,8 @@ class FindingDetails(BaseModel):
     db_value: Exact | None = None  # the DB size's worth at the mark (or the rows' entry price)
     severity: Severity | None = None  # set when filed, from alerts.severity
     cause: CauseShown | None = None  # why a ghost vanished (or a size shrank), from the venue's history
+    baseline: Baseline | None = None  # what was last shown to the traders: growth is measured from it
+    growth: Growth | None = None  # the last growth that rang again
     hedged: bool = False
     category: str | None = None
     note: str | None = None

@@ -2,7 +2,8 @@
 
 States: open → snoozed / acknowledged → resolved (drift gone) or fixed (someone fixed it). A check files
 its result in one transaction: new findings, findings that persist, findings that resolved, each account's
-check status, and an outbox row for every alert that has to go out.
+check status, and an outbox row for every alert that has to go out. A persisting finding that grew beyond what
+its alerts showed (services.regrowth) is open again and alerted again.
 
 A finding with a confirmed fix whose outcome is not recorded yet is never resolved as "drift no longer seen":
 the drift may be gone *because of* that fix. It stays live until the fix, or the re-read that settles an
@@ -23,6 +24,7 @@ from services.finding_details import FindingDetails
 from services.model import LIVE_STATES, ORDER_KINDS, CheckResult, Finding, FindingKind, FindingState, PositionKey, Side
 from services.notices import Notice, NoticeKind
 from services.outbox import Destination, OutboxKind
+from services.regrowth import baseline_of, growth_of
 
 _COLUMNS = (
     "id, fingerprint, kind, account, exchange, market, side, state, details, first_seen, last_seen, "
@@ -104,6 +106,7 @@ class FiledCheck:
     live: tuple[StoredFinding, ...]
     reminded: tuple[StoredFinding, ...] = ()
     notices: tuple[Notice, ...] = ()
+    grown: tuple[StoredFinding, ...] = ()  # snoozed, acknowledged or open findings that grew: alerted again
 
 
 class FindingsStore:
@@ -120,6 +123,7 @@ class FindingsStore:
         pending = {(k.account, k.market, k.side.value) for k in result.pending}
         blind = {a.account for a in result.accounts if a.orders_error}  # orders unread: order kinds not judged
         new: list[StoredFinding] = []
+        grown: list[StoredFinding] = []
         resolved: list[StoredFinding] = []
         live: list[StoredFinding] = []
         async with self.pool.acquire() as conn, conn.transaction():
@@ -139,21 +143,14 @@ class FindingsStore:
             }
             policy = policy or AlertPolicy()
             for finding, shown in _biggest_first(result.findings):
-                severity = policy.severity.of(shown.exposure_usd)
-                details = shown.model_copy(update={"severity": severity}).model_dump_json()
+                current = shown.model_copy(update={"severity": policy.severity.of(shown.exposure_usd)})
                 if finding.fingerprint in existing:
-                    known = existing.pop(finding.fingerprint)
-                    if shown.cause is None and known.details.cause is not None:  # history is read once per drift
-                        details = shown.model_copy(update={"severity": severity, "cause": known.details.cause})
-                        details = details.model_dump_json()
-                    record = await conn.fetchrow(
-                        f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
-                        f"WHERE id = $1 RETURNING {_COLUMNS}",
-                        known.id,
-                        details,
-                    )
-                    live.append(_stored(record))
+                    stored, grew = await self._refresh(conn, existing.pop(finding.fingerprint), current, policy)
+                    live.append(stored)
+                    if grew:
+                        grown.append(stored)
                     continue
+                details = current.model_copy(update={"baseline": baseline_of(finding.kind, current, FindingState.OPEN)})
                 record = await conn.fetchrow(
                     f"INSERT INTO reconbot.findings (fingerprint, kind, account, exchange, market, side, state, "
                     f"details) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7::jsonb) RETURNING {_COLUMNS}",
@@ -163,12 +160,12 @@ class FindingsStore:
                     finding.exchange,
                     finding.key.market,
                     finding.key.side.value,
-                    details,
+                    details.model_dump_json(),
                 )
                 stored = _stored(record)
                 new.append(stored)
                 live.append(stored)
-            await announce(conn, new, destinations, policy)
+            await announce(conn, new, destinations, policy, grown)
             fixing = await self._being_fixed(conn) if existing else set()
             for gone in existing.values():
                 if (gone.account, gone.market, gone.side.value) in pending:
@@ -188,7 +185,45 @@ class FindingsStore:
             for notice in notices:
                 await outbox.enqueue_many(conn, destinations, OutboxKind.NOTICE, body=notice.to_body())
             reminded = await self._remind(conn, destinations, policy)
-        return FiledCheck(result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices))
+        return FiledCheck(
+            result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices), tuple(grown)
+        )
+
+    @staticmethod
+    async def _refresh(
+        conn: asyncpg.Connection, known: StoredFinding, current: FindingDetails, policy: AlertPolicy
+    ) -> tuple[StoredFinding, bool]:
+        """Keep a persisting finding's figures current; True when it grew. Grown beyond its baseline, it is open
+        again (a snooze or acknowledgement covered what was shown) with the growth recorded and the baseline
+        moved to it; the reminder clock restarts with the alert that growth sends."""
+        baseline = known.details.baseline or baseline_of(known.kind, known.details, known.state)
+        carried = {
+            "cause": current.cause if current.cause is not None else known.details.cause,  # read once per drift
+            "baseline": baseline,
+            "growth": known.details.growth,
+        }
+        current = current.model_copy(update=carried)
+        growth = growth_of(known.kind, current, baseline, policy.regrowth_factor)
+        if growth is None:
+            record = await conn.fetchrow(
+                f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb "
+                f"WHERE id = $1 RETURNING {_COLUMNS}",
+                known.id,
+                current.model_dump_json(),
+            )
+            return _stored(record), False
+        current = current.model_copy(
+            update={"growth": growth, "baseline": baseline_of(known.kind, current, FindingState.OPEN)}
+        )
+        record = await conn.fetchrow(
+            f"UPDATE reconbot.findings SET last_seen = now(), details = $2::jsonb, state = 'open', "
+            f"snoozed_until = NULL, closed_by = NULL, reminded_at = now() "
+            f"WHERE id = $1 AND state = ANY($3::text[]) RETURNING {_COLUMNS}",
+            known.id,
+            current.model_dump_json(),
+            [str(s) for s in LIVE_STATES],
+        )
+        return (_stored(record), True) if record else (known, False)  # fixed meanwhile: never reopened
 
     @staticmethod
     async def _being_fixed(conn: asyncpg.Connection) -> set[int | tuple[str, str, str]]:
@@ -312,20 +347,33 @@ class FindingsStore:
         destinations: Sequence[Destination],
         snoozed_until: datetime | None = None,
     ) -> StoredFinding | None:
-        """Snooze, acknowledge or reopen a live finding (guarded); the alerts are edited to say so."""
+        """Snooze, acknowledge or reopen a live finding (guarded); the alerts are edited to say so, and what they
+        show becomes the finding's baseline: it alerts again only when it grows beyond that. Serialised with
+        filing, so a check running at the same moment neither reopens it on a stale baseline nor loses this one."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK)
             record = await conn.fetchrow(
-                f"UPDATE reconbot.findings SET state = $2, snoozed_until = $3, closed_by = $4 "
-                f"WHERE id = $1 AND state = ANY($5::text[]) RETURNING {_COLUMNS}",
+                f"SELECT {_COLUMNS} FROM reconbot.findings WHERE id = $1 AND state = ANY($2::text[])",
+                finding_id,
+                [str(s) for s in LIVE_STATES],
+            )
+            if record is None:
+                return None
+            known = _stored(record)
+            details = known.details.model_copy(
+                update={"baseline": baseline_of(known.kind, known.details, FindingState(state))}
+            )
+            record = await conn.fetchrow(
+                f"UPDATE reconbot.findings SET state = $2, snoozed_until = $3, closed_by = $4, details = $5::jsonb "
+                f"WHERE id = $1 RETURNING {_COLUMNS}",
                 finding_id,
                 state,
                 snoozed_until,
                 by,
-                [str(s) for s in LIVE_STATES],
+                details.model_dump_json(),
             )
-            if record is not None:
-                await queue_update(conn, finding_id, destinations)
-        return _stored(record) if record else None
+            await queue_update(conn, finding_id, destinations)
+        return _stored(record)
 
     async def digest(self, digest_id: int) -> list[StoredFinding]:
         """The findings a digest listed, in its order (biggest first)."""

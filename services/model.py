@@ -44,6 +44,8 @@ stop with no position). Reconciliation looks for the DB being wrong."""
 RECONCILIATION = frozenset({FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH, FindingKind.UNKNOWN_SYMBOL})
 ALL_KINDS = SCAN_KINDS | RECONCILIATION
 ORDER_KINDS = frozenset({FindingKind.UNPROTECTED, FindingKind.STRAY_ORDER})
+GONE_KINDS = frozenset({FindingKind.GHOST, FindingKind.STRAY_ORDER})
+"""Findings that say the exchange holds no position on their key: only a read that says so confirms one."""
 """Kinds that need the protective orders: not judged on an account whose orders could not be read."""
 
 
@@ -63,14 +65,21 @@ class PositionKey:
 class Sighting:
     """A change the venue's stream announced on (account, market, side); a side of None is either side (an
     order, or a one-way position that went flat). A finding on a key the stream announced is confirmed by the
-    REST read it triggered: the announcement was the first sighting."""
+    REST read it triggered: the announcement was the first sighting — but for a finding that says the position
+    is gone (``GONE_KINDS``), only an announcement that itself says so (``gone``: a position update of size 0)
+    is a read; one that merely names the market (an order, a position with a size) is not."""
 
     account: str
     market: str
     side: Side | None = None
+    gone: bool = False
 
     def covers(self, key: PositionKey) -> bool:
         return (self.account, self.market) == (key.account, key.market) and self.side in (None, key.side)
+
+    def confirms(self, kind: FindingKind, key: PositionKey) -> bool:
+        """Whether this sighting stands in for the first of the two reads that confirm a finding."""
+        return self.covers(key) and (self.gone or kind not in GONE_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +217,7 @@ class CheckResult:
     accounts: tuple[AccountStatus, ...]
     findings: tuple[Finding, ...]
     pending: tuple[PositionKey, ...] = ()
+    pending_gone: tuple[PositionKey, ...] = ()  # the pending keys this read found no exchange position on
     started_at: datetime | None = None
     finished_at: datetime | None = None
     kinds: frozenset[FindingKind] = field(default=ALL_KINDS)

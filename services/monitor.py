@@ -133,6 +133,7 @@ class Monitor:
             accounts=tuple(final[name].status() for name in names),
             findings=tuple(findings),
             pending=tuple(sorted(pending)),
+            pending_gone=tuple(sorted(_without_position(pending, final))),
             started_at=started,
             finished_at=self._clock(),
             kinds=kinds,
@@ -182,7 +183,13 @@ class Monitor:
 
 
 def _sighted(finding: Finding, sightings: Collection[Sighting]) -> bool:
-    return any(sighting.covers(finding.key) for sighting in sightings)
+    return any(sighting.confirms(finding.kind, finding.key) for sighting in sightings)
+
+
+def _without_position(keys: Sequence[PositionKey], snapshots: Mapping[str, AccountSnapshot]) -> list[PositionKey]:
+    """The keys on which the read found no exchange position: that read said the position is gone."""
+    held = {p.key for s in snapshots.values() for p in s.exchange_positions if p.quantity != 0}
+    return [key for key in keys if key not in held]
 
 
 def _needs_cause(finding: Finding) -> bool:

@@ -11,7 +11,7 @@ from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT, count_text
 from services.model import FailedSide, FindingKind, FindingState
-from services.money import amount
+from services.money import amount, size
 from services.notices import Notice, NoticeKind
 from services.protection import Protection
 from services.protection_text import db_belief_text, order_text, protection_text
@@ -67,6 +67,39 @@ def counts(findings: Sequence[StoredFinding], *, chat: bool = False) -> str:
     return ", ".join(count_text(kind, n, chat=chat) for kind, n in by_kind.items())
 
 
+_GREW_FROM = {
+    FindingState.OPEN: "alerted at",
+    FindingState.SNOOZED: "snoozed at",
+    FindingState.ACKNOWLEDGED: "acknowledged at",
+}
+_SIZE_NOUN = {
+    FindingKind.QUANTITY_MISMATCH: "difference ",
+    FindingKind.GHOST: "DB size ",
+    FindingKind.UNKNOWN_SYMBOL: "DB size ",
+}
+
+
+def growth_text(finding: StoredFinding) -> tuple[str, str] | None:
+    """How a finding grew since it was shown, as a title and the rest of one line: ``Orphan position grew`` and
+    ``BTCUSDT LONG 1 → 1,000 contracts (≈ 65,000,000.00 USDT) — snoozed at 1``; None when it never grew."""
+    growth = finding.details.growth
+    if growth is None:
+        return None
+    before = growth.before
+    parts = [f"{finding.market} {finding.side.upper()}"]
+    if before.size is not None and growth.size is not None:
+        parts.append(f"{_SIZE_NOUN.get(finding.kind, '')}{size(before.size)} → {size(growth.size)} contracts")
+        was = size(before.size)
+    else:
+        parts.append(f"{amount(before.exposure_usd, 'USD')} → {amount(growth.exposure_usd, 'USD')}")
+        was = amount(before.exposure_usd, "USD")
+    if growth.value is not None:
+        parts[-1] += f" (≈ {amount(growth.value, growth.currency)})"
+    if before.severity is not None and growth.severity is not None and growth.severity != before.severity:
+        parts[-1] += f", {before.severity} → {growth.severity}"
+    return f"{KINDS[finding.kind].alert} grew", f"{' '.join(parts)} — {_GREW_FROM[before.state]} {was}"
+
+
 def subject(finding: StoredFinding, prefix: str = "") -> str:
     head = f"{prefix} " if prefix else ""
     text = f"[reconbot] {head}{KINDS[finding.kind].short} {finding.market} {finding.side.upper()} on {finding.account}"
@@ -84,6 +117,9 @@ def finding_text(finding: StoredFinding) -> str:
     names = KINDS[finding.kind]
     where = f"{finding.market} {finding.side.upper()} on {finding.account} ({finding.exchange})"
     lines = [f"{names.title}: {names.headline}", where]
+    grew = growth_text(finding)
+    if grew is not None:
+        lines.insert(0, " · ".join(grew))
     ids = ", ".join(f"#{i}" for i in d.db_position_ids)
     if finding.kind is FindingKind.ORPHAN:
         lines += [

@@ -49,6 +49,11 @@ class _Batch:
         self.accounts = None if accounts is None or self.accounts is None else self.accounts | set(accounts)
 
 
+def _kept(finding: StoredFinding) -> bool:
+    growth = finding.details.growth
+    return growth is not None and growth.before.state is FindingState.ACKNOWLEDGED
+
+
 class Reconciler:
     def __init__(
         self,
@@ -167,8 +172,12 @@ class Reconciler:
 
     async def _auto_fix(self, filed: FiledCheck) -> FiledCheck:
         """Close confirmed ghosts nobody chose to keep. Never on an unchecked account (they yield no findings);
-        more ghosts at once than the limit looks systemic, so then nothing is fixed and a human is asked."""
-        ghosts = [f for f in filed.live if f.kind is FindingKind.GHOST and f.state is FindingState.OPEN]
+        more ghosts at once than the limit looks systemic, so then nothing is fixed and a human is asked. A kept
+        (acknowledged) ghost that grew is open again so that it rings, not so that it is fixed behind the back of
+        whoever kept it."""
+        ghosts = [
+            f for f in filed.live if f.kind is FindingKind.GHOST and f.state is FindingState.OPEN and not _kept(f)
+        ]
         if not ghosts:
             return filed
         if len(ghosts) > self.auto_fix.max_per_run:

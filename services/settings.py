@@ -176,6 +176,12 @@ class AlertSettings(Section):
         description="per kind: loud, silent or off (default: orphan and unprotected loud, the rest silent)",
     )
     unchecked_after: int = Field(default=3, ge=1, le=1000, description="rounds an account may fail before an alert")
+    regrowth_factor: Decimal = Field(
+        default=Decimal(2),
+        gt=1,
+        description="a snoozed, acknowledged or alerted finding whose size or USD exposure grows this many times "
+        "(or whose severity rises) alerts again",
+    )
     console: bool = Field(default=True, description="print alerts on standard output")
     email: EmailSettings | None = Field(default=None, description="send alerts by e-mail too")
 

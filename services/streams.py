@@ -201,7 +201,10 @@ class AccountStream:
 
     def _sightings(self, client: Any, update: Any, positions: bool) -> frozenset[Sighting]:
         """Which (market, side) the update names: a position's own side, either side for an order or a flat
-        one-way row. An entry reconbot cannot place names nothing (the check reads the whole account anyway)."""
+        one-way row; ``gone`` when it is a position whose size is 0 (ccxt's ``contracts``: Binance ``pa``, Bybit
+        ``size``; ccxt.pro hands over the event's own positions, ``newUpdates``), the one update that itself says
+        the position closed. An entry reconbot cannot place names nothing (the check reads the whole account
+        anyway)."""
         found = set()
         for item in update if isinstance(update, list) else [update]:
             if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
@@ -210,7 +213,8 @@ class AccountStream:
             if not market:
                 continue
             side = item.get("side") if positions else None
-            found.add(Sighting(self.account, market, Side(side) if side in ("long", "short") else None))
+            gone = positions and item.get("contracts") == 0
+            found.add(Sighting(self.account, market, Side(side) if side in ("long", "short") else None, gone=gone))
         return frozenset(found)
 
 

@@ -96,7 +96,9 @@ class AccountChecks:
         pending = [key for key in filed.result.pending if key.account == account]
         if pending:
             # this read saw them: the re-check when the window ends is the second sighting that confirms them
-            seen = {Sighting(key.account, key.market, key.side) for key in pending}
+            # (a young ghost's too, since this read found no position there)
+            gone = set(filed.result.pending_gone)
+            seen = {Sighting(key.account, key.market, key.side, gone=key in gone) for key in pending}
             self.request(account, self.grace_s(account) + GRACE_MARGIN_S, seen)
 
     async def stop(self) -> None:

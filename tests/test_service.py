@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import os
 import signal
 import socket
@@ -271,6 +273,9 @@ async def test_email_alerts_over_starttls(database_url, new_account, telegram, t
         )
         async with running(settings):
             await until(lambda: received, timeout=20)
+            bybit.set_position("AVLUSDT", "long", Decimal("258"))
+            await until(lambda: len(received) >= 2, timeout=20)
+            await asyncio.sleep(1.5)
     finally:
         controller.stop()
     tls, recipients, content = received[0]
@@ -278,6 +283,11 @@ async def test_email_alerts_over_starttls(database_url, new_account, telegram, t
     assert recipients == ["desk@example.com"]
     assert f"Subject: [reconbot] Orphan AVLUSDT LONG on {bybit.name}" in content
     assert "NO STOP LOSS" in content
+    assert len(received) == 2, "a growth is one e-mail: the alert, no separate update"
+    _tls, _recipients, grew = received[1]
+    assert f"Subject: [reconbot] Grew: Orphan AVLUSDT LONG on {bybit.name}" in grew
+    body = email.message_from_string(grew, policy=email.policy.default).get_content()
+    assert body.startswith("Orphan position grew · AVLUSDT LONG 86 → 258 contracts (≈ 64.50 USDT) — alerted at 86")
 
 
 async def test_startup_names_each_problem(database_url, new_account, telegram):
