@@ -392,7 +392,7 @@ def test_backoff_grows_with_jitter_up_to_its_cap_and_resets():
     assert backoff.next_s() <= 1.0
 
 
-# -- frames reconbot cannot read, and silence ------------------------------------------------------------------
+# -- frames reconbot cannot read, silence, and what a reconnect leaves behind -----------------------------------
 
 HOSTILE = [
     ("binance", "malformed"),  # JSON cut off mid-object
@@ -491,3 +491,24 @@ async def test_a_mute_stream_is_down_within_its_ping_interval_and_comes_back(
         await until(lambda: service.checks.runs > checks)  # the reconnect check
         account.set_position("SOLUSDT", "short", Decimal("10"), entry_price=Decimal("150"))
         await until(lambda: any("SOLUSDT" in t for t in texts(telegram)), timeout=5)
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_reconnects_leave_no_ccxt_client_behind(database_url, new_account, telegram, venue):
+    """Each reconnect builds a new ccxt.pro client; the old one must be freed (ccxt's Binance listenKey keep-alive
+    timer held every old client for 20 minutes, about 0.8 MiB each)."""
+    import gc
+
+    account = new_account(venue)
+    await prepare_database(database_url)
+    async with running(streaming(database_url, [account], telegram)) as service:
+        stream = service.streams.streams[account.name]
+        stream.backoff = Backoff(first_s=0.01, most_s=0.02)
+        await until(lambda: stream.state is StreamState.UP)
+        stream_class = service.runtime.gateways[account.name].stream_class
+        for n in range(2, 12):
+            account.drop_streams()
+            await until(lambda n=n: stream.connects == n and stream.state is StreamState.UP)
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, stream_class)]
+        assert len(alive) <= 1, f"{len(alive)} ccxt.pro clients alive after 10 reconnects"

@@ -1,5 +1,5 @@
 """What reconbot needs from every ccxt.pro stream client besides the venue's protocol: no frame may end ccxt's
-receive loop, and every frame is timed (so silence can be noticed).
+receive loop, every frame is timed (so silence can be noticed), and nothing ccxt scheduled outlives the client.
 
 Relied on, in ccxt 4.5.90 (``ccxt/async_support/base/ws/client.py`` and ``exchange.py``):
 
@@ -11,6 +11,9 @@ Relied on, in ccxt 4.5.90 (``ccxt/async_support/base/ws/client.py`` and ``exchan
   on Binance, 36 s on Bybit. ``Exchange.client(url)`` creates each ``Client``; reconbot wraps the new client's
   ``handle_message`` there, on the instance, so a frame that cannot be read is reported and skipped, and a
   failure on a control message (close, error) ends the connection as a network error.
+- ``Exchange.delay`` schedules with ``loop.call_later`` and the handle is dropped: Binance's listenKey keep-alive
+  (``listenKeyRefreshRate``, 20 minutes) held every closed client, markets and all, until it fired. Here every
+  handle is kept and cancelled on ``close``.
 - ``Client.connection`` is the aiohttp ``ClientWebSocketResponse``; ``ping()`` on it is aiohttp's public API.
 """
 
@@ -81,3 +84,17 @@ class GuardedStream:
         for ws in self.sockets():
             with contextlib.suppress(Exception):
                 await ws.connection.ping()
+
+    # -- nothing scheduled outlives the client ------------------------------------------------------------------
+
+    def delay(self, timeout: Any, method: Any, *args: Any) -> Any:
+        handle = super().delay(timeout, method, *args)  # type: ignore[misc]
+        now = self.asyncio_loop.time()  # type: ignore[attr-defined] - the loop ccxt's delay schedules on
+        timers = [h for h in vars(self).get("_timers", []) if not h.cancelled() and h.when() > now]
+        self._timers = [*timers, handle]
+        return handle
+
+    async def close(self, *args: Any, **kwargs: Any) -> Any:
+        for handle in vars(self).pop("_timers", []):
+            handle.cancel()
+        return await super().close(*args, **kwargs)  # type: ignore[misc]
