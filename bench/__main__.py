@@ -3,7 +3,7 @@
 python -m bench                       # everything (about 25 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
 python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
-                                      #      streams, scale
+                                      #      streams, scale, reconnects
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -27,6 +27,7 @@ from bench import (
     detector,
     footprint,
     ghost_cause,
+    reconnects,
     scale,
     seed_comparison,
     streams,
@@ -35,7 +36,18 @@ from bench import (
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause", "streams", "scale")
+BENCHMARKS = (
+    "check_cost",
+    "seed",
+    "detector",
+    "phone",
+    "footprint",
+    "chatter",
+    "ghost_cause",
+    "streams",
+    "scale",
+    "reconnects",
+)
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -176,6 +188,22 @@ def report(results: dict[str, Any]) -> str:
         parts += streams_report(results["streams"])
     if "scale" in results:
         parts += scale_report(results["scale"])
+    if "reconnects" in results:
+        parts.append(
+            table(
+                "\n10. Memory over forced stream reconnects (one Binance and one Bybit account, both sockets closed "
+                "by the venue each round; after a full garbage collection)",
+                results["reconnects"],
+                [
+                    ("reconnects", "reconnects", "d"),
+                    ("rss_mib", "RSS MiB", ".1f"),
+                    ("binance_clients", "Binance ccxt.pro clients", "d"),
+                    ("bybit_clients", "Bybit ccxt.pro clients", "d"),
+                    ("tasks", "tasks", "d"),
+                    ("timers", "loop timers", "d"),
+                ],
+            )
+        )
     return "\n".join(parts)
 
 
@@ -326,6 +354,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["streams"] = await streams.run(databases, quick=args.quick)
         if "scale" in wanted:
             results["scale"] = await scale.run(databases, quick=args.quick)
+        if "reconnects" in wanted:
+            results["reconnects"] = await reconnects.run(databases)
     return results
 
 
