@@ -348,9 +348,11 @@ async def test_a_polling_replica_cut_off_from_the_database_stops_polling(
         async with running_chatops(settings, telegram) as harness:
             await until(lambda: harness.chatops.polling)
             proxy.frozen = True
-            await until(lambda: not harness.chatops.polling, timeout=5)
-            await until(lambda: telegram.active_polls == 0, timeout=2)
-            proxy.frozen = False
+            try:
+                await until(lambda: not harness.chatops.polling, timeout=5)
+                await until(lambda: telegram.active_polls == 0, timeout=2)
+            finally:
+                proxy.frozen = False
             await until(lambda: harness.chatops.polling, timeout=20)
             [reply] = await harness.say(OPERATOR, "/help")
             assert reply.text
