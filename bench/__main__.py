@@ -150,7 +150,8 @@ def report(results: dict[str, Any]) -> str:
         f = results["footprint"]
         parts.append(
             f"\n5. Idle `run`, {f['accounts']} accounts: {f['rss_mib_median']:.0f} MiB resident "
-            f"(max {f['rss_mib_max']:.0f}), {f['cpu_s_per_minute']:.2f} CPU s per minute"
+            f"(max {f['rss_mib_max']:.0f}), {f['cpu_s_per_minute']:.2f} CPU s and "
+            f"{f['db_transactions_per_minute']:.0f} database transactions per minute"
         )
         parts.append("  resident memory of a fresh interpreter after importing only:")
         parts += [f"    {name:<28} {mib:7.1f} MiB" for name, mib in f["import_rss_mib"].items()]
@@ -276,6 +277,7 @@ def streams_report(s: dict[str, Any]) -> list[str]:
                 ("rss_mib_median", "RSS MiB", ".1f"),
                 ("rss_mib_max", "max MiB", ".1f"),
                 ("cpu_s_per_minute", "CPU s/min", ".3f"),
+                ("db_transactions_per_minute", "DB xacts/min", ".0f"),
             ],
         ),
     ]
