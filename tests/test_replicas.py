@@ -57,8 +57,10 @@ async def test_shards_split_fairly_and_a_dead_replicas_shards_are_taken_over(dat
         assert all(second.owns(name) == (shard_of(name, 8) in second.held) for name in ACCOUNTS)
 
         before = set(second.owned())
+        dead_pid = first._conn.get_server_pid()
         first._conn.terminate()  # kill -9: the locks die with the connection, nothing is released
         first._conn = None
+        await until_backend_gone(database_url, dead_pid)  # the server notices the closed socket on its own time
         changes.clear()
         await second.claim()
         assert (len(second.held), second.replicas) == (8, 1)
@@ -67,6 +69,19 @@ async def test_shards_split_fairly_and_a_dead_replicas_shards_are_taken_over(dat
     finally:
         await first.stop()
         await second.stop()
+
+
+async def until_backend_gone(database_url: str, pid: int, within_s: float = 10.0) -> None:
+    """Wait until the server has ended a session whose client vanished (its locks go with it)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(int(within_s / 0.05)):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"backend {pid} still alive after {within_s}s")
+    finally:
+        await conn.close()
 
 
 async def test_a_replica_that_stops_gives_its_shards_back_at_once(database_url):
