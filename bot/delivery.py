@@ -1,9 +1,10 @@
 """Drains the outbox into Telegram: new alerts with their buttons, digests of many, edits when a finding
 changes, reminders and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``.
 
-Sound is for new risk: an alert rings only when its kind is ``loud`` (or the finding grew: services.regrowth)
-and it is not info-level; digests ring when they hold such an alert; reminders and notices arrive silently. A
-muted chat gets no new messages (edits still keep what it shows true)."""
+Sound follows risk: an alert rings only when its kind or the cause it tells is ``loud`` (a liquidation or ADL
+by default; services.severity) or the finding grew (services.regrowth), and it is not info-level; digests ring
+when they hold such an alert; reminders and notices arrive silently. A muted chat gets no new messages (edits
+still keep what it shows true)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ class TelegramDelivery(Deliverer):
         return finding_keyboard(finding, exchange_orders=self.exchange_orders.get(finding.account, False))
 
     def rings(self, finding: StoredFinding) -> bool:
-        """New risk rings: a loud kind, or any kind's growth beyond what a trader quietened, that is not
-        info-level."""
-        loud = self.policy.notify_for(finding.kind) is Notify.LOUD or finding.details.growth is not None
+        """New risk rings: a loud kind or cause (a liquidation, whatever its kind), or any finding's growth beyond
+        what a trader quietened, that is not info-level."""
+        loud = self.policy.notify_for(finding) is Notify.LOUD or finding.details.growth is not None
         return loud and finding_texts.severity(finding) is not Severity.INFO
 
     async def deliver(self, item: OutboxItem) -> None:

@@ -12,7 +12,7 @@ from aiogram import html
 
 from bot.texts import code, quote, when
 from services.cause_text import cause_subject, explain
-from services.causes import CloseKind
+from services.causes import CloseKind, told_cause
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
@@ -72,6 +72,33 @@ def growth_line(finding: StoredFinding) -> str | None:
         return None
     title, rest = grew
     return f"📈 <b>{quote(title)}</b> · {quote(rest)}"
+
+
+# What the venue's risk engine did to a whole position, and to part of one.
+_FORCED_WORDS = {
+    CloseKind.LIQUIDATION: ("Liquidated", "Partly liquidated"),
+    CloseKind.ADL: ("Auto-deleveraged", "Partly auto-deleveraged"),
+}
+
+
+def forced_line(finding: StoredFinding) -> str | None:
+    """``💥 Liquidated: ETHUSDT LONG 10 on by-main · −1,400.00 USDT realized``: a position the venue's risk engine
+    ended or cut is the news, so it leads the alert (which rings: services.severity) — a ghost with its DB size,
+    a cut size from the DB's to the exchange's."""
+    d = finding.details
+    cause = d.cause.kind if d.cause else None
+    if d.cause is None or cause not in _FORCED_WORDS or told_cause(finding.kind, cause) is None:
+        return None
+    whole, part = _FORCED_WORDS[cause]
+    where = f"{finding.market} {finding.side.upper()}"
+    if finding.kind is FindingKind.GHOST:
+        what = f"{whole}: {where} {size(d.db_quantity)}"
+    else:
+        what = f"{part}: {where} {size(d.db_quantity)} → {size(d.exchange_quantity)}"
+    line = f"💥 <b>{quote(what)}</b> on {quote(finding.account)}"
+    if d.cause.realized_pnl is not None:
+        line += f" · {quote(amount(d.cause.realized_pnl, d.cause.currency, sign=True))} realized"
+    return line
 
 
 def finding_headline(finding: StoredFinding) -> str:
@@ -153,8 +180,8 @@ _CAUSE_MARK = {
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
-    grew = growth_line(finding)
-    lines = [*([grew] if grew else []), first_line(finding), finding_headline(finding)]
+    leading = [line for line in (growth_line(finding), forced_line(finding)) if line]
+    lines = [*leading, first_line(finding), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
         lines += [*_position_lines(d), _age_line(finding)]
     elif finding.kind is FindingKind.UNPROTECTED:

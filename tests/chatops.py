@@ -131,3 +131,14 @@ async def running_chatops(
     finally:
         await chatops.stop(flush_timeout_s=1)
         await runtime.close()
+
+
+@contextlib.asynccontextmanager
+async def chatops_for(
+    database_url: str, bot_api: BotApiEmulator, accounts: Sequence[EmulatedAccount], **overrides: Any
+) -> AsyncIterator[Harness]:
+    """The running face for these accounts (settings as ``telegram_settings`` writes them), with ``h.db``."""
+    settings = telegram_settings(database_url, accounts, bot_api, **overrides)
+    async with running_chatops(settings, bot_api) as h:
+        h.db = database_url  # type: ignore[attr-defined]
+        yield h
