@@ -5,12 +5,11 @@ figures a trader decides on, and what to do. Digests and reminders list many fin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from decimal import Decimal
 
 from aiogram import html
 
-from bot.texts import code, quote, when
+from bot.texts import code, quote, span, when
 from services.cause_text import cause_subject, explain
 from services.causes import CloseKind, told_cause
 from services.finding_details import FindingDetails
@@ -120,19 +119,6 @@ def protection_line(details: FindingDetails) -> str:
     return f"🛡️ Stop-loss: {text}"
 
 
-def duration(span: timedelta) -> str:
-    """``3h 12m``, ``2d 4h``, ``45m``, ``30s``."""
-    seconds = max(0, int(span.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m" if minutes else f"{secs}s"
-
-
 def _position_lines(d: FindingDetails) -> list[str]:
     """The figures of an exchange position: size and value, PnL and leverage, prices, liquidation."""
     lines = [f"Contracts: {code(size(d.exchange_quantity))} · Notional: {code(amount(d.notional, d.currency))}"]
@@ -154,7 +140,7 @@ def _age_line(finding: StoredFinding) -> str:
     first seen; both fixed, so every copy of the alert reads the same."""
     opened = finding.details.venue_opened_at
     if opened is not None:
-        return f"Open since {when(opened)} ({duration(finding.first_seen - opened)} when found)"
+        return f"Open since {when(opened)} ({span(finding.first_seen - opened)} when found)"
     return f"First seen {when(finding.first_seen)}"
 
 
@@ -235,15 +221,10 @@ def finding_state_line(finding: StoredFinding) -> str | None:
 
 
 def finding_message(finding: StoredFinding) -> str:
-    """The alert; once fixed or resolved its first line says so, so a scroll through the chat shows what is
-    still open."""
-    lines = finding_body(finding)
+    """The alert; once snoozed, acknowledged, fixed or resolved its first line says so, so a scroll through the
+    chat shows what is still open and who took care of the rest."""
     state = finding_state_line(finding)
-    if state and not finding.live:
-        return "\n".join([state, *lines])
-    if state:
-        lines += ["", state]
-    return "\n".join(lines)
+    return "\n".join([*([state] if state else []), *finding_body(finding)])
 
 
 def details_message(finding: StoredFinding) -> str:

@@ -6,20 +6,26 @@ keyboards draw it and the handlers accept exactly these presses, so the two can 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import ConfirmAction, ConfirmChoice, DigestAction, DigestChoice, FindingAction, FindingButton
+from bot.roles import Role, reader_of
+from bot.texts import span
 from services.findings import StoredFinding
 from services.model import FindingKind, FindingState
+from services.settings import Settings, TelegramSettings
 
 B = FindingButton
+SNOOZE = timedelta(hours=1)  # telegram.snooze_s's default
 LABELS = {
     B.ADOPT: "Adopt into DB",
     B.CLOSE_ON_EXCHANGE: "Close on exchange",
-    B.SNOOZE: "Snooze 1h",
+    B.SNOOZE: "Snooze",  # with the configured length: label()
     B.DETAILS: "Details",
     B.MARK_CLOSED: "Mark closed",
     B.SET_SIZE: "Set DB to exchange size",
@@ -42,26 +48,41 @@ KIND_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
     for kind, fixes in FIX_BUTTONS.items()
 }
 EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
+VIEWER_BUTTONS = frozenset({B.DETAILS, B.SHOW})  # what anyone allowed to look may press
 
 
-def buttons_for(kind: FindingKind, *, exchange_orders: bool, acknowledged: bool = False) -> tuple[FindingButton, ...]:
+def label(button: FindingButton, snooze: timedelta = SNOOZE) -> str:
+    """A button's words; Snooze says for how long (``Snooze 30m``)."""
+    return f"{LABELS[button]} {span(snooze)}" if button is B.SNOOZE else LABELS[button]
+
+
+def buttons_for(
+    kind: FindingKind, *, exchange_orders: bool, acknowledged: bool = False, reader: Role = Role.OPERATOR
+) -> tuple[FindingButton, ...]:
     """The buttons a finding of this kind offers (exchange orders only where the account allows them; an
-    acknowledged finding offers to undo that instead)."""
+    acknowledged finding offers to undo that instead), of those the chat's reader may press (bot.roles.reader_of):
+    a viewer's copy has only what a viewer may do, a stranger's none."""
     buttons = [b for b in KIND_BUTTONS[kind] if exchange_orders or b not in EXCHANGE_ORDER_BUTTONS]
     if acknowledged:
         buttons = [B.UNACKNOWLEDGE if b is B.ACKNOWLEDGE else b for b in buttons]
+    if reader < Role.OPERATOR:
+        buttons = [b for b in buttons if reader is Role.VIEWER and b in VIEWER_BUTTONS]
     return tuple(buttons)
 
 
-def finding_keyboard(finding: StoredFinding, *, exchange_orders: bool) -> InlineKeyboardMarkup | None:
-    """The buttons of a live finding's alert; none once it is resolved or fixed."""
+def finding_keyboard(
+    finding: StoredFinding, *, exchange_orders: bool, snooze: timedelta = SNOOZE, reader: Role = Role.OPERATOR
+) -> InlineKeyboardMarkup | None:
+    """The buttons of a live finding's alert in a chat read by ``reader``; none once it is resolved or fixed."""
     if not finding.live:
         return None
     acknowledged = finding.state is FindingState.ACKNOWLEDGED
-    buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged)
+    buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged, reader=reader)
+    if not buttons:
+        return None
     builder = InlineKeyboardBuilder()
     for button in buttons:
-        builder.button(text=LABELS[button], callback_data=FindingAction(action=button, finding_id=finding.id))
+        builder.button(text=label(button, snooze), callback_data=FindingAction(action=button, finding_id=finding.id))
     fixes = sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
     builder.adjust(*(n for n in (fixes, len(buttons) - fixes) if n))
     return builder.as_markup()
@@ -70,18 +91,50 @@ def finding_keyboard(finding: StoredFinding, *, exchange_orders: bool) -> Inline
 DIGEST_NUMBERS_PER_ROW = 5
 
 
-def digest_keyboard(digest_id: int, finding_ids: Sequence[int]) -> InlineKeyboardMarkup:
-    """A number per listed finding (it comes back with its own buttons), then Show all and Snooze all."""
+def digest_keyboard(
+    digest_id: int, finding_ids: Sequence[int], *, snooze: timedelta = SNOOZE, reader: Role = Role.OPERATOR
+) -> InlineKeyboardMarkup:
+    """A number per listed finding (it comes back with its own buttons), then Show all and, for an operator's
+    copy, Snooze all."""
     builder = InlineKeyboardBuilder()
     for index, finding_id in enumerate(finding_ids, 1):
         builder.button(text=str(index), callback_data=FindingAction(action=B.SHOW, finding_id=finding_id))
     builder.button(text="Show all", callback_data=DigestAction(digest_id=digest_id, choice=DigestChoice.SHOW_ALL))
-    builder.button(
-        text="Snooze all 1h", callback_data=DigestAction(digest_id=digest_id, choice=DigestChoice.SNOOZE_ALL)
-    )
+    if reader is Role.OPERATOR:
+        builder.button(
+            text=f"Snooze all {span(snooze)}",
+            callback_data=DigestAction(digest_id=digest_id, choice=DigestChoice.SNOOZE_ALL),
+        )
     full, rest = divmod(len(finding_ids), DIGEST_NUMBERS_PER_ROW)
     builder.adjust(*([DIGEST_NUMBERS_PER_ROW] * full), *([rest] if rest else []), 2)
     return builder.as_markup()
+
+
+@dataclass(frozen=True)
+class ChatButtons:
+    """The keyboards of one chat's copies: by which accounts allow exchange orders, the configured snooze, and
+    who reads the chat (bot.roles.reader_of). Without ``telegram`` every chat gets an operator's buttons."""
+
+    exchange_orders: Mapping[str, bool] = field(default_factory=dict)
+    telegram: TelegramSettings | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> ChatButtons:
+        return cls({a.name: a.allow_exchange_orders for a in settings.accounts}, settings.telegram)
+
+    @property
+    def snooze(self) -> timedelta:
+        return timedelta(seconds=self.telegram.snooze_s) if self.telegram is not None else SNOOZE
+
+    def reader(self, chat_id: int) -> Role:
+        return reader_of(chat_id, self.telegram) if self.telegram is not None else Role.OPERATOR
+
+    def finding(self, finding: StoredFinding, chat_id: int) -> InlineKeyboardMarkup | None:
+        orders = self.exchange_orders.get(finding.account, False)
+        return finding_keyboard(finding, exchange_orders=orders, snooze=self.snooze, reader=self.reader(chat_id))
+
+    def digest(self, digest_id: int, finding_ids: Sequence[int], chat_id: int) -> InlineKeyboardMarkup:
+        return digest_keyboard(digest_id, finding_ids, snooze=self.snooze, reader=self.reader(chat_id))
 
 
 def confirm_keyboard(confirmation_id: int) -> InlineKeyboardMarkup:

@@ -13,9 +13,9 @@ from bot import answers, finding_texts, texts
 from bot.callbacks import LEGACY_ACKNOWLEDGE, FindingAction, FindingButton
 from bot.context import BotContext
 from bot.flood import in_background
-from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for, finding_keyboard
+from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for
 from bot.replies import edit_quietly
-from bot.roles import Role, actor_name
+from bot.roles import Role, name_of, record_of
 from bot.showing import show_finding
 from handlers.fixes import ask_confirmation
 from services.findings import StoredFinding
@@ -71,19 +71,24 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None:
         return
-    by = actor_name(query.from_user.id, query.from_user.username)
+    by, actor = name_of(query.from_user), f"telegram {record_of(query.from_user)}"
     store = ctx.runtime.findings
     if pressed(callback_data) is FindingButton.SNOOZE:
-        until = ctx.runtime.monitor.now() + timedelta(seconds=ctx.settings.telegram.snooze_s)
+        length = timedelta(seconds=ctx.settings.telegram.snooze_s)
+        until = ctx.runtime.monitor.now() + length
         updated = await store.set_state(
-            finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until
+            finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until, actor=actor
         )
-        answer = answers.snoozed_until(until)
+        answer = answers.snoozed_until(until, length)
     elif pressed(callback_data) is FindingButton.UNACKNOWLEDGE:
-        updated = await store.set_state(finding.id, FindingState.OPEN, by=None, destinations=ctx.destinations)
+        updated = await store.set_state(
+            finding.id, FindingState.OPEN, by=None, destinations=ctx.destinations, actor=actor
+        )
         answer = answers.UNACKNOWLEDGED
     else:
-        updated = await store.set_state(finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations)
+        updated = await store.set_state(
+            finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations, actor=actor
+        )
         answer = answers.ACKNOWLEDGED
     ctx.reconciler.wake()
     await query.answer(answer if updated else answers.CHANGED_MEANWHILE)
@@ -102,7 +107,7 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
 
 
 async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
-    keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
+    keyboard = ctx.buttons.finding(finding, message.chat.id)
     await edit_quietly(
         message.edit_text(texts.split_message(finding_texts.finding_message(finding))[-1], reply_markup=keyboard)
     )

@@ -71,12 +71,22 @@ class Harness:
         return self.telegram.messages(chat)[before:]
 
     async def press(
-        self, user_id: int, message: StoredMessage, text: str | None = None, *, data: str | None = None
+        self,
+        user_id: int,
+        message: StoredMessage,
+        text: str | None = None,
+        *,
+        data: str | None = None,
+        first_name: str | None = None,
     ) -> ApiCall:
-        """Press a button (by its text, or raw callback data) and wait for the bot's answer to the press."""
+        """Press a button (by its text, or raw callback data) and wait for the bot's answer to the press; the
+        presser is ``@user<id>``, or only ``first_name`` when given (a user without a username)."""
         if data is None:
             data = message.button(text=text)["callback_data"]
-        query_id = self.telegram.user_presses(user_id, message, data, username=f"user{user_id}", check_button=False)
+        username = None if first_name else f"user{user_id}"
+        query_id = self.telegram.user_presses(
+            user_id, message, data, username=username, first_name=first_name, check_button=False
+        )
         return await self.telegram.wait_for(
             lambda call: call.method == "answerCallbackQuery" and call.params.get("callback_query_id") == query_id,
             timeout=15,

@@ -114,7 +114,7 @@ async def test_mark_closed_asks_then_closes_and_edits_the_alert(harness):
     assert (stored["status"], stored["exit_reason"]) == ("closed", GHOST_EXIT_REASON)
     await harness.edited_to(alert, "Fixed")
     edited = harness.telegram.message(ALERT_CHAT, alert.message_id)
-    assert f"Fixed by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"✅ Fixed by @user{OPERATOR} "), "by name; the id is in the audit"
     assert f"position #{pid} BTCUSDT LONG 1 marked closed" in edited.text
     assert not edited.has_keyboard
     [audit] = await fetch_audit(harness.db)

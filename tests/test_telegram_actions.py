@@ -132,7 +132,7 @@ async def test_adopt_orphan_inserts_an_active_row_and_edits_the_alert(harness):
         f"position #{adopted['id']}",
     )
     edited = await harness.edited_to(alert, "Fixed")
-    assert f"Fixed by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"✅ Fixed by @user{OPERATOR} "), "by name; the id is in the audit"
     assert f"adopted as position #{adopted['id']}" in edited.text
     assert not edited.has_keyboard
     live = (await harness.reconciler.check()).live
@@ -298,19 +298,19 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
     assert "exchange size: 86" in details.text and f"{harness.bybit.name} (bybit)" in details.text
 
     answer = await harness.press(OPERATOR, orphan, "Snooze 1h")
-    assert answer.params["text"].startswith("Snoozed until ")
+    assert answer.params["text"].startswith("Snoozed for 1h, until ")
     snoozed = await harness.runtime.findings.get(finding_id(orphan))
     assert snoozed.state == "snoozed"
     expected = datetime.now(UTC) + timedelta(hours=1)
     assert abs(snoozed.snoozed_until - expected) < timedelta(seconds=30)
     edited = await harness.edited_to(orphan, "Snoozed by")
-    assert f"🔕 Snoozed by @user{OPERATOR} ({OPERATOR}) until " in edited.text
+    assert edited.text.startswith(f"🔕 Snoozed by @user{OPERATOR} until "), "the first line says so"
     assert edited.button_texts == ORPHAN_BUTTONS, "the fixes stay possible"
 
     answer = await harness.press(OPERATOR, ghost, "Acknowledge")
     assert answer.params["text"] == "Acknowledged: no more reminders for this finding."
     edited = await harness.edited_to(ghost, "Acknowledged by")
-    assert f"👍 Acknowledged by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"👍 Acknowledged by @user{OPERATOR}: no reminders")
     assert edited.button_texts == ["Mark closed", "Snooze 1h", "Undo acknowledge", "Details"]
 
     legacy_ignore = mismatch.button(text="Acknowledge")["callback_data"].replace(":ack:", ":ignore:")
@@ -323,7 +323,13 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
         FindingKind.GHOST: "acknowledged",
         FindingKind.QUANTITY_MISMATCH: "acknowledged",
     }
-    assert await fetch_audit(harness.db) == [], "quieting an alert changes no position"
+    audit = await fetch_audit(harness.db)
+    assert [(e["action"], e["outcome"]) for e in audit] == [
+        ("snooze", "done"),
+        ("acknowledge", "done"),
+        ("acknowledge", "done"),
+    ], "who quietened what is recorded; no position changes"
+    assert all(e["before"] is None and e["target"].startswith("finding #") for e in audit)
     assert len(harness.alerts()) == 4, "edits, not new alerts (and one details message)"
     assert_callback_data_fits(harness.alerts())
 

@@ -150,7 +150,7 @@ async def test_show_all_and_snooze_all(database_url, new_account, telegram):
         answer = await h.press(VIEWER, digest, "Snooze all 1h")
         assert answer.params.get("show_alert") is True, "snoozing is for operators"
         answer = await h.press(OPERATOR, digest, "Snooze all 1h")
-        assert answer.params["text"].startswith("Snoozed 14 findings until ")
+        assert answer.params["text"].startswith("Snoozed 14 findings for 1h, until ")
         states = {f.state for f in await h.runtime.findings.live()}
         assert states == {FindingState.SNOOZED}
         await h.edited_to(shown[0], "Snoozed by")
