@@ -227,54 +227,6 @@ def finding_message(finding: StoredFinding) -> str:
     return "\n".join([*([state] if state else []), *finding_body(finding)])
 
 
-def details_message(finding: StoredFinding) -> str:
-    """The answer to the Details button: every value the finding holds."""
-    d = finding.details
-    lines = [
-        f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {quote(finding.state)}",
-        finding_headline(finding),
-    ]
-    labels = [
-        ("severity", "severity"),
-        ("exchange size", "exchange_quantity"),
-        ("DB size", "db_quantity"),
-        ("difference", "difference"),
-        ("notional", "notional"),
-        ("currency", "currency"),
-        ("exposure in USD", "exposure_usd"),
-        ("entry price", "entry_price"),
-        ("mark price", "mark_price"),
-        ("unrealized PnL", "unrealized_pnl"),
-        ("leverage", "leverage"),
-        ("margin", "margin"),
-        ("liquidation price", "liquidation_price"),
-        ("liquidation distance %", "liquidation_distance_pct"),
-        ("stop-loss", "stop_loss"),
-        ("stop distance %", "stop_distance_pct"),
-        ("protection", "protection"),
-        ("protected size", "protected_quantity"),
-        ("protection note", "protection_note"),
-        ("DB stop-loss", "db_stop_loss"),
-        ("category", "category"),
-    ]
-    for label, key in labels:
-        value = getattr(d, key)
-        if value not in (None, ""):
-            lines.append(f"{label}: {code(decimal_text(value) if isinstance(value, Decimal) else value)}")
-    lines += [f"order: {quote(order_text(order))}" for order in d.orders]
-    for row in d.db_rows:
-        listed = "" if row.listed else " (symbol not listed on the venue)"
-        lines.append(
-            f"DB #{quote(row.id)}: {quote(row.symbol)} size {code(size(row.quantity))}, "
-            f"opened {when(row.opened_at)}{listed}"
-        )
-    lines.append(f"first seen {when(finding.first_seen)}, last seen {when(finding.last_seen)}")
-    state = finding_state_line(finding)
-    if state:
-        lines.append(state)
-    return "\n".join(lines)
-
-
 # -- many findings in one message -----------------------------------------------------------------------------
 
 

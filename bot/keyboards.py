@@ -27,6 +27,7 @@ LABELS = {
     B.CLOSE_ON_EXCHANGE: "Close on exchange",
     B.SNOOZE: "Snooze",  # with the configured length: label()
     B.DETAILS: "Details",
+    B.HIDE_DETAILS: "Hide details",
     B.MARK_CLOSED: "Mark closed",
     B.SET_SIZE: "Set DB to exchange size",
     B.CANCEL_ORDER: "Cancel order",
@@ -48,7 +49,7 @@ KIND_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
     for kind, fixes in FIX_BUTTONS.items()
 }
 EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
-VIEWER_BUTTONS = frozenset({B.DETAILS, B.SHOW})  # what anyone allowed to look may press
+VIEWER_BUTTONS = frozenset({B.DETAILS, B.HIDE_DETAILS, B.SHOW})  # what anyone allowed to look may press
 
 
 def label(button: FindingButton, snooze: timedelta = SNOOZE) -> str:
@@ -71,13 +72,21 @@ def buttons_for(
 
 
 def finding_keyboard(
-    finding: StoredFinding, *, exchange_orders: bool, snooze: timedelta = SNOOZE, reader: Role = Role.OPERATOR
+    finding: StoredFinding,
+    *,
+    exchange_orders: bool,
+    snooze: timedelta = SNOOZE,
+    reader: Role = Role.OPERATOR,
+    details: bool = False,
 ) -> InlineKeyboardMarkup | None:
-    """The buttons of a live finding's alert in a chat read by ``reader``; none once it is resolved or fixed."""
+    """The buttons of a live finding's alert in a chat read by ``reader``; none once it is resolved or fixed. An
+    alert showing its details offers to hide them in place of Details."""
     if not finding.live:
         return None
     acknowledged = finding.state is FindingState.ACKNOWLEDGED
     buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged, reader=reader)
+    if details:
+        buttons = tuple(B.HIDE_DETAILS if b is B.DETAILS else b for b in buttons)
     if not buttons:
         return None
     builder = InlineKeyboardBuilder()
@@ -129,9 +138,10 @@ class ChatButtons:
     def reader(self, chat_id: int) -> Role:
         return reader_of(chat_id, self.telegram) if self.telegram is not None else Role.OPERATOR
 
-    def finding(self, finding: StoredFinding, chat_id: int) -> InlineKeyboardMarkup | None:
+    def finding(self, finding: StoredFinding, chat_id: int, *, details: bool = False) -> InlineKeyboardMarkup | None:
         orders = self.exchange_orders.get(finding.account, False)
-        return finding_keyboard(finding, exchange_orders=orders, snooze=self.snooze, reader=self.reader(chat_id))
+        reader = self.reader(chat_id)
+        return finding_keyboard(finding, exchange_orders=orders, snooze=self.snooze, reader=reader, details=details)
 
     def digest(self, digest_id: int, finding_ids: Sequence[int], chat_id: int) -> InlineKeyboardMarkup:
         return digest_keyboard(digest_id, finding_ids, snooze=self.snooze, reader=self.reader(chat_id))

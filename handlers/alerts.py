@@ -9,7 +9,7 @@ from datetime import timedelta
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
-from bot import answers, finding_texts, texts
+from bot import answers, detail_texts, finding_texts, texts
 from bot.callbacks import LEGACY_ACKNOWLEDGE, FindingAction, FindingButton
 from bot.context import BotContext
 from bot.flood import in_background
@@ -23,7 +23,7 @@ from services.fixes import plan_for_finding
 from services.model import FindingState
 from services.plans import FixAction
 
-LOOKING = frozenset({FindingButton.DETAILS, FindingButton.SHOW})
+LOOKING = frozenset({FindingButton.DETAILS, FindingButton.HIDE_DETAILS, FindingButton.SHOW})
 QUIETING = frozenset({FindingButton.SNOOZE, FindingButton.ACKNOWLEDGE, FindingButton.UNACKNOWLEDGE})
 
 
@@ -49,12 +49,14 @@ async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContex
 
 
 async def details(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
+    """Details opens the finding's details in place, under the alert (silently: an edit rings nobody); Hide
+    details closes them again."""
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None:
         return
     await query.answer()
     if isinstance(query.message, Message):
-        await query.message.answer(finding_texts.details_message(finding))
+        await _show(query.message, finding, ctx, details=callback_data.action is FindingButton.DETAILS)
 
 
 async def show(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
@@ -106,11 +108,13 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
     return await ctx.runtime.findings.is_alert_message(message.chat.id, message.message_id, finding.id)
 
 
-async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
-    keyboard = ctx.buttons.finding(finding, message.chat.id)
-    await edit_quietly(
-        message.edit_text(texts.split_message(finding_texts.finding_message(finding))[-1], reply_markup=keyboard)
-    )
+async def _show(message: Message, finding: StoredFinding, ctx: BotContext, *, details: bool = False) -> None:
+    """Edit a message to show the finding as it is now, with its details or without."""
+    text = texts.split_message(finding_texts.finding_message(finding))[-1]
+    if details:
+        text = detail_texts.with_details(text, finding)
+    keyboard = ctx.buttons.finding(finding, message.chat.id, details=details)
+    await edit_quietly(message.edit_text(text, reply_markup=keyboard))
 
 
 FIX_BUTTONS = {
@@ -140,7 +144,10 @@ async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContex
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="alerts")
-    router.callback_query(FindingAction.filter(F.action == FindingButton.DETAILS), flags={"role": Role.VIEWER})(details)
+    router.callback_query(
+        FindingAction.filter(F.action.in_({FindingButton.DETAILS, FindingButton.HIDE_DETAILS})),
+        flags={"role": Role.VIEWER},
+    )(details)
     router.callback_query(FindingAction.filter(F.action == FindingButton.SHOW), flags={"role": Role.VIEWER})(show)
     router.callback_query(
         FindingAction.filter(F.action.in_(QUIETING | LEGACY_ACKNOWLEDGE)), flags={"role": Role.OPERATOR}
