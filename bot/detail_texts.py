@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.finding_texts import severity
-from bot.texts import MESSAGE_LIMIT, quote, span, when
+from bot.texts import MESSAGE_LIMIT, moment, quote, span
 from services.amounts import decimal_text
 from services.causes import told_cause
 from services.finding_details import CauseShown, FindingDetails
@@ -58,7 +58,7 @@ def _cause_facts(finding: StoredFinding, cause: CauseShown) -> list[tuple[str, s
         (label, quote(what)),
         ("Realized PnL", _money(cause.realized_pnl, cause.currency or d.currency, sign=True)),
         ("Exit price", _price(cause.exit_price, d)),
-        ("Closed", when(cause.closed_at) if cause.closed_at else None),
+        ("Closed", moment(cause.closed_at) if cause.closed_at else None),
         ("Size closed", _size(cause.closed_quantity)),
         ("Venue order", quote(cause.order_id) if cause.order_id else None),
     ]
@@ -85,7 +85,7 @@ def details_facts(finding: StoredFinding) -> list[Fact]:
         ("The trading bot's DB", quote(db_belief_text(d)) if db_belief_text(d) else None),
         ("Category", quote(d.category) if d.category else None),
         ("Hedge mode", "yes, one leg of two" if d.hedged else None),
-        ("Open on the venue since", when(d.venue_opened_at) if d.venue_opened_at else None),
+        ("Open on the venue since", moment(d.venue_opened_at) if d.venue_opened_at else None),
     ]
     cause = d.cause
     if cause is not None and (told_cause(finding.kind, cause.kind) is not None or cause.note is not None):
@@ -93,10 +93,10 @@ def details_facts(finding: StoredFinding) -> list[Fact]:
     facts += [("Order", quote(order_text(order))) for order in d.orders]
     for row in d.db_rows:
         listed = "" if row.listed else " (symbol not listed on the venue)"
-        opened = f", opened {when(row.opened_at)}" if row.opened_at else ""
+        opened = f", opened {moment(row.opened_at)}" if row.opened_at else ""
         held = f"{quote(row.symbol)} size {quote(size(row.quantity))}"
         facts.append((f"DB row #{quote(row.id)}", f"{held}{opened}{listed}"))
-    facts.append(("Seen", f"for {span(finding.last_seen - finding.first_seen)}, last {when(finding.last_seen)}"))
+    facts.append(("Seen", f"for {span(finding.last_seen - finding.first_seen)}, last {moment(finding.last_seen)}"))
     return [(label, value) for label, value in facts if value]
 
 

@@ -5,11 +5,12 @@ figures a trader decides on, and what to do. Digests and reminders list many fin
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 
 from aiogram import html
 
-from bot.texts import code, quote, span, when
+from bot.texts import code, moment, quote, span
 from services.cause_text import cause_subject, explain
 from services.causes import CloseKind, told_cause
 from services.finding_details import FindingDetails
@@ -135,13 +136,10 @@ def _position_lines(d: FindingDetails) -> list[str]:
     return lines
 
 
-def _age_line(finding: StoredFinding) -> str:
-    """How long the position had been open when it was found (the venue's opening time), else when it was
-    first seen; both fixed, so every copy of the alert reads the same."""
-    opened = finding.details.venue_opened_at
-    if opened is not None:
-        return f"Open since {when(opened)} ({span(finding.first_seen - opened)} when found)"
-    return f"First seen {when(finding.first_seen)}"
+def _age(finding: StoredFinding, since: datetime | None, what: str) -> list[str]:
+    """``Open for 3h 12m when found``: an age as a span from the one moment the alert states (when it was
+    detected), never a second timestamp; fixed, so every copy of the alert reads the same."""
+    return [f"{what} for {span(finding.first_seen - since)} when found"] if since is not None else []
 
 
 def _db_rows(details: FindingDetails) -> str:
@@ -169,9 +167,9 @@ def finding_body(finding: StoredFinding) -> list[str]:
     leading = [line for line in (growth_line(finding), forced_line(finding)) if line]
     lines = [*leading, first_line(finding), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
-        lines += [*_position_lines(d), _age_line(finding)]
+        lines += [*_position_lines(d), *_age(finding, d.venue_opened_at, "Open")]
     elif finding.kind is FindingKind.UNPROTECTED:
-        lines += [*_position_lines(d), f"DB position {_db_rows(d)}", _age_line(finding)]
+        lines += [*_position_lines(d), f"DB position {_db_rows(d)}", *_age(finding, d.venue_opened_at, "Open")]
         belief = db_belief_text(d)
         if belief:
             lines.append(quote(belief))
@@ -181,7 +179,7 @@ def finding_body(finding: StoredFinding) -> list[str]:
     elif finding.kind is FindingKind.GHOST:
         lines += [
             f"DB position {_db_rows(d)} · size {code(size(d.db_quantity))}{_db_value(d)}",
-            f"In the DB since: {when(d.opened_at)}",
+            *_age(finding, d.opened_at, "In the DB"),
         ]
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
         lines += [
@@ -197,12 +195,13 @@ def finding_body(finding: StoredFinding) -> list[str]:
         ]
     if d.cause is not None:
         subject = cause_subject(finding.market, finding.side, d.db_position_ids)
-        sentence = explain(finding.kind is FindingKind.GHOST, d.cause, subject, d.price_tick)
+        ghost = finding.kind is FindingKind.GHOST
+        sentence = explain(ghost, d.cause, subject, d.price_tick, at=moment, escape=quote)
         if sentence:
-            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {quote(sentence)}")
+            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {sentence}")
     if KINDS[finding.kind].todo and finding.live:
         lines.append(f"<i>{quote(KINDS[finding.kind].todo)}</i>")
-    lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
+    lines.append(f"Detected {moment(finding.first_seen)} · finding #{finding.id}")
     return lines
 
 
@@ -210,11 +209,11 @@ def finding_state_line(finding: StoredFinding) -> str | None:
     """What happened to a finding since it was announced; None while it is simply open."""
     by = quote(finding.closed_by or "")
     if finding.state is FindingState.RESOLVED:
-        return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {quote(finding.resolution or '')}"
+        return f"✅ <b>Resolved</b> {moment(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.FIXED:
-        return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {quote(finding.resolution or '')}"
+        return f"✅ <b>Fixed</b> by {by} {moment(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.SNOOZED:
-        return f"🔕 Snoozed by {by} until {when(finding.snoozed_until)}"
+        return f"🔕 Snoozed by {by} until {moment(finding.snoozed_until)}"
     if finding.state is FindingState.ACKNOWLEDGED:
         return f"👍 Acknowledged by {by}: no reminders"
     return None

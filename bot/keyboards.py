@@ -6,18 +6,20 @@ keyboards draw it and the handlers accept exactly these presses, so the two can 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import ConfirmAction, ConfirmChoice, DigestAction, DigestChoice, FindingAction, FindingButton
-from bot.roles import Role, reader_of
+from bot.roles import Role, reader_of, role_of
 from bot.texts import span
 from services.findings import StoredFinding
 from services.model import FindingKind, FindingState
+from services.protection import short_order_id
 from services.settings import Settings, TelegramSettings
 
 B = FindingButton
@@ -50,6 +52,10 @@ KIND_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
 }
 EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
 VIEWER_BUTTONS = frozenset({B.DETAILS, B.HIDE_DETAILS, B.SHOW})  # what anyone allowed to look may press
+# Red for what sends an order to the exchange, green for taking a position into the books (Bot API styles).
+STYLES = {B.CLOSE_ON_EXCHANGE: "danger", B.CANCEL_ORDER: "danger", B.ADOPT: "success"}
+COPY_ORDERS = 3  # at most this many order ids get a copy button
+CLOSEGHOST_ARGUMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what /closeghost takes (handlers.fixes)
 
 
 def label(button: FindingButton, snooze: timedelta = SNOOZE) -> str:
@@ -91,10 +97,44 @@ def finding_keyboard(
         return None
     builder = InlineKeyboardBuilder()
     for button in buttons:
-        builder.button(text=label(button, snooze), callback_data=FindingAction(action=button, finding_id=finding.id))
+        builder.button(
+            text=label(button, snooze),
+            callback_data=FindingAction(action=button, finding_id=finding.id),
+            style=STYLES.get(button),
+        )
     fixes = sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
     builder.adjust(*(n for n in (fixes, len(buttons) - fixes) if n))
+    if details:
+        builder.row(*copy_buttons(finding, reader))
     return builder.as_markup()
+
+
+def copy_buttons(finding: StoredFinding, reader: Role) -> list[InlineKeyboardButton]:
+    """Under opened details: a copy button for each order id the finding names (its stray orders, the venue's
+    order that closed it), and for an operator the bot command that closes a ghost's row."""
+    d = finding.details
+    ids = [order.order_id for order in d.orders] + ([d.cause.order_id] if d.cause and d.cause.order_id else [])
+    buttons = [
+        InlineKeyboardButton(text=f"Copy order #{short_order_id(i)}", copy_text=CopyTextButton(text=i))
+        for i in list(dict.fromkeys(ids))[:COPY_ORDERS]
+        if 1 <= len(i) <= 256
+    ]
+    rows = d.db_position_ids
+    ghost = finding.kind is FindingKind.GHOST and finding.live and len(rows) == 1
+    if reader is Role.OPERATOR and ghost and CLOSEGHOST_ARGUMENT.match(rows[0]):
+        command = f"/closeghost {rows[0]}"
+        buttons.append(InlineKeyboardButton(text=f"Copy {command}", copy_text=CopyTextButton(text=command)))
+    return buttons
+
+
+def details_view_keyboard(finding: StoredFinding, reader: Role) -> InlineKeyboardMarkup:
+    """The keyboard of details shown to one reader alone (an ephemeral message in a group): the copy buttons,
+    and Hide details."""
+    hide = InlineKeyboardButton(
+        text=LABELS[B.HIDE_DETAILS], callback_data=FindingAction(action=B.HIDE_DETAILS, finding_id=finding.id).pack()
+    )
+    copies = copy_buttons(finding, reader)
+    return InlineKeyboardMarkup(inline_keyboard=[*([copies] if copies else []), [hide]])
 
 
 DIGEST_NUMBERS_PER_ROW = 5
@@ -143,14 +183,22 @@ class ChatButtons:
         reader = self.reader(chat_id)
         return finding_keyboard(finding, exchange_orders=orders, snooze=self.snooze, reader=reader, details=details)
 
+    def details_view(self, finding: StoredFinding, user_id: int) -> InlineKeyboardMarkup:
+        """The keyboard of details shown to this user alone."""
+        reader = role_of(user_id, self.telegram) if self.telegram is not None else Role.OPERATOR
+        return details_view_keyboard(finding, reader)
+
     def digest(self, digest_id: int, finding_ids: Sequence[int], chat_id: int) -> InlineKeyboardMarkup:
         return digest_keyboard(digest_id, finding_ids, snooze=self.snooze, reader=self.reader(chat_id))
 
 
 def confirm_keyboard(confirmation_id: int) -> InlineKeyboardMarkup:
+    """Confirm (red: it changes the books or the exchange) and Cancel."""
     builder = InlineKeyboardBuilder()
     builder.button(
-        text="Confirm", callback_data=ConfirmAction(confirmation_id=confirmation_id, choice=ConfirmChoice.CONFIRM)
+        text="Confirm",
+        callback_data=ConfirmAction(confirmation_id=confirmation_id, choice=ConfirmChoice.CONFIRM),
+        style="danger",
     )
     builder.button(
         text="Cancel", callback_data=ConfirmAction(confirmation_id=confirmation_id, choice=ConfirmChoice.CANCEL)

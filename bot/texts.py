@@ -30,6 +30,14 @@ def when(moment: datetime | str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def moment(at: datetime | None) -> str:
+    """A point in time as a date-time entity: each reader's app shows it in their own zone and format (short date
+    and time); the UTC text inside is what an app that predates the entity shows."""
+    if at is None:
+        return "unknown"
+    return f'<tg-time unix="{int(at.timestamp())}" format="dt">{when(at)}</tg-time>'
+
+
 def span(length: timedelta) -> str:
     """A length of time as a trader says it: ``30m``, ``1h``, ``3h 12m``, ``2d 4h``, ``45s``."""
     seconds = max(0, int(length.total_seconds()))

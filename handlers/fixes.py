@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
@@ -15,7 +14,7 @@ from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.commands import role_flag
 from bot.context import BotContext
 from bot.flood import urgent
-from bot.keyboards import confirm_keyboard
+from bot.keyboards import CLOSEGHOST_ARGUMENT, confirm_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, name_of, record_of
 from services.confirmations import Claim
@@ -24,7 +23,6 @@ from services.plans import FixPlan
 
 log = logging.getLogger(__name__)
 OPERATE = {"role": Role.OPERATOR}
-POSITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 async def ask_confirmation(
@@ -44,7 +42,7 @@ async def ask_confirmation(
 
 async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
     args = (command.args or "").split()
-    if len(args) != 1 or not POSITION_ID.match(args[0]):
+    if len(args) != 1 or not CLOSEGHOST_ARGUMENT.match(args[0]):
         await message.answer(answers.CLOSEGHOST_USAGE)
         return
     if await ctx.runtime.repository.get(args[0]) is None:

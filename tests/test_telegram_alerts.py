@@ -44,7 +44,8 @@ async def test_an_orphan_alert_leads_with_the_money_at_stake(database_url, new_a
     assert "Unrealized PnL: −412.50 USDT · Leverage: 20x · Margin: " in body
     assert "Entry: 65,825.0 · Mark: 65,000.0" in body, "prices at the market's tick (0.1)"
     assert re.search(r"Liquidation: [\d,]+\.\d \([\d.]+% from mark\)", body), body
-    assert "First seen " in body, "Binance does not say when a position opened"
+    assert "Open for" not in body, "Binance does not say when a position opened"
+    assert body.count(" UTC") == 1, "one timestamp: when it was detected"
     assert "Adopt it into the DB, or close it on the exchange." in body
     assert alert.silent is False, "a new critical orphan rings"
 

@@ -13,23 +13,16 @@ from emulator.telegram import parse_html, utf16_len
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.model import RECONCILIATION, SCAN_KINDS, FindingKind, Side
-from tests.chatops import ALERT_CHAT, OPERATOR, OPERATOR_2, VIEWER, Harness
+from tests.chatops import ALERT_CHAT, OPERATOR, OPERATOR_2, VIEWER, ghost_alert
 from tests.chatops import chatops_for as chatops
 from tests.helpers import fetch_audit, insert_positions
 from tests.helpers import position_row as row
 
 
-async def ghost_alert(h: Harness, account):
-    await insert_positions(h.db, [row(account, "ETHUSDT", "long", "2", entry_price=Decimal("3500"))])
-    await h.reconciler.check(RECONCILIATION)
-    [alert] = await h.wait_alerts(1)
-    return alert
-
-
 async def test_snooze_says_the_configured_length_and_who_snoozed(database_url, new_account, telegram):
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance], telegram={"snooze_s": 1800}) as h:
-        alert = await ghost_alert(h, binance)
+        alert = await ghost_alert(h, binance, "2")
         assert alert.button_texts == ["Mark closed", "Snooze 30m", "Acknowledge", "Details"]
         answer = await h.press(OPERATOR_2, alert, "Snooze 30m", first_name="Dana")
         assert answer.params["text"].startswith("Snoozed for 30m, until ")
@@ -44,7 +37,7 @@ async def test_snooze_says_the_configured_length_and_who_snoozed(database_url, n
 async def test_an_acknowledged_alert_says_so_first_and_a_fix_shows_the_name(database_url, new_account, telegram):
     binance = new_account("binance")
     async with chatops(database_url, telegram, [binance]) as h:
-        alert = await ghost_alert(h, binance)
+        alert = await ghost_alert(h, binance, "2")
         await h.press(OPERATOR, alert, "Acknowledge")
         edited = await h.edited_to(alert, "Acknowledged by")
         assert edited.text.splitlines()[0] == f"👍 Acknowledged by @user{OPERATOR}: no reminders"
@@ -66,7 +59,7 @@ async def test_a_viewers_copies_carry_only_what_a_viewer_may_press(database_url,
     binance = new_account("binance")
     chats = {"alert_chat_ids": [ALERT_CHAT, VIEWER]}
     async with chatops(database_url, telegram, [binance], telegram=chats) as h:
-        await ghost_alert(h, binance)
+        await ghost_alert(h, binance, "2")
         await h.telegram.wait_until(lambda: len(telegram.messages(VIEWER)) == 1)
         [private] = telegram.messages(VIEWER)
         assert private.button_texts == ["Details"], "the viewer's own alert chat: no operator buttons"
@@ -121,7 +114,9 @@ async def test_details_open_in_place_silently_with_a_ghosts_cause_and_realized_p
         assert "Realized PnL: −1,400.00 USDT" in details and "Exit price: 3,360" in details
         assert "DB size: 10" in details and "DB row #" in details
         assert "_" not in details and "%:" not in details, "words a trader reads, not field names"
-        assert opened.button_texts == ["Mark closed", "Snooze 1h", "Acknowledge", "Hide details"]
+        [pid] = [r for r in (await h.runtime.findings.live())[0].db_position_ids]
+        assert opened.button_texts[:4] == ["Mark closed", "Snooze 1h", "Acknowledge", "Hide details"]
+        assert opened.button_texts[-1] == f"Copy /closeghost {pid}", "an operator's copy: the command too"
 
         await h.press(OPERATOR, opened, "Hide details")
         await telegram.wait_until(lambda: "Cause: liquidation" not in alert.text)

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from services.model import RECONCILIATION
-from tests.chatops import Harness
 from tests.chatops import chatops_for as chatops
+from tests.chatops import ghost_alert
 from tests.helpers import insert_positions
 from tests.helpers import position_row as row
 
@@ -25,13 +25,6 @@ def ended(account, cause: str, qty: str | None = None) -> None:
     a whole position realizes −1,400 USDT."""
     account.set_position("ETHUSDT", "long", Decimal("10"), entry_price=Decimal("3500"))
     account.close_position("ETHUSDT", "long", cause=cause, price="3360", qty=qty, at_ms=CLOSED_MS)
-
-
-async def ghost_alert(h: Harness, account, quantity: str = "10"):
-    await insert_positions(h.db, [row(account, "ETHUSDT", "long", quantity, entry_price=Decimal("3500"))])
-    await h.reconciler.check(RECONCILIATION)
-    [alert] = await h.wait_alerts(1)
-    return alert
 
 
 @pytest.mark.parametrize("venue", ["bybit", "binance"])
