@@ -229,13 +229,25 @@ def finding_message(finding: StoredFinding) -> str:
 # -- many findings in one message -----------------------------------------------------------------------------
 
 
+def pnl_at_stake(finding: StoredFinding) -> str | None:
+    """What the position is making or losing: an exchange position's unrealized PnL, else what a close the
+    venue reported realized."""
+    d = finding.details
+    if d.unrealized_pnl is not None:
+        return f"PnL {amount(d.unrealized_pnl, d.currency, sign=True)}"
+    if d.cause is not None and d.cause.realized_pnl is not None:
+        return f"{amount(d.cause.realized_pnl, d.cause.currency or d.currency, sign=True)} realized"
+    return None
+
+
 def _list_line(index: int, finding: StoredFinding, *, grown: bool = False) -> str:
-    money = money_at_stake(finding) or "value unknown"
+    """``1. 🔴 Orphan SOLUSDT LONG · bn-main · 44,025.00 USDT · PnL −1,575.00 USDT``."""
+    figures = [money_at_stake(finding) or "value unknown", *filter(None, [pnl_at_stake(finding)])]
     mark = "📈 " if grown and finding.details.growth is not None else ""
     return (
         f"{index}. {EMOJI[severity(finding)]} {mark}{KINDS[finding.kind].short} "
         f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
-        f"{quote(money)}"
+        + " · ".join(quote(figure) for figure in figures)
     )
 
 
