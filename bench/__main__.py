@@ -1,6 +1,6 @@
 """Run the benchmarks and print their figures as tables; the same figures are written as JSON.
 
-python -m bench                       # everything (about 35 minutes on 2 cores)
+python -m bench                       # everything (about 37 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison; a 60 s soak
 python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
                                       #      streams, scale, soak

@@ -26,10 +26,12 @@ KNOWN_BREAKS = pytest.mark.xfail(
     raises=DriftMishandled,
     reason=(
         "duplicate: after PostgreSQL terminates a replica's sessions (or a replica is killed and started again) "
-        "two replicas deliver the same outbox rows — each alert reaches the chat twice, 0.1-0.3 s apart — and "
-        "both poll getUpdates (TelegramConflictError); false alert and wrong fix: a ghost is confirmed by its "
-        "stream event and one REST read 0.2-0.4 s after the trading bot closed its own position, before the bot "
-        "records the close (it does within 0.5 s, under the 1.5 s confirming read), and auto-fix closes the row"
+        "two replicas deliver the same outbox rows — alerts reach the chat twice, 0-1 s apart — and both poll "
+        "getUpdates (TelegramConflictError); and an alert Telegram accepted while the database refused "
+        "connections is sent again once it is back (its outbox row could not be marked sent). False alert and "
+        "wrong fix: a ghost is confirmed by its stream event and one REST read 0.2-0.4 s after the trading bot "
+        "closed its own position, before the bot records the close (it does within 0.5 s, under the 1.5 s "
+        "confirming read), and auto-fix closes the row"
     ),
 )
 
