@@ -1,9 +1,10 @@
 """Run the benchmarks and print their figures as tables; the same figures are written as JSON.
 
-python -m bench                       # everything (about 25 minutes on 2 cores)
-python -m bench --quick               # skip the largest check and the 100-account comparison
+python -m bench                       # everything (about 37 minutes on 2 cores)
+python -m bench --quick               # skip the largest check and the 100-account comparison; a 60 s soak
 python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
-                                      #      streams, scale, reconnects
+                                      #      streams, scale, reconnects, soak
+python -m bench --only soak --soak-duration 600 --soak-replicas 2 --seed 21   # the soak (about 11 minutes)
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -30,6 +31,7 @@ from bench import (
     reconnects,
     scale,
     seed_comparison,
+    soak,
     streams,
     time_to_phone,
 )
@@ -47,6 +49,7 @@ BENCHMARKS = (
     "streams",
     "scale",
     "reconnects",
+    "soak",
 )
 
 
@@ -205,6 +208,8 @@ def report(results: dict[str, Any]) -> str:
                 ],
             )
         )
+    if "soak" in results:
+        parts += soak.verdict_lines(results["soak"])
     return "\n".join(parts)
 
 
@@ -358,6 +363,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["scale"] = await scale.run(databases, quick=args.quick)
         if "reconnects" in wanted:
             results["reconnects"] = await reconnects.run(databases)
+        if "soak" in wanted:
+            duration = 60.0 if args.quick and args.soak_duration is None else (args.soak_duration or 600.0)
+            results["soak"] = await soak.run(
+                databases, duration_s=duration, replicas=args.soak_replicas, seed=args.seed
+            )
     return results
 
 
@@ -372,6 +382,11 @@ def cli(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also time N orphans under the default intervals (minutes)",
     )
+    parser.add_argument(
+        "--soak-duration", type=float, metavar="S", help="seconds of changes and faults (default 600; 60 with --quick)"
+    )
+    parser.add_argument("--soak-replicas", type=int, default=2, metavar="N", help="`run` processes (default 2)")
+    parser.add_argument("--seed", type=int, default=21, help="the soak's seed (default 21)")
     parser.add_argument("--out", type=Path, help="JSON file to write (default: bench/results/<time>.json)")
     parser.add_argument("--compare", type=Path, metavar="JSON", help="an earlier run to compare with")
     args = parser.parse_args(argv)

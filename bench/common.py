@@ -238,6 +238,22 @@ def settings_for(accounts: Iterable[BenchAccount], urls: dict[str, str], databas
     )
 
 
+async def prepare(url: str, rows: Iterable[tuple[Any, ...]] = ()) -> None:
+    """reconbot's tables and the positions table in the database at ``url``, holding ``rows`` (as ``db_rows``
+    makes them) opened two hours ago."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrations.migrate(conn, PositionsSettings())
+        await conn.copy_records_to_table(
+            "positions",
+            records=rows,
+            columns=["exchange", "account", "symbol", "side", "quantity", "entry_price", "status"],
+        )
+        await conn.execute("UPDATE positions SET opened_at = now() - interval '2 hours', updated_at = opened_at")
+    finally:
+        await conn.close()
+
+
 class Databases:
     """A server for the benchmarks: BENCH_DATABASE_URL, or an embedded one under var/bench-pgdata."""
 
@@ -269,18 +285,8 @@ class Databases:
         await admin.close()
         parts = urlsplit(self.admin_url)
         url = urlunsplit(parts._replace(path="/" + name))
-        conn = await asyncpg.connect(url)
-        try:
-            await migrations.migrate(conn, PositionsSettings())
-            await conn.copy_records_to_table(
-                "positions",
-                records=rows,
-                columns=["exchange", "account", "symbol", "side", "quantity", "entry_price", "status"],
-            )
-            rows = ()  # in the database now; not reconbot's memory
-            await conn.execute("UPDATE positions SET opened_at = now() - interval '2 hours', updated_at = opened_at")
-        finally:
-            await conn.close()
+        await prepare(url, rows)
+        rows = ()  # in the database now; not reconbot's memory
         try:
             yield url
         finally:

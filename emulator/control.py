@@ -10,6 +10,7 @@ from aiohttp import web
 
 from emulator.server import VENUES
 from emulator.state.account import EmulatedAccount
+from emulator.state.records import ENDPOINT_GROUPS, FAULT_KINDS, position_kwargs
 from emulator.streams.control import stream_resource
 from emulator.venues.base import json_response
 
@@ -46,6 +47,10 @@ async def handle_control(emu: ExchangeEmulator, request: web.Request, rest: str)
             )
         if parts == ["limits"]:
             return await _limits(emu, request)
+        if parts == ["refusals"] and request.method == "GET":
+            return json_response({venue: emu.ip_refusals(venue) for venue in VENUES})
+        if parts == ["capabilities"] and request.method == "GET":
+            return json_response(capabilities(emu))
         if len(parts) not in (2, 3):
             return json_response({"error": "not found"}, status=404)
         account = emu.accounts.get(parts[0])
@@ -56,6 +61,17 @@ async def handle_control(emu: ExchangeEmulator, request: web.Request, rest: str)
         return json_response({"error": str(exc.args[0]) if exc.args else "not found"}, status=404)
     except (ValueError, TypeError) as exc:
         return json_response({"error": str(exc)}, status=400)
+
+
+def capabilities(emu: ExchangeEmulator) -> dict[str, Any]:
+    """What can be injected, so an out-of-process driver picks faults this emulator offers (a fault added later
+    shows up here without the driver changing)."""
+    return {
+        "venues": list(VENUES),
+        "faults": list(FAULT_KINDS),
+        "endpoints": list(ENDPOINT_GROUPS),
+        "stream_faults": {venue: list(emu.streams.fault_kinds(venue)) for venue in VENUES},
+    }
 
 
 async def _body(request: web.Request) -> Any:
@@ -106,6 +122,9 @@ async def _account_resource(
                 raise ValueError("expected a list of positions")
             account.replace_positions(items)
             return json_response({"ok": True, "count": len(account.positions)})
+        if method == "POST":  # one position set (or replaced), the others untouched
+            position = account.set_position(**position_kwargs(await _body(request)))
+            return json_response({"ok": True, "position": position.to_dict()})
         if method == "DELETE":
             account.clear_positions()
             return json_response({"ok": True})

@@ -266,8 +266,14 @@ Control API (JSON, for out-of-process use)
     GET    /_emulator/limits                       -> {venue: {"limit", "window_s", "used", "banned_until_ms"}}
     PUT    /_emulator/limits                       body {venue: limit | null | {"limit", "window_s"?,
                                                    "ban_after"?, "ban_s"?}}
+    GET    /_emulator/refusals                     -> {venue: {"limited", "banned"}}: requests the IP limit
+                                                   refused since start (429; 418 or Bybit 403)
+    GET    /_emulator/capabilities                 -> {"venues", "faults", "endpoints", "stream_faults":
+                                                   {venue: [kind]}}: what can be injected
     GET    /_emulator/{account}/positions          -> [position]
     PUT    /_emulator/{account}/positions          body [position] or {"positions": [position]}: replace all
+    POST   /_emulator/{account}/positions          body position: set (or replace) that one, keep the others
+                                                   -> {"ok", "position"}
     DELETE /_emulator/{account}/positions          remove all positions
     POST   /_emulator/{account}/position-stops     body {"symbol", "side", "stop_loss"?, "take_profit"?,
                                                    "trailing_stop"?} -> {"ok", "orders": [protective order]}

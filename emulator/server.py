@@ -184,6 +184,11 @@ class ExchangeEmulator:
             "banned_until_ms": limiter.banned_until_ms(),
         }
 
+    def ip_refusals(self, venue: str) -> dict[str, int]:
+        """How many requests of ``venue`` the IP limit refused since start: ``limited`` (Binance 429) and
+        ``banned`` (Binance 418, Bybit 403), counted across every ``set_ip_limit``."""
+        return dict(self._limiters[self.venue(venue)].refused)
+
     # scenarios ---------------------------------------------------------------------------------------------
 
     @classmethod

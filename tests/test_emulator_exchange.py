@@ -612,6 +612,17 @@ async def test_control_api_over_http(emu: ExchangeEmulator) -> None:
         async with http.put(f"{control}/positions", json=[{"symbol": "NOPE", "side": "long", "size": 1}]) as reply:
             assert reply.status == 400 and "no market" in (await reply.json())["error"]
         assert len(account.positions) == 2
+        btc = account.positions[("BTCUSD", "short")]
+        async with http.post(f"{control}/positions", json={"symbol": "ETHUSDT", "side": "long", "size": "2"}) as reply:
+            assert reply.status == 200 and (await reply.json())["position"]["size"] == "2"
+        assert account.positions[("ETHUSDT", "long")].size == 2 and account.positions[("BTCUSD", "short")] is btc
+        for bad in ({"symbol": "ETHUSDT", "side": "long"}, {"symbol": "ETHUSDT", "side": "up", "size": 1}, [1]):
+            async with http.post(f"{control}/positions", json=bad) as reply:
+                assert reply.status == 400, bad
+        assert account.positions[("ETHUSDT", "long")].size == 2
+        eth = {"symbol": "ETHUSDT", "side": "long", "size": "1.25", "entry_price": 3400, "stop_loss": "3000"}
+        async with http.post(f"{control}/positions", json=eth) as reply:
+            assert reply.status == 200
         async with http.post(f"{control}/faults", json={"kind": "bad_key", "endpoint": "positions", "times": 1}) as r:
             assert r.status == 200
         async with http.post(f"{control}/faults", json={"kind": "meltdown"}) as reply:

@@ -145,6 +145,9 @@ async def test_binance_ip_limit_answers_429_then_bans_with_418() -> None:
             assert emu.weight_used("binance") == 11  # refused requests weigh nothing
             emu.set_ip_limit("binance", None)
             await one.fapiPrivateV3GetPositionRisk()
+        # 429, 429, 429 (the third bans: 418), then 418 while banned; lifting the limit keeps the count
+        assert emu.ip_refusals("binance") == {"limited": 3, "banned": 2}
+        assert emu.ip_refusals("bybit") == {"limited": 0, "banned": 0}
         weights = [r.weight for r in first.requests]
         assert weights == [5, 0, 1, 0, 0, 5]
 
@@ -182,6 +185,29 @@ async def test_bybit_ip_limit_answers_403() -> None:
             emu.set_ip_limit("bybit", None)
             await client.publicGetV5MarketTime()
         assert emu.weight_used("bybit", window_s=5) == 4
+
+
+async def test_control_api_says_what_can_be_injected_and_what_the_limit_refused() -> None:
+    async with ExchangeEmulator() as emu:
+        emu.set_ip_limit("bybit", 1, ban_s=60)
+        account = new_account(emu, "bybit")
+        async with client_for(account) as client:
+            await client.publicGetV5MarketTime()
+            for _ in range(2):
+                with pytest.raises(RateLimitExceeded):
+                    await client.publicGetV5MarketTime()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{emu.base_url}/_emulator/refusals") as reply:
+                refusals = await reply.json()
+            async with http.get(f"{emu.base_url}/_emulator/capabilities") as reply:
+                offered = await reply.json()
+            async with http.post(f"{emu.base_url}/_emulator/capabilities", json={}) as reply:
+                assert reply.status == 404  # read only
+    assert refusals == {"binance": {"limited": 0, "banned": 0}, "bybit": {"limited": 0, "banned": 2}}
+    assert offered["venues"] == ["binance", "bybit"]
+    assert "timeout" in offered["faults"] and "positions" in offered["endpoints"]
+    assert "expire" in offered["stream_faults"]["binance"] and "expire" not in offered["stream_faults"]["bybit"]
+    assert {"drop", "stall", "malformed"} <= set(offered["stream_faults"]["bybit"])
 
 
 async def test_documented_ip_limits_and_their_control_api() -> None:

@@ -45,6 +45,7 @@ class IpLimiter:
         self._violations = 0
         self._bans = 0
         self._banned_until: float | None = None
+        self.refused = {"limited": 0, "banned": 0}  # answers refused since start (never reset by configure)
 
     def configure(self, limit: int | None, *, window_s: float, ban_after: int, ban_s: float) -> None:
         """Enforce ``limit`` weight per ``window_s`` (None: only count); ``ban_after`` refusals in a row ban
@@ -80,6 +81,7 @@ class IpLimiter:
         used = self.used()
         if self._banned_until is not None and now < self._banned_until:
             retry = math.ceil(self._banned_until - now)
+            self.refused["banned"] += 1
             return Verdict("banned", used, self.limit, self.window_s, retry, self.banned_until_ms())
         if self.limit is None or used + weight <= self.limit:
             self._log.append((now, weight))
@@ -91,7 +93,9 @@ class IpLimiter:
             self._violations = 0
             duration = min(self.ban_s * 2 ** (self._bans - 1), MAX_BAN_S)
             self._banned_until = now + duration
+            self.refused["banned"] += 1
             return Verdict("banned", used, self.limit, self.window_s, math.ceil(duration), self.banned_until_ms())
+        self.refused["limited"] += 1
         return Verdict("limited", used, self.limit, self.window_s, self._seconds_until_room(now, used, weight))
 
     def _seconds_until_room(self, now: float, used: int, weight: int) -> int:
