@@ -67,21 +67,26 @@ class PositionKey:
 class Sighting:
     """A change the venue's stream announced on (account, market, side); a side of None is either side (an
     order, or a one-way position that went flat). A finding on a key the stream announced is confirmed by the
-    REST read it triggered: the announcement was the first sighting — but for a finding that says the position
-    is gone (``GONE_KINDS``), only an announcement that itself says so (``gone``: a position update of size 0)
-    is a read; one that merely names the market (an order, a position with a size) is not."""
+    REST read it triggered: the announcement was the first sighting — but never a finding that says the position
+    is gone (``GONE_KINDS``). An announcement that merely names the market (an order, a position with a size) is
+    no read of a closed position; and one that says it closed (``gone``: a position update of size 0) comes
+    before the trading bot has recorded its own close: a ghost needs the confirming read ``verify_delay_s``
+    later, of both sides, so a close the bot records meanwhile is no ghost and is never auto-fixed. Only a
+    sighting that is itself a REST read of both sides (``read``: the read that found a young row without a
+    position, carried to the re-check at the end of its grace window) stands in for a ghost's first read."""
 
     account: str
     market: str
     side: Side | None = None
     gone: bool = False
+    read: bool = False  # a REST read of both sides made it, not a stream event
 
     def covers(self, key: PositionKey) -> bool:
         return (self.account, self.market) == (key.account, key.market) and self.side in (None, key.side)
 
     def confirms(self, kind: FindingKind, key: PositionKey) -> bool:
         """Whether this sighting stands in for the first of the two reads that confirm a finding."""
-        return self.covers(key) and (self.gone or kind not in GONE_KINDS)
+        return self.covers(key) and (kind not in GONE_KINDS or (self.gone and self.read))
 
     def ends(self, kind: FindingKind, key: PositionKey) -> bool:
         """Whether this sighting stands in for the first of the two reads that end a finding: only a position

@@ -98,7 +98,7 @@ class AccountChecks:
             # this read saw them: the re-check when the window ends is the second sighting that confirms them
             # (a young ghost's too, since this read found no position there)
             gone = set(filed.result.pending_gone)
-            seen = {Sighting(key.account, key.market, key.side, gone=key in gone) for key in pending}
+            seen = {Sighting(key.account, key.market, key.side, gone=key in gone, read=True) for key in pending}
             self.request(account, self.grace_s(account) + GRACE_MARGIN_S, seen)
 
     async def stop(self) -> None:

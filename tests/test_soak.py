@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from bench.soak import SoakConfig, run_soak, verdict_lines
 
 SHORT = SoakConfig(duration_s=25, accounts=6, replicas=2, seed=21, event_every_s=3.0, fault_every_s=2.5)
@@ -20,23 +18,6 @@ class DriftMishandled(AssertionError):
     """The soak's four counts are not all 0."""
 
 
-# Remove once the fixes of these breaks are merged; until then the counts are reported, not enforced.
-KNOWN_BREAKS = pytest.mark.xfail(
-    strict=False,
-    raises=DriftMishandled,
-    reason=(
-        "duplicate: after PostgreSQL terminates a replica's sessions (or a replica is killed and started again) "
-        "two replicas deliver the same outbox rows — alerts reach the chat twice, 0-1 s apart — and both poll "
-        "getUpdates (TelegramConflictError); and an alert Telegram accepted while the database refused "
-        "connections is sent again once it is back (its outbox row could not be marked sent). False alert and "
-        "wrong fix: a ghost is confirmed by its stream event and one REST read 0.2-0.4 s after the trading bot "
-        "closed its own position, before the bot records the close (it does within 0.5 s, under the 1.5 s "
-        "confirming read), and auto-fix closes the row"
-    ),
-)
-
-
-@KNOWN_BREAKS
 async def test_a_short_soak_loses_doubles_invents_and_misfixes_nothing(database_url, tmp_path):
     result = await run_soak(dataclasses.replace(SHORT, log_dir=tmp_path / "soak"), database_url, say=print)
     print("\n".join(verdict_lines(result)))
