@@ -100,8 +100,16 @@ def unknown_command(text: str) -> str:
     return f"Unknown command {command}. /help lists what I understand."
 
 
-def whoami(user_id: int | None, chat_id: int) -> str:
-    return f"Your user id: <code>{user_id}</code>\nThis chat's id: <code>{chat_id}</code>"
+def whoami(user_id: int | None, chat_id: int, thread_id: int | None = None) -> str:
+    """The ids to put in the config; in a forum topic also the ``chat:thread`` address that sends alerts there."""
+    lines = [f"Your user id: <code>{user_id}</code>", f"This chat's id: <code>{chat_id}</code>"]
+    if thread_id is not None:
+        address = f"{chat_id}:{thread_id}"
+        lines += [
+            f"This topic's address: <code>{address}</code>",
+            f'To send alerts to this topic: <code>alert_chat_ids: ["{address}"]</code>',
+        ]
+    return "\n".join(lines)
 
 
 def checking(accounts: int) -> str:
