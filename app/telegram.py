@@ -67,6 +67,7 @@ class ChatOps:
             exchange_orders={a.name: a.allow_exchange_orders for a in ctx.settings.accounts},
             policy=AlertPolicy.from_settings(ctx.settings.alerts),
             mutes=ctx.runtime.mutes,
+            books=ctx.settings.positions.writes,
         )
         ctx.reconciler.wakeups.append(self.delivery.wake)
         self._backoff = backoff

@@ -6,6 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from aiogram.types import InlineKeyboardMarkup
+
+from bot.keyboards import finding_keyboard
+from services.findings import StoredFinding
 from services.outbox import Destination
 from services.reconciler import Reconciler
 from services.runtime import Runtime
@@ -24,6 +28,13 @@ class BotContext:
     @property
     def destinations(self) -> list[Destination]:
         return self.reconciler.destinations
+
+    def finding_keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
+        """A finding's buttons as this configuration allows them: exchange orders per account, DB fixes only
+        where the trading bot's table may be written."""
+        return finding_keyboard(
+            finding, exchange_orders=self.exchange_orders_allowed(finding.account), books=self.settings.positions.writes
+        )
 
     def exchange_orders_allowed(self, account: str) -> bool:
         try:

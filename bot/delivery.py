@@ -27,6 +27,7 @@ from services.model import FindingState
 from services.mutes import ChatMutes
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
+from services.positions_config import WRITABLE, BookWrites
 from services.severity import Notify, Severity
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,18 @@ class TelegramDelivery(Deliverer):
         exchange_orders: Mapping[str, bool],
         policy: AlertPolicy | None = None,
         mutes: ChatMutes | None = None,
+        books: BookWrites = WRITABLE,
     ):
         super().__init__(findings, outbox)
         self.bot = bot
         self.exchange_orders = exchange_orders
+        self.books = books
         self.policy = policy or AlertPolicy()
         self.mutes = mutes or ChatMutes(findings.pool)
 
     def _keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
-        return finding_keyboard(finding, exchange_orders=self.exchange_orders.get(finding.account, False))
+        exchange_orders = self.exchange_orders.get(finding.account, False)
+        return finding_keyboard(finding, exchange_orders=exchange_orders, books=self.books)
 
     def rings(self, finding: StoredFinding) -> bool:
         """New risk rings: a loud kind, or any kind's growth beyond what a trader quietened, that is not

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import CopyTextButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import ConfirmAction, ConfirmChoice, DigestAction, DigestChoice, FindingAction, FindingButton
 from services.findings import StoredFinding
 from services.model import FindingKind, FindingState
+from services.positions_config import WRITABLE, BookWrites
 
 B = FindingButton
 LABELS = {
@@ -42,6 +43,11 @@ KIND_BUTTONS: dict[FindingKind, tuple[FindingButton, ...]] = {
     for kind, fixes in FIX_BUTTONS.items()
 }
 EXCHANGE_ORDER_BUTTONS = frozenset({B.CLOSE_ON_EXCHANGE, B.CANCEL_ORDER})
+# Fixes that write the trading bot's table: never offered where it is read-only. Those that settle DB rows give
+# way to the bot's own command for each row (a copy-text button), at most REMEDY_ROWS of them.
+DB_WRITE_BUTTONS = frozenset({B.ADOPT, B.MARK_CLOSED, B.SET_SIZE})
+ROW_FIX_BUTTONS = frozenset({B.MARK_CLOSED, B.SET_SIZE})
+REMEDY_ROWS = 3
 
 
 def buttons_for(kind: FindingKind, *, exchange_orders: bool, acknowledged: bool = False) -> tuple[FindingButton, ...]:
@@ -53,17 +59,32 @@ def buttons_for(kind: FindingKind, *, exchange_orders: bool, acknowledged: bool 
     return tuple(buttons)
 
 
-def finding_keyboard(finding: StoredFinding, *, exchange_orders: bool) -> InlineKeyboardMarkup | None:
-    """The buttons of a live finding's alert; none once it is resolved or fixed."""
+def _remedies(finding: StoredFinding, buttons: tuple[FindingButton, ...], books: BookWrites) -> list[str]:
+    """The trading bot's own command for each row a fix of this finding would have written, where it may not."""
+    if books.writable or not ROW_FIX_BUTTONS & set(buttons):
+        return []
+    commands = (books.remedy(row.id) for row in finding.details.db_rows[:REMEDY_ROWS])
+    return [command for command in commands if command]
+
+
+def finding_keyboard(
+    finding: StoredFinding, *, exchange_orders: bool, books: BookWrites = WRITABLE
+) -> InlineKeyboardMarkup | None:
+    """The buttons of a live finding's alert; none once it is resolved or fixed. Where the trading bot's table is
+    read-only (``books``), its own remedy is a copy-text button in place of the fix."""
     if not finding.live:
         return None
     acknowledged = finding.state is FindingState.ACKNOWLEDGED
-    buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged)
+    offered = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged)
+    remedies = _remedies(finding, offered, books)
+    buttons = offered if books.writable else tuple(b for b in offered if b not in DB_WRITE_BUTTONS)
     builder = InlineKeyboardBuilder()
+    for command in remedies:
+        builder.button(text=f"📋 {command}", copy_text=CopyTextButton(text=command))
     for button in buttons:
         builder.button(text=LABELS[button], callback_data=FindingAction(action=button, finding_id=finding.id))
-    fixes = sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
-    builder.adjust(*(n for n in (fixes, len(buttons) - fixes) if n))
+    fixes = len(remedies) + sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
+    builder.adjust(*(n for n in (fixes, len(remedies) + len(buttons) - fixes) if n))
     return builder.as_markup()
 
 

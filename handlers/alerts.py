@@ -13,7 +13,7 @@ from bot import answers, finding_texts, texts
 from bot.callbacks import LEGACY_ACKNOWLEDGE, FindingAction, FindingButton
 from bot.context import BotContext
 from bot.flood import in_background
-from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for, finding_keyboard
+from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
 from bot.showing import show_finding
@@ -102,7 +102,7 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
 
 
 async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
-    keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
+    keyboard = ctx.finding_keyboard(finding)
     await edit_quietly(
         message.edit_text(texts.split_message(finding_texts.finding_message(finding))[-1], reply_markup=keyboard)
     )

@@ -32,6 +32,7 @@ from aiogram.types import (
     BotCommandScopeChatMember,
     BotCommandScopeDefault,
     CallbackQuery,
+    CopyTextButton,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -323,6 +324,32 @@ async def test_callback_data_limit(bot: Bot) -> None:
     text_only = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="t")]])
     with pytest.raises(TelegramBadRequest, match="Text buttons are unallowed"):
         await bot.send_message(ALICE, "bad", reply_markup=text_only)
+
+
+@session_loop
+async def test_copy_text_buttons(tg: BotApiEmulator, bot: Bot) -> None:
+    """Telegram copies ``copy_text.text`` (1-256 characters) to the clipboard on the phone: no callback query."""
+    copy = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text="📋 /reload_trade 7", copy_text=CopyTextButton(text="/reload_trade 7"))]
+        ]
+    )
+    sent = await bot.send_message(ALICE, "ok", reply_markup=copy)
+    stored = tg.message(ALICE, sent.message_id)
+    assert stored.buttons == [{"text": "📋 /reload_trade 7", "copy_text": {"text": "/reload_trade 7"}}]
+    assert stored.callback_data == []
+    for text in ("", "x" * 257):
+        bad = InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="c", copy_text=CopyTextButton(text=text))]]
+        )
+        with pytest.raises(TelegramBadRequest, match="BUTTON_COPY_TEXT_INVALID"):
+            await bot.send_message(ALICE, "bad", reply_markup=bad)
+    await bot.send_message(ALICE, "max", reply_markup=copy_with("x" * 256))
+    assert [m.text for m in tg.messages(ALICE)] == ["ok", "max"]
+
+
+def copy_with(text: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="c", copy_text=CopyTextButton(text=text))]])
 
 
 @pytest.mark.parametrize("mode", ["MarkdownV2", "Markdown", "markdownv2"])

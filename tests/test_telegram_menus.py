@@ -321,4 +321,4 @@ async def test_whoami_in_a_topic_prints_the_address_to_paste(database_url, new_a
     [reply] = [m for m in telegram.messages(forum) if m.from_bot]
     assert reply.thread_id == thread, "answered in the topic"
     assert f"This topic's address: {forum}:{thread}" in reply.text
-    assert f"alert_chat_ids: [\"{forum}:{thread}\"]" in reply.text, "what to paste into the config"
+    assert f'alert_chat_ids: ["{forum}:{thread}"]' in reply.text, "what to paste into the config"

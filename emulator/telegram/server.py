@@ -61,6 +61,8 @@ ERR_NOT_MODIFIED = (
 )
 ERR_BUTTON_DATA = "Bad Request: BUTTON_DATA_INVALID"
 ERR_BUTTON_URL = "Bad Request: BUTTON_URL_INVALID"
+ERR_BUTTON_COPY_TEXT = "Bad Request: BUTTON_COPY_TEXT_INVALID"
+MAX_COPY_TEXT = 256  # CopyTextButton.text: 1-256 characters
 ERR_QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 ERR_PARSE_ENTITIES = "Bad Request: can't parse entities: "
 ERR_PARSE_MODE = "Bad Request: unsupported parse_mode"
@@ -607,6 +609,11 @@ class BotApiEmulator:
                     data = button["callback_data"]
                     if not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= MAX_CALLBACK_DATA_BYTES:
                         raise bad_request(ERR_BUTTON_DATA)
+                if "copy_text" in button:
+                    copied = button["copy_text"]
+                    copied = copied.get("text") if isinstance(copied, dict) else None
+                    if not isinstance(copied, str) or not 1 <= len(copied) <= MAX_COPY_TEXT:
+                        raise bad_request(ERR_BUTTON_COPY_TEXT)
                 if "url" in button:
                     url = button["url"]
                     if not isinstance(url, str) or (check_link(url) is None and link_user_id(url) is None):
