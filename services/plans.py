@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from services.amounts import Exact
 from services.causes import CloseKind
 from services.model import Side
-from services.protection import OrderPurpose
+from services.protection import OrderPurpose, Protection
 
 
 class FixAction(StrEnum):
@@ -81,14 +81,19 @@ class CloseGhost(_Plan):
 
 
 class Shown(BaseModel):
-    """What the question said the position is worth: shown to the operator, not a condition of the fix (the
-    size is; prices move)."""
+    """What the question said the position is worth and how it is protected: shown to the operator, not a
+    condition of the fix (the size is; prices and stops move)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     notional: Exact | None = None
     unrealized_pnl: Exact | None = None
     currency: str | None = None
+    protection: Protection | None = None
+    stop_loss: Exact | None = None
+    protected_quantity: Exact | None = None
+    stop_beyond_liquidation: Exact | None = None
+    liquidation_price: Exact | None = None
 
 
 class AdoptOrphan(_Plan):
