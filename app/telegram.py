@@ -26,12 +26,12 @@ from bot.commands import Scope, menus
 from bot.context import BotContext
 from bot.delivery import TelegramDelivery
 from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
-from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status
+from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status, tables
 from services.announcements import AlertPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ROUTERS = (common, status, checks, mute, fixes, alerts, digests, fallback)  # in the order they are asked
+ROUTERS = (common, status, checks, tables, mute, fixes, alerts, digests, fallback)  # in the order they are asked
 POLLING_LOCK = zlib.crc32(b"reconbot-telegram-polling")
 POLLING_STANDBY_S = 5.0
 

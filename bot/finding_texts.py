@@ -327,5 +327,5 @@ def reminder_message(findings: Sequence[StoredFinding]) -> str:
         quote(counts(findings, chat=True)),
     ]
     lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
-    lines.append("<i>/findings shows each with its buttons.</i>")
+    lines.append("<i>Tap a number to see that finding with its buttons.</i>")
     return "\n".join(lines)
