@@ -6,10 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiogram.types import InlineKeyboardMarkup
-
-from bot.keyboards import finding_keyboard
-from services.findings import StoredFinding
+from bot.keyboards import ChatButtons
 from services.outbox import Destination
 from services.reconciler import Reconciler
 from services.runtime import Runtime
@@ -26,15 +23,13 @@ class BotContext:
     shards: Callable[[], Awaitable[ShardStatus]] | None = None  # the replicas sharing the accounts
 
     @property
+    def buttons(self) -> ChatButtons:
+        """The keyboards each chat's copies get (bot.keyboards.ChatButtons)."""
+        return ChatButtons.of(self.settings)
+
+    @property
     def destinations(self) -> list[Destination]:
         return self.reconciler.destinations
-
-    def finding_keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
-        """A finding's buttons as this configuration allows them: exchange orders per account, DB fixes only
-        where the trading bot's table may be written."""
-        return finding_keyboard(
-            finding, exchange_orders=self.exchange_orders_allowed(finding.account), books=self.settings.positions.writes
-        )
 
     def exchange_orders_allowed(self, account: str) -> bool:
         try:

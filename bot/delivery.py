@@ -1,9 +1,10 @@
 """Drains the outbox into Telegram: new alerts with their buttons, digests of many, edits when a finding
 changes, reminders and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``.
 
-Sound is for new risk: an alert rings only when its kind is ``loud`` (or the finding grew: services.regrowth)
-and it is not info-level; digests ring when they hold such an alert; reminders and notices arrive silently. A
-muted chat gets no new messages (edits still keep what it shows true)."""
+Sound follows risk: an alert rings only when its kind or the cause it tells is ``loud`` (a liquidation or ADL
+by default; services.severity) or the finding grew (services.regrowth), and it is not info-level; digests ring
+when they hold such an alert; reminders and notices arrive silently. A muted chat gets no new messages (edits
+still keep what it shows true)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from bot import answers, finding_texts, texts
 from bot.flood import urgent
-from bot.keyboards import digest_keyboard, finding_keyboard
+from bot.keyboards import ChatButtons
 from bot.paging import open_keyboard
 from bot.replies import edit_quietly
 from services.announcements import AlertPolicy
@@ -29,6 +30,7 @@ from services.mutes import ChatMutes
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
 from services.positions_config import WRITABLE, BookWrites
+from services.settings import TelegramSettings
 from services.severity import Notify, Severity
 
 log = logging.getLogger(__name__)
@@ -48,23 +50,23 @@ class TelegramDelivery(Deliverer):
         exchange_orders: Mapping[str, bool],
         policy: AlertPolicy | None = None,
         mutes: ChatMutes | None = None,
+        telegram: TelegramSettings | None = None,
         books: BookWrites = WRITABLE,
     ):
         super().__init__(findings, outbox)
         self.bot = bot
-        self.exchange_orders = exchange_orders
-        self.books = books
+        self.buttons = ChatButtons(exchange_orders, telegram, books)
         self.policy = policy or AlertPolicy()
         self.mutes = mutes or ChatMutes(findings.pool)
 
-    def _keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
-        exchange_orders = self.exchange_orders.get(finding.account, False)
-        return finding_keyboard(finding, exchange_orders=exchange_orders, books=self.books)
+    def _keyboard(self, finding: StoredFinding, chat_id: int) -> InlineKeyboardMarkup | None:
+        """The buttons of this chat's copy: those its reader may press (bot.roles.reader_of)."""
+        return self.buttons.finding(finding, chat_id)
 
     def rings(self, finding: StoredFinding) -> bool:
-        """New risk rings: a loud kind, or any kind's growth beyond what a trader quietened, that is not
-        info-level."""
-        loud = self.policy.notify_for(finding.kind) is Notify.LOUD or finding.details.growth is not None
+        """New risk rings: a loud kind or cause (a liquidation, whatever its kind), or any finding's growth beyond
+        what a trader quietened, that is not info-level."""
+        loud = self.policy.notify_for(finding) is Notify.LOUD or finding.details.growth is not None
         return loud and finding_texts.severity(finding) is not Severity.INFO
 
     async def deliver(self, item: OutboxItem) -> None:
@@ -122,7 +124,7 @@ class TelegramDelivery(Deliverer):
         chunks = texts.split_message(finding_texts.finding_message(finding))
         message_id = 0
         for index, chunk in enumerate(chunks):
-            markup = self._keyboard(finding) if index == len(chunks) - 1 else None
+            markup = self._keyboard(finding, chat_id) if index == len(chunks) - 1 else None
             message = await self.bot.send_message(
                 chat_id, chunk, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
             )
@@ -136,7 +138,7 @@ class TelegramDelivery(Deliverer):
         if not listed:
             return
         text = finding_texts.digest_message(listed)
-        markup = digest_keyboard(digest_id, [f.id for f in listed])
+        markup = self.buttons.digest(digest_id, [f.id for f in listed], chat_id)
         silent = not any(self.rings(f) for f in listed)
         await self.bot.send_message(
             chat_id, text, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
@@ -168,6 +170,6 @@ class TelegramDelivery(Deliverer):
         for message_id in await self.findings.alert_messages(finding.id, chat_id):
             await edit_quietly(
                 self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding)
+                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding, chat_id)
                 )
             )

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from aiogram import html
 
-from bot.finding_texts import duration, exposure_total
-from bot.texts import aligned, quote, when
+from bot.finding_texts import exposure_total
+from bot.texts import aligned, quote, span, when
 from services import money
 from services.announcements import biggest_first
 from services.findings import StoredFinding
@@ -67,7 +67,7 @@ def _clip(value: str, width: int) -> str:
 
 def _age(finding: StoredFinding, now: datetime) -> str:
     """The largest unit only (``45s``, ``12m``, ``3h``, ``2d``): a column, not a sentence."""
-    return duration(now - finding.first_seen).split()[0]
+    return span(now - finding.first_seen).split()[0]
 
 
 def _money(finding: StoredFinding) -> str:

@@ -1,5 +1,6 @@
 """Showing a finding with its buttons anywhere (a number under a findings table, a reminder or a digest): the
-message is tracked like an alert, so when the finding is fixed or resolved every copy is edited."""
+message is tracked like an alert, so when the finding is fixed or resolved every copy is edited. Its buttons are
+those the chat's reader may press (a viewer's private copy has no operator buttons)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ async def show_finding(
     """Send the finding (its buttons on the last part; in ``thread_id``, a forum topic, when given) and remember
     the message for later edits."""
     chunks = split_message(finding_texts.finding_message(finding))
-    keyboard = ctx.finding_keyboard(finding)
+    keyboard = ctx.buttons.finding(finding, chat_id)
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
         markup = keyboard if last else None

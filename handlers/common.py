@@ -9,6 +9,7 @@ from aiogram.types import Message
 from bot import answers
 from bot.commands import commands_for, role_flag
 from bot.context import BotContext
+from bot.replies import answer_privately
 from bot.roles import Role
 
 
@@ -18,11 +19,12 @@ async def help_command(message: Message, ctx: BotContext, role: Role) -> None:
 
 
 async def whoami(message: Message) -> None:
-    """Answers anyone, so a new user can tell an admin which id to add; in a forum topic, also the topic's
-    address (a topic is no chat of its own: alerts reach it as ``chat_id:thread_id``)."""
+    """Answers anyone, so a new user can tell an admin which id to add; in a group, to them alone where the Bot
+    API allows (bot.replies.answer_privately); in a forum topic, also the topic's address (a topic is no chat of
+    its own: alerts reach it as ``chat_id:thread_id``)."""
     user_id = message.from_user.id if message.from_user else None
     thread_id = message.message_thread_id if message.is_topic_message else None
-    await message.answer(answers.whoami(user_id, message.chat.id, thread_id))
+    await answer_privately(message, answers.whoami(user_id, message.chat.id, thread_id))
 
 
 def create_router() -> Router:

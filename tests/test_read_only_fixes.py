@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 from services.model import RECONCILIATION
-from tests.chatops import ALERT_CHAT, OPERATOR, Harness, running_chatops, telegram_settings
+from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, Harness, running_chatops, telegram_settings
 from tests.helpers import cli, fetch_audit
 from tests.test_reach import freqtrade_postgres, freqtrade_trade, write
 
@@ -19,9 +19,17 @@ REMEDY = f"/reload_trade {GHOST_TRADE}"
 
 
 @contextlib.asynccontextmanager
-async def freqtrade_chatops(database_url, telegram, binance, **positions) -> AsyncIterator[Harness]:
+async def freqtrade_chatops(
+    database_url, telegram, binance, chats: tuple[int, ...] = (ALERT_CHAT,), **positions
+) -> AsyncIterator[Harness]:
     await freqtrade_postgres(database_url)
-    settings = telegram_settings(database_url, [binance], telegram, positions={"preset": "freqtrade", **positions})
+    settings = telegram_settings(
+        database_url,
+        [binance],
+        telegram,
+        positions={"preset": "freqtrade", **positions},
+        telegram={"alert_chat_ids": list(chats)},
+    )
     async with running_chatops(settings, telegram, migrate=False) as h:
         yield h
 
@@ -51,6 +59,23 @@ async def test_a_read_only_ghost_alert_offers_freqtrades_remedy_not_mark_closed(
         assert REMEDY in answer.text and "written to the DB" not in answer.text
     assert (await freqtrade_trade("postgresql", None, database_url, GHOST_TRADE))["is_open"] is True
     assert [a["outcome"] for a in await fetch_audit(database_url)] == ["refused"]
+
+
+async def test_each_readers_copy_of_a_read_only_ghost_and_its_opened_details(database_url, new_account, telegram):
+    """The remedy stands in for a fix, so only an operator's copy has it; opened details offer no /closeghost to
+    copy, as it would only be refused."""
+    binance = new_account("binance")
+    async with freqtrade_chatops(database_url, telegram, binance, chats=(OPERATOR, VIEWER)) as h:
+        await h.reconciler.check(RECONCILIATION)
+        await h.telegram.wait_until(lambda: all(h.telegram.messages(chat) for chat in (OPERATOR, VIEWER)))
+        [viewers] = h.telegram.messages(VIEWER)
+        assert viewers.button_texts == ["Details"] and copy_texts(viewers) == []
+        [alert] = h.telegram.messages(OPERATOR)
+        assert alert.button_texts == [f"📋 {REMEDY}", "Snooze 1h", "Acknowledge", "Details"]
+        await h.press(OPERATOR, alert, "Details")
+        opened = await h.edited_to(alert, "DB row #")
+        assert opened.button_texts == [f"📋 {REMEDY}", "Snooze 1h", "Acknowledge", "Hide details"]
+        assert copy_texts(opened) == [REMEDY], "no /closeghost: it would only be refused"
 
 
 async def test_closeghost_on_a_read_only_table_refuses_before_asking(database_url, new_account, telegram):

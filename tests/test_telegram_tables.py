@@ -130,9 +130,13 @@ async def test_a_number_opens_that_findings_card(desk):
     [card] = await asyncio.wait_for(press_and_collect(h, VIEWER, table, "3"), 15)
     assert card.silent is True
     assert f"{third} LONG" in card.text and card.text.startswith(("🔴", "🟠", "🔵"))
-    assert card.button_texts == ["Adopt into DB", "Snooze 1h", "Details"], "with its own buttons"
+    assert card.button_texts == ["Details"], "with its own buttons, those a viewer's chat may press"
     [finding] = [f for f in await h.runtime.findings.live() if f.market == third]
     assert await h.runtime.findings.is_alert_message(VIEWER, card.message_id, finding.id), "kept true by edits"
+    [mine] = await replies_to(h, OPERATOR, "/findings", OPERATOR)
+    [operators] = await asyncio.wait_for(press_and_collect(h, OPERATOR, mine, "3"), 15)
+    assert f"{third} LONG" in operators.text
+    assert operators.button_texts == ["Adopt into DB", "Snooze 1h", "Details"], "an operator's card: every button"
     desk.bybit.remove_position(third, "long")
     await h.reconciler.check(SCAN_KINDS)
     await h.edited_to(card, "Resolved")
