@@ -78,7 +78,9 @@ async def cmd_check(settings: Settings, args: argparse.Namespace, kinds: frozens
             ids = [pid for finding in ghosts for pid in finding.db_position_ids]
             listing = ", ".join(f"#{pid}" for pid in ids)
             question = f"Mark {len(ids)} ghost position(s) {listing} as closed?"
-            if not args.yes and not await _confirm(question, to_stderr=args.json):
+            # A read-only table refuses each fix with the trading bot's own remedy: nobody is asked first.
+            asking = not args.yes and runtime.repository.writable
+            if asking and not await _confirm(question, to_stderr=args.json):
                 print("Nothing changed.", file=sys.stderr)
             else:
                 for finding in ghosts:

@@ -27,13 +27,13 @@ from bot.context import BotContext
 from bot.delivery import TelegramDelivery
 from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
 from bot.poll_conflicts import PollConflicts
-from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status
+from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status, tables
 from services.announcements import AlertPolicy
 from services.leases import Lease
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ROUTERS = (common, status, checks, mute, fixes, alerts, digests, fallback)  # in the order they are asked
+ROUTERS = (common, status, checks, tables, mute, fixes, alerts, digests, fallback)  # in the order they are asked
 POLLING_LOCK = zlib.crc32(b"reconbot-telegram-polling")
 POLLING_STANDBY_S = 5.0  # after a 409 (or polling that ended), before this replica competes for polling again
 POLLING_CHECK_S = 10.0  # how often the polling replica checks that its lock's session still answers
@@ -71,6 +71,7 @@ class ChatOps:
             exchange_orders={a.name: a.allow_exchange_orders for a in ctx.settings.accounts},
             policy=AlertPolicy.from_settings(ctx.settings.alerts),
             mutes=ctx.runtime.mutes,
+            books=ctx.settings.positions.writes,
             telegram=ctx.settings.telegram,
         )
         ctx.reconciler.wakeups.append(self.delivery.wake)

@@ -12,7 +12,7 @@ from typing import Any
 from aiogram import html
 
 from bot.commands import CommandInfo
-from bot.texts import quote, span, when
+from bot.texts import aligned, quote, span, when
 from services import money
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
@@ -71,6 +71,7 @@ CHANGED_MEANWHILE = "It changed meanwhile; nothing to do."
 ACKNOWLEDGED = "Acknowledged: no more reminders for this finding."
 UNACKNOWLEDGED = "Open again: reminders resume."
 DIGEST_GONE = "This digest is no longer known."
+FINDING_GONE = "This finding is no longer known."
 MUTE_USAGE = "Usage: /mute [duration], e.g. /mute 30m, /mute 2h, /mute 1d (at most 7d); /mute off ends it."
 NOT_MUTED = "This chat was not muted."
 UNMUTED = "🔔 This chat is no longer muted: alerts arrive again."
@@ -78,7 +79,6 @@ NOT_FIXABLE_THAT_WAY = "This finding cannot be fixed that way; fix it by hand."
 CANCELLED = "Cancelled; nothing changed."
 RECHECKING = "Checking both sides again…"
 CLOSEGHOST_USAGE = "Usage: /closeghost &lt;position id&gt;, e.g. /closeghost 123"
-NO_FINDINGS = "✅ No open findings."
 SCAN_TITLE = "Orphan scan"
 RECONCILE_TITLE = "Reconciliation"
 
@@ -100,8 +100,16 @@ def unknown_command(text: str) -> str:
     return f"Unknown command {command}. /help lists what I understand."
 
 
-def whoami(user_id: int | None, chat_id: int) -> str:
-    return f"Your user id: <code>{user_id}</code>\nThis chat's id: <code>{chat_id}</code>"
+def whoami(user_id: int | None, chat_id: int, thread_id: int | None = None) -> str:
+    """The ids to put in the config; in a forum topic also the ``chat:thread`` address that sends alerts there."""
+    lines = [f"Your user id: <code>{user_id}</code>", f"This chat's id: <code>{chat_id}</code>"]
+    if thread_id is not None:
+        address = f"{chat_id}:{thread_id}"
+        lines += [
+            f"This topic's address: <code>{address}</code>",
+            f'To send alerts to this topic: <code>alert_chat_ids: ["{address}"]</code>',
+        ]
+    return "\n".join(lines)
 
 
 def checking(accounts: int) -> str:
@@ -119,10 +127,6 @@ def confirmation_question(question: str, minutes: float, who: str) -> str:
 def question_and_result(question: str, result: str) -> str:
     """The confirmed question with what came of it, in place of its buttons."""
     return f"{quote(question)}\n{quote(result)}"
-
-
-def findings_count(count: int) -> str:
-    return f"{count} open finding(s):"
 
 
 # -- /start and /help ------------------------------------------------------------------------------------------
@@ -224,6 +228,7 @@ PRE_BLOCK_LIMIT = 3800  # a page also ends before its table would outgrow one me
 MARKET_WIDTH = 40  # a longer DB symbol (no market id is) is clipped, or it would widen every row of its page
 PREV_PAGE = "◀ Prev"
 NEXT_PAGE = "Next ▶"
+REFRESH = "⟳ Refresh"
 NO_SUCH_ACCOUNT = "That account is no longer in the configuration; send /positions again."
 
 
@@ -237,8 +242,8 @@ def not_read(account: str, error: str | None) -> str:
     return f"{account} could not be read just now ({why}); nothing changed. Try again."
 
 
-def no_such_page(page: int, pages: int) -> str:
-    return f"There is no page {page + 1} now ({pages} page(s)); nothing changed. Send /positions again."
+def no_such_page(page: int, pages: int, command: str = "/positions") -> str:
+    return f"There is no page {page + 1} now ({pages} page(s)); nothing changed. Send {command} again."
 
 
 _STOP_COLUMN = {
@@ -307,20 +312,14 @@ def _lines(snapshot: AccountSnapshot) -> list[_Line]:
     return sorted(lines, key=_Line.rank)
 
 
-_RIGHT_ALIGNED = frozenset({"EXCHANGE", "DB", "NOTIONAL"})
+_RIGHT = frozenset({"EXCHANGE", "DB", "NOTIONAL"})
 
 
 def _table(lines: Sequence[_Line]) -> str:
     """The header and rows, every column as wide as its widest cell: names left, numbers right; ``≠`` ends a
     row whose two sides differ."""
-    rows = [_HEADER, *(line.cells() for line in lines)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-    aligns = [str.rjust if name in _RIGHT_ALIGNED else str.ljust for name in _HEADER]
-    marks = ["", *("≠" if line.differs else "" for line in lines)]
-    return "\n".join(
-        (" ".join(align(cell, w) for cell, w, align in zip(row, widths, aligns, strict=True)) + "  " + mark).rstrip()
-        for row, mark in zip(rows, marks, strict=True)
-    )
+    rows = [(*_HEADER, ""), *((*line.cells(), "≠" if line.differs else "") for line in lines)]
+    return "\n".join(aligned(rows, {i for i, name in enumerate(_HEADER) if name in _RIGHT}))
 
 
 def _paged(lines: list[_Line]) -> list[list[_Line]]:
@@ -355,10 +354,6 @@ def positions_pages(snapshot: AccountSnapshot) -> list[str]:
 
 def snoozed_many(count: int, until: datetime, length: timedelta) -> str:
     return f"Snoozed {count} finding{'s' if count != 1 else ''} for {span(length)}, until {when(until)}."
-
-
-def showing(count: int) -> str:
-    return f"Showing {count} finding{'s' if count != 1 else ''} below."
 
 
 def muted(until: datetime) -> str:

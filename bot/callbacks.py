@@ -73,3 +73,38 @@ class PositionsPage(CallbackData, prefix="p"):
 
     account: AccountIndex
     page: PageNumber
+
+
+class TableView(StrEnum):
+    """What a findings table answers: /findings, /scan, /reconcile, or a digest's Show all."""
+
+    FINDINGS = "f"
+    SCAN = "s"
+    RECONCILE = "r"
+    DIGEST = "d"
+
+
+Count = Annotated[int, Field(ge=0, le=10**9)]
+Epoch = Annotated[int, Field(ge=0, le=2**40)]  # whole seconds since 1970
+OptionalRowId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # 0: none
+
+
+class FindingsTable(CallbackData, prefix="t"):
+    """◀ Prev / ⟳ Refresh / Next ▶ under a findings table: that page of that view, read from the store now.
+
+    A check's answer carries the facts of its check that the store does not keep (when it ran, what it found,
+    how many positions were too new, the first finding it filed), so a page turn keeps its heading true."""
+
+    view: TableView
+    page: PageNumber
+    at: Epoch = 0
+    found: Count = 0
+    pending: Count = 0
+    new_from: OptionalRowId = 0
+    digest: OptionalRowId = 0
+
+
+class OpenFinding(CallbackData, prefix="o"):
+    """A table's or a reminder's number: that finding's card, with its own buttons."""
+
+    finding_id: RowId

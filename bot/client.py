@@ -1,5 +1,5 @@
 """The aiogram Bot reconbot talks through: the configured Bot API server, HTML by default, every call paced
-and retried by flood control."""
+and retried by flood control, and silent unless the sender says it rings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiogram.enums import ParseMode
 from aiogram.utils.backoff import BackoffConfig
 
 from bot.flood import FloodControl
+from bot.silence import SilentUnlessSaid
 from services.settings import TelegramSettings
 
 DEFAULT_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
@@ -24,6 +25,7 @@ def build_bot(settings: TelegramSettings, flood_control: BaseRequestMiddleware |
     api = TelegramAPIServer.from_base(settings.api_base_url) if settings.api_base_url else None
     session = AiohttpSession(api=api) if api else AiohttpSession()
     session.middleware(flood_control or FloodControl())
+    session.middleware(SilentUnlessSaid())
     return Bot(
         settings.token.get_secret_value(),
         session=session,

@@ -54,12 +54,14 @@ def _menu(commands: tuple[CommandInfo, ...]) -> list[BotCommand]:
 
 def chat_roles(settings: TelegramSettings) -> dict[int, Role]:
     """Which menu each configured chat gets: a person's private chat their role, an alert chat at least the
-    viewer's (viewers look there); a chat named twice gets the larger."""
+    viewer's (viewers look there); a chat named twice gets the larger. Chats are keyed by their numeric id, so
+    ``5001``, ``"5001"`` and a topic ``"-100…:42"`` of a group are one chat: Telegram keeps one menu per chat
+    (a topic has none of its own), and a second call for the same chat would replace the first."""
     roles: dict[int, Role] = {}
     for chat_id, role in (
         *((user, Role.OPERATOR) for user in settings.operators),
         *((user, Role.VIEWER) for user in settings.viewers),
-        *((chat, Role.VIEWER) for chat in settings.alert_chat_ids),
+        *((chat, Role.VIEWER) for chat in settings.alert_chats),
     ):
         roles[chat_id] = max(role, roles.get(chat_id, Role.STRANGER))
     return roles

@@ -19,6 +19,7 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import answers, finding_texts, texts
 from bot.flood import urgent
 from bot.keyboards import ChatButtons
+from bot.paging import open_keyboard
 from bot.replies import edit_quietly
 from services.announcements import AlertPolicy
 from services.chat_address import split_address
@@ -28,6 +29,7 @@ from services.model import FindingState
 from services.mutes import ChatMutes
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
+from services.positions_config import WRITABLE, BookWrites
 from services.settings import TelegramSettings
 from services.severity import Notify, Severity
 
@@ -49,10 +51,11 @@ class TelegramDelivery(Deliverer):
         policy: AlertPolicy | None = None,
         mutes: ChatMutes | None = None,
         telegram: TelegramSettings | None = None,
+        books: BookWrites = WRITABLE,
     ):
         super().__init__(findings, outbox)
         self.bot = bot
-        self.buttons = ChatButtons(exchange_orders, telegram)
+        self.buttons = ChatButtons(exchange_orders, telegram, books)
         self.policy = policy or AlertPolicy()
         self.mutes = mutes or ChatMutes(findings.pool)
 
@@ -142,13 +145,18 @@ class TelegramDelivery(Deliverer):
         )
 
     async def send_reminder(self, chat_id: int, thread_id: int | None, item: OutboxItem) -> None:
-        """One silent message listing what is still open; findings handled meanwhile are left out."""
+        """One silent message listing what is still open, a number to open each one's card; findings handled
+        meanwhile are left out."""
         ids = item.body.get("finding_ids") or ([item.finding_id] if item.finding_id is not None else [])
         still = [f for f in [await self.findings.get(i) for i in ids] if f and f.state is FindingState.OPEN]
         if not still:
             return
-        for chunk in texts.split_message(finding_texts.reminder_message(still)):
-            await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
+        chunks = texts.split_message(finding_texts.reminder_message(still))
+        for index, chunk in enumerate(chunks):
+            markup = open_keyboard([f.id for f in still]) if index == len(chunks) - 1 else None
+            await self.bot.send_message(
+                chat_id, chunk, reply_markup=markup, message_thread_id=thread_id, disable_notification=True
+            )
 
     async def settle_question(self, chat_id: int, body: Mapping[str, Any]) -> None:
         """A confirmation whose process stopped mid-fix: its question with what the re-read found, in place of

@@ -20,7 +20,13 @@ from services.model import FindingKind, FindingState
 from services.money import amount, compact, percent, price, size
 from services.plain_text import counts, growth_text
 from services.protection import Protection
-from services.protection_text import db_belief_text, order_text, protection_text
+from services.protection_text import (
+    beyond_liquidation_text,
+    db_belief_text,
+    order_text,
+    orders_label,
+    protection_text,
+)
 from services.report import decimal_text
 from services.severity import EMOJI, Severity
 
@@ -74,6 +80,14 @@ def growth_line(finding: StoredFinding) -> str | None:
     return f"📈 <b>{quote(title)}</b> · {quote(rest)}"
 
 
+def side_label(finding: StoredFinding) -> str:
+    """``LONG`` or ``SHORT`` for a position; a stray order's own side and flag (``SELL stop, reduce-only``), as
+    it holds no position."""
+    if finding.kind is FindingKind.STRAY_ORDER and finding.details.orders:
+        return orders_label(finding.details.orders)
+    return finding.side.upper()
+
+
 # What the venue's risk engine did to a whole position, and to part of one.
 _FORCED_WORDS = {
     CloseKind.LIQUIDATION: ("Liquidated", "Partly liquidated"),
@@ -102,16 +116,20 @@ def forced_line(finding: StoredFinding) -> str | None:
 
 
 def finding_headline(finding: StoredFinding) -> str:
-    return (
-        f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} ({quote(finding.exchange)})"
-    )
+    where = f"{quote(finding.account)} ({quote(finding.exchange)})"
+    return f"<b>{quote(finding.market)} {quote(side_label(finding))}</b> · {where}"
 
 
 def protection_line(details: FindingDetails) -> str:
     """The stop, the lack of one, or why it is not known: never "no stop" for a position whose orders could not
     be read."""
+    beyond = beyond_liquidation_text(details)
     if details.protection is Protection.NONE:
-        return "⚠️ <b>NO STOP LOSS</b> on the exchange"
+        return (
+            f"⚠️ <b>NO STOP LOSS</b> that can fire: {quote(beyond)}"
+            if beyond
+            else "⚠️ <b>NO STOP LOSS</b> on the exchange"
+        )
     text = quote(protection_text(details) or "")
     if details.protection is Protection.PARTIAL:
         return f"⚠️ <b>Stop-loss</b>: {text}"
@@ -246,7 +264,7 @@ def _list_line(index: int, finding: StoredFinding, *, grown: bool = False) -> st
     mark = "📈 " if grown and finding.details.growth is not None else ""
     return (
         f"{index}. {EMOJI[severity(finding)]} {mark}{KINDS[finding.kind].short} "
-        f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
+        f"<b>{quote(finding.market)} {quote(side_label(finding))}</b> · {quote(finding.account)} · "
         + " · ".join(quote(figure) for figure in figures)
     )
 
@@ -280,5 +298,5 @@ def reminder_message(findings: Sequence[StoredFinding]) -> str:
         quote(counts(findings, chat=True)),
     ]
     lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
-    lines.append("<i>/findings shows each with its buttons.</i>")
+    lines.append("<i>Tap a number to see that finding with its buttons.</i>")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from bot.roles import Role, reader_of, role_of
 from bot.texts import span
 from services.findings import StoredFinding
 from services.model import FindingKind, FindingState
+from services.positions_config import WRITABLE, BookWrites
 from services.protection import short_order_id
 from services.settings import Settings, TelegramSettings
 
@@ -56,6 +57,11 @@ VIEWER_BUTTONS = frozenset({B.DETAILS, B.HIDE_DETAILS, B.SHOW})  # what anyone a
 STYLES = {B.CLOSE_ON_EXCHANGE: "danger", B.CANCEL_ORDER: "danger", B.ADOPT: "success"}
 COPY_ORDERS = 3  # at most this many order ids get a copy button
 CLOSEGHOST_ARGUMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what /closeghost takes (handlers.fixes)
+# Fixes that write the trading bot's table: never offered where it is read-only. Those that settle DB rows give
+# way to the bot's own command for each row (a copy-text button), at most REMEDY_ROWS of them.
+DB_WRITE_BUTTONS = frozenset({B.ADOPT, B.MARK_CLOSED, B.SET_SIZE})
+ROW_FIX_BUTTONS = frozenset({B.MARK_CLOSED, B.SET_SIZE})
+REMEDY_ROWS = 3
 
 
 def label(button: FindingButton, snooze: timedelta = SNOOZE) -> str:
@@ -77,6 +83,15 @@ def buttons_for(
     return tuple(buttons)
 
 
+def _remedies(finding: StoredFinding, buttons: tuple[FindingButton, ...], books: BookWrites) -> list[str]:
+    """The trading bot's own command for each row a fix of this finding would have written, where it may not
+    (only where the reader was offered that fix: an operator)."""
+    if books.writable or not ROW_FIX_BUTTONS & set(buttons):
+        return []
+    commands = (books.remedy(row.id) for row in finding.details.db_rows[:REMEDY_ROWS])
+    return [command for command in commands if command]
+
+
 def finding_keyboard(
     finding: StoredFinding,
     *,
@@ -84,34 +99,41 @@ def finding_keyboard(
     snooze: timedelta = SNOOZE,
     reader: Role = Role.OPERATOR,
     details: bool = False,
+    books: BookWrites = WRITABLE,
 ) -> InlineKeyboardMarkup | None:
     """The buttons of a live finding's alert in a chat read by ``reader``; none once it is resolved or fixed. An
-    alert showing its details offers to hide them in place of Details."""
+    alert showing its details offers to hide them in place of Details. Where the trading bot's table is read-only
+    (``books``), its own remedy is a copy-text button in place of the fix."""
     if not finding.live:
         return None
     acknowledged = finding.state is FindingState.ACKNOWLEDGED
-    buttons = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged, reader=reader)
+    offered = buttons_for(finding.kind, exchange_orders=exchange_orders, acknowledged=acknowledged, reader=reader)
+    remedies = _remedies(finding, offered, books)
+    buttons = offered if books.writable else tuple(b for b in offered if b not in DB_WRITE_BUTTONS)
     if details:
         buttons = tuple(B.HIDE_DETAILS if b is B.DETAILS else b for b in buttons)
-    if not buttons:
+    if not buttons and not remedies:
         return None
     builder = InlineKeyboardBuilder()
+    for command in remedies:
+        builder.button(text=f"📋 {command}", copy_text=CopyTextButton(text=command))
     for button in buttons:
         builder.button(
             text=label(button, snooze),
             callback_data=FindingAction(action=button, finding_id=finding.id),
             style=STYLES.get(button),
         )
-    fixes = sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
-    builder.adjust(*(n for n in (fixes, len(buttons) - fixes) if n))
+    fixes = len(remedies) + sum(1 for b in buttons if b in FIX_BUTTONS[finding.kind])
+    builder.adjust(*(n for n in (fixes, len(remedies) + len(buttons) - fixes) if n))
     if details:
-        builder.row(*copy_buttons(finding, reader))
+        builder.row(*copy_buttons(finding, reader, books))
     return builder.as_markup()
 
 
-def copy_buttons(finding: StoredFinding, reader: Role) -> list[InlineKeyboardButton]:
+def copy_buttons(finding: StoredFinding, reader: Role, books: BookWrites = WRITABLE) -> list[InlineKeyboardButton]:
     """Under opened details: a copy button for each order id the finding names (its stray orders, the venue's
-    order that closed it), and for an operator the bot command that closes a ghost's row."""
+    order that closed it), and for an operator the bot command that closes a ghost's row (only where reconbot may
+    write the trading bot's table: elsewhere /closeghost refuses, and the alert offers the bot's own remedy)."""
     d = finding.details
     ids = [order.order_id for order in d.orders] + ([d.cause.order_id] if d.cause and d.cause.order_id else [])
     buttons = [
@@ -121,19 +143,19 @@ def copy_buttons(finding: StoredFinding, reader: Role) -> list[InlineKeyboardBut
     ]
     rows = d.db_position_ids
     ghost = finding.kind is FindingKind.GHOST and finding.live and len(rows) == 1
-    if reader is Role.OPERATOR and ghost and CLOSEGHOST_ARGUMENT.match(rows[0]):
+    if reader is Role.OPERATOR and books.writable and ghost and CLOSEGHOST_ARGUMENT.match(rows[0]):
         command = f"/closeghost {rows[0]}"
         buttons.append(InlineKeyboardButton(text=f"Copy {command}", copy_text=CopyTextButton(text=command)))
     return buttons
 
 
-def details_view_keyboard(finding: StoredFinding, reader: Role) -> InlineKeyboardMarkup:
+def details_view_keyboard(finding: StoredFinding, reader: Role, books: BookWrites = WRITABLE) -> InlineKeyboardMarkup:
     """The keyboard of details shown to one reader alone (an ephemeral message in a group): the copy buttons,
     and Hide details."""
     hide = InlineKeyboardButton(
         text=LABELS[B.HIDE_DETAILS], callback_data=FindingAction(action=B.HIDE_DETAILS, finding_id=finding.id).pack()
     )
-    copies = copy_buttons(finding, reader)
+    copies = copy_buttons(finding, reader, books)
     return InlineKeyboardMarkup(inline_keyboard=[*([copies] if copies else []), [hide]])
 
 
@@ -161,15 +183,18 @@ def digest_keyboard(
 
 @dataclass(frozen=True)
 class ChatButtons:
-    """The keyboards of one chat's copies: by which accounts allow exchange orders, the configured snooze, and
-    who reads the chat (bot.roles.reader_of). Without ``telegram`` every chat gets an operator's buttons."""
+    """The keyboards of one chat's copies: by which accounts allow exchange orders, the configured snooze, who
+    reads the chat (bot.roles.reader_of), and whether the trading bot's table may be written. Without ``telegram``
+    every chat gets an operator's buttons."""
 
     exchange_orders: Mapping[str, bool] = field(default_factory=dict)
     telegram: TelegramSettings | None = None
+    books: BookWrites = WRITABLE
 
     @classmethod
     def of(cls, settings: Settings) -> ChatButtons:
-        return cls({a.name: a.allow_exchange_orders for a in settings.accounts}, settings.telegram)
+        orders = {a.name: a.allow_exchange_orders for a in settings.accounts}
+        return cls(orders, settings.telegram, settings.positions.writes)
 
     @property
     def snooze(self) -> timedelta:
@@ -181,12 +206,14 @@ class ChatButtons:
     def finding(self, finding: StoredFinding, chat_id: int, *, details: bool = False) -> InlineKeyboardMarkup | None:
         orders = self.exchange_orders.get(finding.account, False)
         reader = self.reader(chat_id)
-        return finding_keyboard(finding, exchange_orders=orders, snooze=self.snooze, reader=reader, details=details)
+        return finding_keyboard(
+            finding, exchange_orders=orders, snooze=self.snooze, reader=reader, details=details, books=self.books
+        )
 
     def details_view(self, finding: StoredFinding, user_id: int) -> InlineKeyboardMarkup:
         """The keyboard of details shown to this user alone."""
         reader = role_of(user_id, self.telegram) if self.telegram is not None else Role.OPERATOR
-        return details_view_keyboard(finding, reader)
+        return details_view_keyboard(finding, reader, self.books)
 
     def digest(self, digest_id: int, finding_ids: Sequence[int], chat_id: int) -> InlineKeyboardMarkup:
         return digest_keyboard(digest_id, finding_ids, snooze=self.snooze, reader=self.reader(chat_id))

@@ -3,15 +3,12 @@ whatever it held (``quote``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import html
 
-from services.findings import StoredFinding
-from services.kinds import count_text
-from services.model import CheckResult, FindingKind
 from services.notices import Notice
 from services.plain_text import notice_text
 from services.report import fix_question
@@ -60,26 +57,17 @@ def code(value: Any) -> str:
     return html.code(quote(value)) if value not in (None, "") else "unknown"
 
 
-def check_summary(result: CheckResult, title: str, findings: Sequence[StoredFinding]) -> str:
-    """The answer to /scan and /reconcile: all clear or what was found, and which accounts were not read."""
-    lines = [f"<b>{quote(title)}</b>: {len(result.accounts)} account(s) checked"]
-    for status in result.accounts:
-        if status.checked:
-            lines.append(f"✔️ {quote(status.account)}: {status.positions} open position(s)")
-        else:
-            lines.append(f"❓ {quote(status.account)}: <b>not checked</b>: {quote(status.error or '')}")
-    if findings:
-        counts: dict[FindingKind, int] = {}
-        for finding in findings:
-            counts[finding.kind] = counts.get(finding.kind, 0) + 1
-        lines.append("Found: " + ", ".join(count_text(k, n, chat=True) for k, n in counts.items()) + " (below)")
-    elif result.unchecked:
-        lines.append("Nothing found on the accounts that could be read.")
-    else:
-        lines.append("✅ All clear.")
-    if result.pending:
-        lines.append(f"{len(result.pending)} position(s) too new to judge; checked again next round.")
-    return "\n".join(lines)
+def aligned(rows: Sequence[Sequence[str]], right: Collection[int]) -> list[str]:
+    """Rows of a monospace table, every column as wide as its widest cell: the columns in ``right`` (numbers)
+    right-aligned, the rest left; trailing spaces dropped."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        " ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def refusal(user_id: int | None) -> str:

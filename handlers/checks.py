@@ -1,39 +1,52 @@
-"""/scan and /reconcile: check now and answer with what was found, or all clear."""
+"""/scan and /reconcile: check now and answer with one message, what this check found and what is still open,
+as a findings table ("Checking…" becomes the answer). New findings also reach the alert chats as alerts."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot import answers, texts
+from bot import answers
+from bot.callbacks import TableView
 from bot.commands import role_flag
 from bot.context import BotContext
-from bot.replies import answer_long
-from bot.showing import show_finding
-from services.announcements import biggest_first
+from bot.findings_table import CheckFacts
+from bot.tables import CHECK_TITLES, table_for
+from handlers.tables import show_in
+from services.findings import FiledCheck
 from services.model import RECONCILIATION, SCAN_KINDS, FindingKind
 
 
-async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind], title: str) -> None:
-    await message.answer(answers.checking(len(ctx.settings.accounts)))
+def facts_of(filed: FiledCheck, kinds: frozenset[FindingKind], view: TableView, now: datetime) -> CheckFacts:
+    """What this check saw, for its answer's heading: what it found of its kinds, and which was new."""
+    result = filed.result
+    return CheckFacts(
+        title=CHECK_TITLES[view],
+        at=result.started_at or now,
+        accounts=len(result.accounts),
+        found=sum(1 for f in filed.live if f.kind in kinds),
+        pending=len(result.pending),
+        unchecked=tuple((a.account, a.error or "") for a in result.unchecked),
+        new_from=min((f.id for f in filed.new), default=0),
+    )
+
+
+async def _check(message: Message, ctx: BotContext, kinds: frozenset[FindingKind], view: TableView) -> None:
+    checking = await message.answer(answers.checking(len(ctx.settings.accounts)))
     filed = await ctx.reconciler.check(kinds)
-    found = [f for f in filed.live if f.kind in kinds]
-    await answer_long(message, texts.check_summary(filed.result, title, found))
-    alerted_here = message.chat.id in ctx.settings.telegram.alert_chats
-    alerted_ids = {f.id for f in (*filed.new, *filed.grown)}
-    for finding in biggest_first(found):
-        if alerted_here and finding.id in alerted_ids:
-            continue  # this chat receives it as an alert (or in a digest) from the outbox
-        await show_finding(message.bot, message.chat.id, finding, ctx)  # type: ignore[arg-type]
+    facts = facts_of(filed, kinds, view, ctx.runtime.monitor.now())
+    await show_in(checking, ctx, table_for(view, facts), facts)
 
 
 async def scan(message: Message, ctx: BotContext) -> None:
-    await _check(message, ctx, SCAN_KINDS, answers.SCAN_TITLE)
+    await _check(message, ctx, SCAN_KINDS, TableView.SCAN)
 
 
 async def reconcile(message: Message, ctx: BotContext) -> None:
-    await _check(message, ctx, RECONCILIATION, answers.RECONCILE_TITLE)
+    await _check(message, ctx, RECONCILIATION, TableView.RECONCILE)
 
 
 def create_router() -> Router:

@@ -20,9 +20,11 @@ async def help_command(message: Message, ctx: BotContext, role: Role) -> None:
 
 async def whoami(message: Message) -> None:
     """Answers anyone, so a new user can tell an admin which id to add; in a group, to them alone where the Bot
-    API allows (bot.replies.answer_privately)."""
+    API allows (bot.replies.answer_privately); in a forum topic, also the topic's address (a topic is no chat of
+    its own: alerts reach it as ``chat_id:thread_id``)."""
     user_id = message.from_user.id if message.from_user else None
-    await answer_privately(message, answers.whoami(user_id, message.chat.id))
+    thread_id = message.message_thread_id if message.is_topic_message else None
+    await answer_privately(message, answers.whoami(user_id, message.chat.id, thread_id))
 
 
 def create_router() -> Router:

@@ -1,5 +1,6 @@
-"""The buttons on a digest: Show all (anyone allowed to look) sends each listed finding with its own buttons,
-behind any operator's answer in the chat; Snooze all (operators) snoozes those still open."""
+"""The buttons on a digest: Show all (anyone allowed to look) answers with one table of the findings it lists
+that are still open, behind any operator's answer in the chat; Snooze all (operators) snoozes those still
+open."""
 
 from __future__ import annotations
 
@@ -9,24 +10,24 @@ from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
 from bot import answers
-from bot.callbacks import DigestAction, DigestChoice
+from bot.callbacks import DigestAction, DigestChoice, TableView
 from bot.context import BotContext
 from bot.flood import in_background
 from bot.roles import Role, name_of, record_of
-from bot.showing import show_finding
+from bot.tables import table_for
+from handlers.tables import send_table
 from services.model import FindingState
 
 
 async def show_all(query: CallbackQuery, callback_data: DigestAction, ctx: BotContext) -> None:
+    """The digest's findings still open as one table (each a tap away), never a card each."""
     live = [f for f in await ctx.runtime.findings.digest(callback_data.digest_id) if f.live]
-    if not live:
+    if not live or not isinstance(query.message, Message):
         await query.answer(answers.DIGEST_GONE, show_alert=True)
         return
-    await query.answer(answers.showing(len(live)))
-    if isinstance(query.message, Message):
-        with in_background():
-            for finding in live:
-                await show_finding(query.message.bot, query.message.chat.id, finding, ctx)  # type: ignore[arg-type]
+    await query.answer()
+    with in_background():
+        await send_table(query.message, ctx, table_for(TableView.DIGEST, digest_id=callback_data.digest_id))
 
 
 async def snooze_all(query: CallbackQuery, callback_data: DigestAction, ctx: BotContext) -> None:

@@ -28,7 +28,12 @@ OPERATE = {"role": Role.OPERATOR}
 async def ask_confirmation(
     message: Message, user: User, ctx: BotContext, *, plan: FixPlan, finding_id: int | None = None
 ) -> None:
-    """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan."""
+    """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan. A
+    plan the trading bot's table cannot take (read-only) is refused at once, with the bot's own remedy."""
+    refused = await ctx.runtime.fixes.refused_early(plan, f"telegram {record_of(user)}")
+    if refused is not None:
+        await message.answer(answers.fix_refused_early(refused))
+        return
     question = texts.fix_question(plan)
     confirmation = await ctx.runtime.confirmations.create(
         plan=plan, question=question, user_id=user.id, chat_id=message.chat.id, finding_id=finding_id

@@ -1,4 +1,4 @@
-"""/status, /positions (and its page buttons) and /findings: looking, which viewers may do."""
+"""/status, /positions (and its page buttons) and /findings (a findings table): looking, which viewers may do."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from bot import answers
-from bot.callbacks import PositionsPage
+from bot.callbacks import PositionsPage, TableView
 from bot.commands import role_flag
 from bot.context import BotContext
 from bot.paging import page_keyboard
 from bot.replies import answer_long, edit_quietly
-from bot.showing import show_finding
-from services.announcements import biggest_first
+from bot.tables import table_for
+from handlers.tables import send_table
 
 
 async def status(message: Message, ctx: BotContext) -> None:
@@ -60,13 +60,8 @@ async def turn_page(query: CallbackQuery, callback_data: PositionsPage, ctx: Bot
 
 
 async def findings(message: Message, ctx: BotContext) -> None:
-    live = await ctx.runtime.findings.live()
-    if not live:
-        await message.answer(answers.NO_FINDINGS)
-        return
-    await message.answer(answers.findings_count(len(live)))
-    for finding in biggest_first(live):
-        await show_finding(message.bot, message.chat.id, finding, ctx)  # type: ignore[arg-type]
+    """Every live finding in one table, biggest first: never a card each (those are a tap away)."""
+    await send_table(message, ctx, table_for(TableView.FINDINGS))
 
 
 def create_router() -> Router:

@@ -43,6 +43,7 @@ class OrderShown(BaseModel):
     source: str
     category: str | None = None
     created_at: datetime | None = None
+    reduce_only: bool | None = None  # None: shown before reconbot recorded the flag
 
     @classmethod
     def of(cls, order: ProtectiveOrder) -> OrderShown:
@@ -55,6 +56,7 @@ class OrderShown(BaseModel):
             source=order.source,
             category=order.category,
             created_at=order.created_at,
+            reduce_only=order.reduce_only,
         )
 
     @property
@@ -121,6 +123,7 @@ class FindingDetails(BaseModel):
     protected_quantity: Exact | None = None
     protection_note: str | None = None  # why protection is unknown
     stop_distance_pct: Exact | None = None
+    stop_beyond_liquidation: Exact | None = None  # a stop that cannot fire: liquidation comes first
     db_stop_loss: Exact | None = None  # what the trading bot believes, where the DB keeps it
     db_has_stop_loss: bool | None = None
     orders: tuple[OrderShown, ...] = ()
@@ -172,6 +175,7 @@ class FindingDetails(BaseModel):
             protected_quantity=state.covered if state else None,
             protection_note=state.reason if state else None,
             stop_distance_pct=distance_pct(state.stop_price, position.mark_price) if state and position else None,
+            stop_beyond_liquidation=state.beyond_liquidation if state else None,
             db_stop_loss=next((r.stop_loss for r in rows if r.stop_loss is not None), None),
             db_has_stop_loss=_db_believes_stop(rows),
             orders=tuple(OrderShown.of(order) for order in finding.orders),

@@ -20,6 +20,11 @@ class KindLabels:
     chat: str = ""  # in a chat's counts, when shorter than ``noun``: size mismatch
     chat_plural: str = ""
     todo: str = ""  # what an operator can do about it, one line
+    column: str = ""  # in a table's KIND column: a word or two
+
+    @property
+    def column_word(self) -> str:
+        return self.column or self.noun
 
     @property
     def chat_noun(self) -> str:
@@ -57,6 +62,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "Quantity mismatch",
         "size mismatch",
         "size mismatches",
+        column="size≠",
         todo="Set the DB size to the exchange's, or fix the position by hand.",
     ),
     FindingKind.UNKNOWN_SYMBOL: KindLabels(
@@ -67,6 +73,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "a DB row whose symbol is no market of its venue: it cannot be compared",
         "❔",
         "Unknown symbol",
+        column="symbol?",
         todo="Map the symbol in positions.symbols.",
     ),
     FindingKind.UNPROTECTED: KindLabels(
@@ -77,6 +84,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "tracked, but no stop-loss covers its whole size",
         "🛡️",
         "Unprotected position",
+        column="no-stop",
         todo="Place a stop-loss on the exchange.",
     ),
     FindingKind.STRAY_ORDER: KindLabels(
@@ -87,6 +95,7 @@ KINDS: dict[FindingKind, KindLabels] = {
         "a resting stop or take-profit with no position to close: it can open one when it triggers",
         "🧹",
         "Stray order",
+        column="stray",
         todo="Cancel it unless something should open there.",
     ),
 }

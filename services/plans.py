@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.amounts import Exact
 from services.causes import CloseKind
 from services.model import Side
-from services.protection import OrderPurpose
+from services.protection import OrderPurpose, Protection
 
 
 class FixAction(StrEnum):
@@ -29,6 +29,8 @@ class FixAction(StrEnum):
 
 class _Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Whether applying it writes the trading bot's table (which may be read-only) rather than the exchange.
+    writes_db: ClassVar[bool] = False
 
     account: str
     market: str
@@ -65,6 +67,7 @@ class CloseGhost(_Plan):
     """Mark these rows closed: the exchange holds nothing for them."""
 
     action: Literal[FixAction.CLOSE_GHOST] = FixAction.CLOSE_GHOST
+    writes_db: ClassVar[bool] = True
     rows: tuple[RowSeen, ...] = Field(min_length=1)
     cause: CauseSeen | None = None
 
@@ -78,20 +81,26 @@ class CloseGhost(_Plan):
 
 
 class Shown(BaseModel):
-    """What the question said the position is worth: shown to the operator, not a condition of the fix (the
-    size is; prices move)."""
+    """What the question said the position is worth and how it is protected: shown to the operator, not a
+    condition of the fix (the size is; prices and stops move)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     notional: Exact | None = None
     unrealized_pnl: Exact | None = None
     currency: str | None = None
+    protection: Protection | None = None
+    stop_loss: Exact | None = None
+    protected_quantity: Exact | None = None
+    stop_beyond_liquidation: Exact | None = None
+    liquidation_price: Exact | None = None
 
 
 class AdoptOrphan(_Plan):
     """Insert an active row for an exchange position of exactly this size."""
 
     action: Literal[FixAction.ADOPT_ORPHAN] = FixAction.ADOPT_ORPHAN
+    writes_db: ClassVar[bool] = True
     quantity: Exact
     entry_price: Exact | None = None
     shown: Shown = Field(default_factory=Shown)
@@ -110,6 +119,7 @@ class SetDbQuantity(_Plan):
     """Set one row's size from what the operator saw to the exchange's size they saw."""
 
     action: Literal[FixAction.SET_DB_QUANTITY] = FixAction.SET_DB_QUANTITY
+    writes_db: ClassVar[bool] = True
     row: RowSeen
     exchange_quantity: Exact
 

@@ -8,6 +8,7 @@ never inject SQL.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -149,13 +150,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         "writable": False,
     },
 }
+# A read-only bot's own command that settles one of its rows: offered in place of the fix reconbot may not make.
+READ_ONLY_COMMAND = {"freqtrade": "/reload_trade {id}"}
 READ_ONLY_REMEDY = {
     "freqtrade": (
         "freqtrade keeps open trades in memory, so reconbot does not write its database: use freqtrade's own "
-        "/reload_trade {id} (to re-read the trade from the exchange) or /delete {id}, or set positions.writable: "
+        "{command} (to re-read the trade from the exchange) or /delete {id}, or set positions.writable: "
         "true to let reconbot write anyway"
     ),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BookWrites:
+    """Whether fixes may write the trading bot's table; when they may not, the bot's own command for one row
+    (freqtrade's ``/reload_trade 7``), shown in place of a fix that would only be refused."""
+
+    writable: bool = True
+    command: str | None = None  # with ``{id}`` for the row
+
+    def remedy(self, position_id: str) -> str | None:
+        """The command that settles this row in the trading bot itself; None where reconbot may write."""
+        if self.writable or self.command is None:
+            return None
+        return self.command.format(id=position_id)
+
+
+WRITABLE = BookWrites()
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -244,10 +265,14 @@ class PositionsSettings(Section):
     def may_write(self) -> bool:
         return self.writable if self.writable is not None else self.preset != "freqtrade"
 
+    @property
+    def writes(self) -> BookWrites:
+        return BookWrites(self.may_write, READ_ONLY_COMMAND.get(self.preset or ""))
+
     def read_only_reason(self, position_id: str) -> str:
         remedy = READ_ONLY_REMEDY.get(self.preset or "")
         if remedy:
-            return remedy.format(id=position_id)
+            return remedy.format(id=position_id, command=READ_ONLY_COMMAND[self.preset or ""].format(id=position_id))
         return "positions.writable is false: reconbot does not write the trading bot's table; set it to true to allow"
 
     def rewrite_symbol(self, symbol: str) -> str:

@@ -15,7 +15,14 @@ from services.model import CheckResult, Finding, FindingKind
 from services.money import amount, distance_pct, price
 from services.plans import AdoptOrphan, CancelOrders, CloseGhost, CloseOrphan, FixPlan, OrderSeen
 from services.protection import short_order_id
-from services.protection_text import PURPOSE_WORDS, db_belief_text, order_text, protection_text
+from services.protection_text import (
+    PURPOSE_WORDS,
+    adoption_text,
+    db_belief_text,
+    order_text,
+    orders_label,
+    protection_text,
+)
 from services.text_safety import escape_controls, escape_lines
 
 EXIT_OK = 0
@@ -123,7 +130,8 @@ def render_json(result: CheckResult) -> str:
 def render_finding(finding: Finding) -> list[str]:
     data = finding_dict(finding)
     position = finding.exchange_position
-    title = f"{KINDS[finding.kind].title}  {finding.key.market} {finding.key.side.upper()}"
+    side = orders_label(finding.orders) if finding.kind is FindingKind.STRAY_ORDER else finding.key.side.upper()
+    title = f"{KINDS[finding.kind].title}  {finding.key.market} {side}"
     lines = [f"{title}  on {finding.key.account} ({finding.exchange})"]
     details = FindingDetails.of(finding)
     if finding.kind is FindingKind.STRAY_ORDER:
@@ -215,7 +223,11 @@ def _question(plan: FixPlan) -> str:
         return f"Mark {noun} {listing} {plan.market} {plan.side.upper()} {decimal_text(plan.quantity)} as closed{how}?"
     if isinstance(plan, AdoptOrphan):
         worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""
-        return f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts{worth}) into the DB as an active position?"
+        protection = adoption_text(plan.shown, plan.quantity)
+        question = (
+            f"Adopt {plan.where} ({decimal_text(plan.quantity)} contracts{worth}) into the DB as an active position?"
+        )
+        return f"{question} {protection}" if protection else question
     if isinstance(plan, CloseOrphan):
         worth = f", {amount(plan.shown.notional, plan.shown.currency)}" if plan.shown.notional is not None else ""
         pnl = plan.shown.unrealized_pnl

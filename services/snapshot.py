@@ -157,7 +157,12 @@ def with_protection(
             state = unknown(orders_error)
         else:
             state = protection_of(
-                position.quantity, position.mark_price, by_key.get(position.key, ()), position.stop_loss
+                position.quantity,
+                position.mark_price,
+                by_key.get(position.key, ()),
+                position.stop_loss,
+                side=position.side,
+                liquidation=position.liquidation_price,
             )
         protected.append(replace(position, protection=state, stop_loss=state.stop_price or position.stop_loss))
     return protected

@@ -50,6 +50,13 @@ def telegram_settings(
     return Settings(**config, **overrides)
 
 
+def findings_rows(message: StoredMessage) -> list[list[str]]:
+    """The rows of a findings table (``#  KIND  SYMBOL …``), its header left out, each split into cells."""
+    lines = message.text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["#", "KIND"])
+    return [line.split() for line in lines[start + 1 :] if line.split() and line.split()[0].isdigit()]
+
+
 @dataclass
 class Harness:
     settings: Settings
@@ -92,6 +99,16 @@ class Harness:
         return await self.telegram.wait_for(
             lambda call: call.method == "answerCallbackQuery" and call.params.get("callback_query_id") == query_id,
             timeout=15,
+        )
+
+    async def opened(self, user_id: int, listing: StoredMessage, number: int) -> StoredMessage:
+        """Press a number under a findings table (or a reminder) and return the card it opens."""
+        finding = listing.button(text=str(number))["callback_data"].removeprefix("o:")
+        chat = listing.chat_id
+        before = max((m.message_id for m in self.telegram.messages(chat)), default=0)
+        await self.press(user_id, listing, str(number))
+        return await self.message_where(
+            chat, lambda m: m.message_id > before and f"f:details:{finding}" in m.callback_data
         )
 
     async def message_where(

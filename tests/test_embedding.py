@@ -76,7 +76,7 @@ async def test_manual_scan_returns_orphans_by_account_and_alerts_once(parts):
 async def test_has_stop_loss_comes_from_the_venues_orders(parts):
     """The seed-compatible dict and the alerts share one truth: a stop order protects, a failed read is unknown."""
     repository, gateways, binance, bybit = parts
-    bybit.set_position("AVLUSDT", "long", Decimal("86"), mark_price=Decimal("0.13"))
+    bybit.set_position("AVLUSDT", "long", Decimal("86"), entry_price=Decimal("0.13"), mark_price=Decimal("0.13"))
     bybit.place_protective_order("AVLUSDT", "sell", "stop_market", trigger_price="0.12", close_position=True)
     binance.set_position("BTCUSDT", "long", Decimal("1"))
     binance.fail("http_500", endpoint="open_orders")

@@ -810,13 +810,19 @@ async def test_button_styles_as_the_bot_api_server_reads_them(tg: BotApiEmulator
 
 @session_loop
 async def test_copy_text_buttons_copy_one_to_256_characters(tg: BotApiEmulator, bot: Bot) -> None:
-    sent = await bot.send_message(ALICE, "order", reply_markup=button_with(copy_text=CopyTextButton(text="12345")))
-    assert sent.reply_markup.inline_keyboard[0][0].copy_text.text == "12345"
+    """Telegram copies ``copy_text.text`` (1-256 characters) to the clipboard on the phone: no callback query;
+    any other length is Telegram's BUTTON_COPY_TEXT_INVALID."""
+    copy = button_with(copy_text=CopyTextButton(text="/reload_trade 7"))
+    sent = await bot.send_message(ALICE, "order", reply_markup=copy)
+    assert sent.reply_markup.inline_keyboard[0][0].copy_text.text == "/reload_trade 7"
+    assert tg.last_message(ALICE).buttons == [{"text": "b", "copy_text": {"text": "/reload_trade 7"}}]
     assert tg.last_message(ALICE).callback_data == [], "a copy button sends nothing to the bot"
     for text in ("", "x" * 257):
-        with pytest.raises(TelegramBadRequest, match="copied text must be 1-256 characters"):
+        with pytest.raises(TelegramBadRequest, match="BUTTON_COPY_TEXT_INVALID"):
             await bot.send_message(ALICE, "bad", reply_markup=button_with(copy_text=CopyTextButton(text=text)))
+        assert tg.calls[-1].description == "Bad Request: BUTTON_COPY_TEXT_INVALID"
     await bot.send_message(ALICE, "limit", reply_markup=button_with(copy_text=CopyTextButton(text="x" * 256)))
+    assert [m.text for m in tg.messages(ALICE)] == ["order", "limit"]
     async with aiohttp.ClientSession() as http:
         payload = {
             "chat_id": ALICE,

@@ -75,6 +75,38 @@ def test_a_positions_own_stop_is_full_protection():
     assert (state.level, state.stop_price) == (Protection.STOP, Decimal("61000"))
 
 
+@pytest.mark.parametrize(
+    ("side", "liquidation", "stop", "beyond"),
+    [
+        (Side.LONG, "62000", "60000", True),  # a long is liquidated on the way down, before its stop at 60000
+        (Side.LONG, "62000", "62000", True),  # at the liquidation price: liquidation takes it first
+        (Side.LONG, "62000", "63000", False),
+        (Side.SHORT, "164.4", "170", True),  # a short is liquidated on the way up
+        (Side.SHORT, "164.4", "164.4", True),
+        (Side.SHORT, "164.4", "160", False),
+    ],
+)
+def test_a_stop_beyond_the_liquidation_price_is_no_protection(side, liquidation, stop, beyond):
+    mark = Decimal("65000") if side is Side.LONG else Decimal("158")
+    closing = order(trigger=stop, quantity=None, closes=side)
+    state = protection_of(Decimal("1"), mark, [closing], side=side, liquidation=Decimal(liquidation))
+    if beyond:
+        assert (state.level, state.stop_price, state.beyond_liquidation) == (Protection.NONE, None, Decimal(stop))
+    else:
+        assert (state.level, state.stop_price, state.beyond_liquidation) == (Protection.STOP, Decimal(stop), None)
+    own = protection_of(Decimal("1"), mark, [], own_stop=Decimal(stop), side=side, liquidation=Decimal(liquidation))
+    assert own.level is (Protection.NONE if beyond else Protection.STOP), "a position's own stop too"
+
+
+def test_only_the_stops_that_can_fire_cover_the_size():
+    orders = [order(quantity="0.5", trigger="63000"), order(quantity="0.5", trigger="60000", order_id="2")]
+    state = protection_of(Decimal("1"), Decimal("65000"), orders, side=Side.LONG, liquidation=Decimal("62000"))
+    assert (state.level, state.covered, state.stop_price) == (Protection.PARTIAL, Decimal("0.5"), Decimal("63000"))
+    assert state.beyond_liquidation == Decimal("60000")
+    unknown_liquidation = protection_of(Decimal("1"), Decimal("65000"), orders, side=Side.LONG)
+    assert unknown_liquidation.level is Protection.STOP, "without a liquidation price every stop counts"
+
+
 # -- the detector -------------------------------------------------------------------------------------------------
 
 
@@ -175,7 +207,7 @@ async def scan_json(tmp_path, db, accounts, capsys, **scan) -> tuple[int, dict]:
 
 async def test_a_bybit_orphan_protected_by_a_conditional_order_is_not_called_naked(tmp_path, db, new_account, capsys):
     bybit = new_account("bybit")
-    bybit.set_position("AVLUSDT", "long", Decimal("86"), mark_price=Decimal("0.13"))
+    bybit.set_position("AVLUSDT", "long", Decimal("86"), entry_price=Decimal("0.13"), mark_price=Decimal("0.13"))
     bybit.place_protective_order("AVLUSDT", "sell", "stop_market", trigger_price="0.12", close_position=True)
     code, report = await scan_json(tmp_path, db, [bybit], capsys)
     [orphan] = report["findings"]
@@ -353,6 +385,63 @@ async def test_an_unreadable_order_book_keeps_order_findings_open(database_url, 
         binance.cancel_protective_order(binance.protective_orders[0].order_id)
         third = await h.reconciler.check(SCAN_KINDS)
         assert third.live == () and [f.kind for f in third.resolved] == [FindingKind.STRAY_ORDER]
+
+
+@pytest.mark.parametrize(
+    ("side", "entry", "stop", "order_side"),
+    [("long", "65000", "60000", "sell"), ("short", "158", "170", "buy")],
+)
+async def test_a_stop_beyond_liquidation_leaves_the_position_unprotected_and_says_why(
+    database_url, new_account, telegram, side, entry, stop, order_side
+):
+    """At 20x a position is liquidated about 5 % from its entry: a stop further away can never fire."""
+    binance = new_account("binance")
+    symbol = "BTCUSDT" if side == "long" else "SOLUSDT"
+    binance.set_position(symbol, side, Decimal("1"), entry_price=Decimal(entry), mark_price=Decimal(entry), leverage=20)
+    binance.place_protective_order(symbol, order_side, "stop_market", trigger_price=stop, close_position=True)
+    async with chatops(database_url, telegram, [binance]) as h:
+        await insert_positions(database_url, [row(binance, symbol, side, "1")])
+        await h.reconciler.check(SCAN_KINDS)
+        [alert] = await h.wait_alerts(1)
+        [finding] = await h.runtime.findings.live()
+    assert finding.kind is FindingKind.UNPROTECTED
+    liquidation = finding.details.liquidation_price
+    assert liquidation is not None and (liquidation > Decimal(stop) if side == "long" else liquidation < Decimal(stop))
+    assert "Unprotected position" in alert.text.splitlines()[0]
+    assert "🛡️ Stop-loss" not in alert.text, "never shown as protection"
+    assert f"the stop at {stop} is beyond the liquidation price" in alert.text
+    assert "liquidation comes first" in alert.text
+
+
+async def test_adopt_asks_with_the_protection_the_position_has(database_url, new_account, telegram):
+    binance = new_account("binance")
+    binance.set_position("BTCUSDT", "long", Decimal("1"), entry_price=Decimal("65000"), leverage=5)
+    binance.set_position("ETHUSDT", "long", Decimal("2"), entry_price=Decimal("3000"), leverage=5)
+    binance.place_protective_order("ETHUSDT", "sell", "stop_market", trigger_price=2800, close_position=True)
+    async with chatops(database_url, telegram, [binance]) as h:
+        await h.reconciler.check(SCAN_KINDS)
+        alerts = await h.wait_alerts(2)
+        questions = {}
+        for market in ("BTCUSDT", "ETHUSDT"):
+            alert = next(a for a in alerts if f"{market} LONG" in a.text)
+            await h.press(OPERATOR, alert, "Adopt into DB")
+            questions[market] = await h.message_where(ALERT_CHAT, lambda m, x=market: m.text.startswith(f"Adopt {x}"))
+    assert "No stop-loss covers it on the exchange: once adopted it is an unprotected position" in (
+        questions["BTCUSDT"].text
+    )
+    assert "It keeps its stop at 2800 on the exchange." in questions["ETHUSDT"].text
+
+
+async def test_a_stray_order_is_labelled_by_its_own_side_and_reduce_only_flag(database_url, new_account, telegram):
+    binance = new_account("binance")
+    binance.place_protective_order("DOGEUSDT", "sell", "stop_market", trigger_price="0.1", quantity="1000")
+    async with chatops(database_url, telegram, [binance]) as h:
+        await h.reconciler.check(SCAN_KINDS)
+        [alert] = await h.wait_alerts(1)
+    first, where, *_ = alert.text.splitlines()
+    assert "Stray order" in first
+    assert where.startswith("DOGEUSDT SELL stop, reduce-only · "), "the order's own side, not a position's"
+    assert "DOGEUSDT LONG" not in alert.text
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ async def test_same_drift_is_one_alert_then_a_reminder(database_url, new_account
         reminder = telegram.messages(ALERT_CHAT)[1]
         assert reminder.text.startswith("⏰ Still open: 1")
         assert "Orphan AVLUSDT LONG" in reminder.text and reminder.silent, "one quiet list, not a second alert"
-        assert reminder.button_texts == []
+        assert reminder.button_texts == ["1"], "a number that opens its card, no fix buttons"
         assert service.scheduler.runs >= 3
 
 

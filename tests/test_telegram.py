@@ -59,9 +59,9 @@ async def test_scan_alerts_an_orphan_with_its_detail_and_buttons(harness):
     harness.bybit.set_position(
         "AVLUSDT", "long", Decimal("86"), entry_price=Decimal("0.1234"), mark_price=Decimal("0.1301"), leverage=10
     )
-    replies = await harness.say(VIEWER, "/scan", replies=3)
-    assert replies[0].text == "Checking 2 account(s)…"
-    assert "Found: 1 orphan" in replies[1].text
+    [answer] = await harness.say(VIEWER, "/scan")
+    assert answer.history[0].text == "Checking 2 account(s)…", "then edited into the answer"
+    await harness.edited_to(answer, "Found now: 1 (1 new)")
     [alert] = await harness.wait_alerts(1)
     for text in (
         "Orphan position",
@@ -74,25 +74,25 @@ async def test_scan_alerts_an_orphan_with_its_detail_and_buttons(harness):
     ):
         assert text in alert.text
     assert alert.button_texts == ["Adopt into DB", "Snooze 1h", "Details"]
-    assert replies[2].text == alert.text, "the person who asked sees the finding too"
+    assert answer.button_texts == ["1", "⟳ Refresh"], "the one who asked opens the card with a tap"
     assert all(len(d.encode()) <= 64 for d in alert.callback_data)
 
 
 async def test_all_clear_and_unchecked_accounts_are_named(harness):
     harness.bybit.fail("rate_limit", endpoint="positions")
-    replies = await harness.say(OPERATOR, "/reconcile", replies=2)
-    summary = replies[1].text
-    assert f"{harness.binance.name}: 0 open position(s)" in summary
+    [answer] = await harness.say(OPERATOR, "/reconcile")
+    summary = (await harness.edited_to(answer, "Reconciliation")).text
+    assert "2 accounts checked" in summary
     assert f"{harness.bybit.name}: not checked: rate limited" in summary
-    assert "Nothing found on the accounts that could be read." in summary
+    assert "Nothing found on the accounts that could be read, nothing open." in summary
     harness.bybit.clear_faults()
-    replies = await harness.say(OPERATOR, "/reconcile", replies=2)
-    assert replies[1].text.endswith("✅ All clear.")
+    [answer] = await harness.say(OPERATOR, "/reconcile")
+    assert (await harness.edited_to(answer, "All clear")).text.endswith("✅ All clear: nothing found, nothing open.")
 
 
 async def ghost_alert(harness, **extra):
     [pid] = await insert_positions(harness.db, [row(harness.binance, "BTCUSDT", "long", "1", **extra)])
-    await harness.say(OPERATOR, "/reconcile", replies=2)
+    await harness.say(OPERATOR, "/reconcile")
     alerts = await harness.wait_alerts(1)
     return pid, alerts[-1]
 

@@ -340,7 +340,8 @@ async def test_snooze_pressed_on_a_copy_edits_the_copy_and_the_alert(harness):
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await harness.reconciler.check(SCAN_KINDS)
     [alert] = await harness.wait_alerts(1)
-    _title, copy = await harness.say(OPERATOR, "/findings", chat_id=ALERT_CHAT, replies=2)
+    [table] = await harness.say(OPERATOR, "/findings", chat_id=ALERT_CHAT)
+    copy = await harness.opened(OPERATOR, table, 1)
     assert finding_id(copy) == finding_id(alert)
     await harness.press(OPERATOR, copy, "Snooze 1h")
     for message in (alert, copy):
@@ -353,14 +354,14 @@ async def test_snooze_pressed_on_a_copy_edits_the_copy_and_the_alert(harness):
 
 async def test_ghost_that_comes_back_resolves_and_its_alert_is_edited(harness):
     [pid] = await insert_positions(harness.db, [row(harness.binance, "BTCUSDT", "long", "1")])
-    await harness.say(OPERATOR, "/reconcile", chat_id=ALERT_CHAT, replies=3)  # "Checking", summary, alert
+    await harness.say(OPERATOR, "/reconcile", chat_id=ALERT_CHAT)
     alert = await alert_where(harness, "Ghost position")
     assert f"DB position #{pid}" in alert.text
     ghost_id = finding_id(alert)
 
     harness.binance.set_position("BTCUSDT", "long", Decimal("1"))
-    replies = await harness.say(OPERATOR, "/reconcile", chat_id=ALERT_CHAT, replies=2)
-    assert replies[-1].text.endswith("✅ All clear.")
+    [answer] = await harness.say(OPERATOR, "/reconcile", chat_id=ALERT_CHAT)
+    assert (await harness.edited_to(answer, "All clear")).text.endswith("✅ All clear: nothing found, nothing open.")
     edited = await harness.edited_to(alert, "Resolved")
     assert "✅ Resolved " in edited.text and "drift no longer seen" in edited.text
     assert not edited.has_keyboard
@@ -370,11 +371,11 @@ async def test_ghost_that_comes_back_resolves_and_its_alert_is_edited(harness):
 
 async def test_the_same_drift_seen_again_is_the_same_finding(harness):
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
-    await harness.say(VIEWER, "/scan", chat_id=ALERT_CHAT, replies=3)  # "Checking", summary, alert
+    await harness.say(VIEWER, "/scan", chat_id=ALERT_CHAT)
     alert = await alert_where(harness, "Orphan position")
-    replies = await harness.say(VIEWER, "/scan", chat_id=ALERT_CHAT, replies=3)
-    assert "Found: 1 orphan" in replies[1].text
-    assert finding_id(replies[2]) == finding_id(alert), "shown again to the one who asked, as the same finding"
+    [answer] = await harness.say(VIEWER, "/scan", chat_id=ALERT_CHAT)
+    answer = await harness.edited_to(answer, "Found now: 1 · still open: 1")
+    assert answer.callback_data[0] == f"o:{finding_id(alert)}", "listed again as the same finding"
     await wait_for_outbox_drained(harness)
     assert [(r["kind"], r["finding_id"]) for r in await outbox_rows(harness)] == [("alert", finding_id(alert))]
     assert await harness.runtime.database.pool.fetchval("SELECT count(*) FROM reconbot.findings") == 1
@@ -385,10 +386,11 @@ async def test_a_button_of_a_finished_finding_has_nothing_to_do(harness):
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await harness.reconciler.check()
     await harness.wait_alerts(2)
-    replies = await harness.say(OPERATOR, "/findings", chat_id=ALERT_CHAT, replies=3)
-    assert replies[0].text == "2 open finding(s):"
-    ghost_copy = next(m for m in replies if "Ghost position" in m.text)
-    orphan_copy = next(m for m in replies if "Orphan position" in m.text)
+    [table] = await harness.say(OPERATOR, "/findings", chat_id=ALERT_CHAT)
+    assert table.text.startswith("📋 2 open findings")
+    copies = [await harness.opened(OPERATOR, table, n) for n in (1, 2)]
+    ghost_copy = next(m for m in copies if "Ghost position" in m.text)
+    orphan_copy = next(m for m in copies if "Orphan position" in m.text)
     ghost_id, orphan_id = finding_id(ghost_copy), finding_id(orphan_copy)
     mark_closed = ghost_copy.button(text="Mark closed")["callback_data"]
     adopt = orphan_copy.button(text="Adopt into DB")["callback_data"]
@@ -400,7 +402,7 @@ async def test_a_button_of_a_finished_finding_has_nothing_to_do(harness):
     await harness.press(OPERATOR, question, "Confirm")  # the orphan is fixed
     await harness.edited_to(question, "Done")
 
-    # the copies shown to /findings are edited like the alerts: their first line says what happened
+    # the copies opened from /findings are edited like the alerts: their first line says what happened
     await harness.telegram.wait_until(lambda: not ghost_copy.has_keyboard and not orphan_copy.has_keyboard)
     assert ghost_copy.text.startswith("✅ Resolved") and orphan_copy.text.startswith("✅ Fixed by")
     # a client that still shows the old buttons gets a clear answer and changes nothing
@@ -467,20 +469,23 @@ async def test_positions_side_by_side_with_differences_marked(harness):
     assert binance.request_count("orders") == 0
 
 
-async def test_findings_lists_each_open_finding_with_its_buttons(harness):
+async def test_findings_lists_each_open_finding_and_opens_it_with_its_buttons(harness):
     [reply] = await harness.say(VIEWER, "/findings", chat_id=ALERT_CHAT)
-    assert reply.text == "✅ No open findings."
+    assert reply.text == "✅ No open findings." and not reply.has_keyboard
     harness.bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await insert_positions(harness.db, [row(harness.binance, "BTCUSDT", "long", "1")])
     await harness.reconciler.check()
     alerts = (await harness.wait_alerts(3))[1:]
-    replies = await harness.say(VIEWER, "/findings", chat_id=ALERT_CHAT, replies=3)
-    assert replies[0].text == "2 open finding(s):"
-    shown = {finding_id(m): m for m in replies[1:]}
+    [table] = await harness.say(VIEWER, "/findings", chat_id=ALERT_CHAT)
+    assert table.text.startswith("📋 2 open findings") and table.button_texts == ["1", "2", "⟳ Refresh"]
+    shown = {}
+    for number in (1, 2):
+        copy = await harness.opened(VIEWER, table, number)
+        shown[finding_id(copy)] = copy
     for alert in alerts:
         copy = shown[finding_id(alert)]
         assert copy.text == alert.text and copy.button_texts == alert.button_texts
-    assert sorted(m.button_texts[0] for m in replies[1:]) == ["Adopt into DB", "Mark closed"]
+    assert sorted(m.button_texts[0] for m in shown.values()) == ["Adopt into DB", "Mark closed"]
 
 
 # -- long messages ----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from services.announcements import AlertPolicy
 from services.model import RECONCILIATION, SCAN_KINDS, FindingKind, FindingState
-from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, Harness, running_chatops, telegram_settings
+from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, Harness, findings_rows, running_chatops, telegram_settings
 from tests.helpers import insert_positions
 from tests.helpers import position_row as row
 
@@ -141,12 +141,14 @@ async def test_a_digest_number_shows_that_finding_with_its_buttons_and_it_stays_
 async def test_show_all_and_snooze_all(database_url, new_account, telegram):
     async with burst(database_url, new_account, telegram) as (h, _account):
         [digest] = h.alerts()
-        answer = await h.press(VIEWER, digest, "Show all")
-        assert answer.params["text"] == "Showing 14 findings below."
-        await h.wait_alerts(15)
-        shown = h.alerts()[1:]
-        assert all(m.has_keyboard and m.text.startswith(("🔴", "🟠", "🔵")) for m in shown)
-        assert "BTCUSDT LONG" in shown[0].text and "AVLUSDT SHORT" in shown[-1].text, "in the digest's order"
+        await h.press(VIEWER, digest, "Show all")
+        [table] = (await h.wait_alerts(2))[1:]
+        assert table.text.startswith("📋 14 findings of this digest")
+        listed = findings_rows(table)
+        assert listed[0][2:4] == ["BTCUSDT", "LONG"] and len(listed) == 10, "biggest first, one page of ten"
+        await h.settled()
+        assert len(h.alerts()) == 2, "one table, not a card each"
+        shown = [await h.opened(VIEWER, table, 1)]
 
         answer = await h.press(VIEWER, digest, "Snooze all 1h")
         assert answer.params.get("show_alert") is True, "snoozing is for operators"
@@ -172,7 +174,7 @@ async def test_reminders_are_one_quiet_message_listing_what_is_still_open(databa
         reminder = await h.message_where(ALERT_CHAT, lambda m: m.text.startswith("⏰"))
     assert reminder.text.startswith("⏰ Still open: 2 · ")
     assert "1. 🔴 Orphan BTCUSDT LONG" in reminder.text and "2. 🟠 Ghost ETHUSDT LONG" in reminder.text
-    assert reminder.silent is True and not reminder.has_keyboard
+    assert reminder.silent is True and reminder.button_texts == ["1", "2"], "each a tap from its card"
     assert len(h.alerts()) == 3, "two alerts, one reminder for both"
 
 
@@ -184,8 +186,9 @@ async def test_a_kind_set_off_is_recorded_and_listed_but_never_sent(database_url
         assert [f.kind for f in filed.new] == [FindingKind.GHOST]
         await h.settled()
         assert h.alerts() == []
-        replies = await h.say(VIEWER, "/findings", chat_id=ALERT_CHAT, replies=2)
-        assert [m.text.splitlines()[0] for m in replies] == ["1 open finding(s):", "🟠 Ghost position"]
+        [table] = await h.say(VIEWER, "/findings", chat_id=ALERT_CHAT)
+        assert table.text.startswith("📋 1 open finding ·")
+        assert [r[1:4] for r in findings_rows(table)] == [["ghost", "ETHUSDT", "LONG"]]
 
 
 async def test_mute_keeps_new_alerts_out_of_the_chat_until_it_ends(database_url, new_account, telegram):
@@ -224,7 +227,9 @@ async def test_acknowledge_is_undone_from_findings(database_url, new_account, te
         [alert] = await h.wait_alerts(1)
         await h.press(OPERATOR, alert, "Acknowledge")
         await h.edited_to(alert, "Acknowledged by")
-        _count, copy = await h.say(OPERATOR, "/findings", chat_id=OPERATOR, replies=2)
+        [table] = await h.say(OPERATOR, "/findings", chat_id=OPERATOR)
+        assert findings_rows(table)[0][-1] == "acked"
+        copy = await h.opened(OPERATOR, table, 1)
         assert copy.button_texts == ["Mark closed", "Snooze 1h", "Undo acknowledge", "Details"]
         answer = await h.press(OPERATOR, copy, "Undo acknowledge")
         assert answer.params["text"] == "Open again: reminders resume."

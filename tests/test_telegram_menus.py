@@ -269,3 +269,56 @@ async def test_an_operator_turns_pages_too(long_table):
     [table] = await h.say(OPERATOR, f"/positions {h.bybit.name}", chat_id=ALERT_CHAT)
     await h.press(OPERATOR, table, NEXT)
     await h.edited_to(table, "page 2/2")
+
+
+# -- one menu per chat, topics, /whoami in a topic -----------------------------------------------------------------
+
+
+def menu_calls(telegram, chat_id: int) -> list[list[str]]:
+    """Every command list setMyCommands was asked to store for this chat, in order."""
+    return [
+        names(call.params["commands"])
+        for call in telegram.calls
+        if call.method == "setMyCommands" and (call.params.get("scope") or {}).get("chat_id") in (chat_id, str(chat_id))
+    ]
+
+
+async def test_the_one_traders_own_chat_gets_one_operator_menu(database_url, new_account, telegram, caplog):
+    """The usual one-trader setup: the operator's own id is also an alert chat, once as a number and once as a
+    string. The chat gets the operator's menu once, never a viewer's menu over it."""
+    alert_chats = [OPERATOR, str(OPERATOR), ALERT_CHAT]
+    settings = telegram_settings(
+        database_url, [new_account("binance")], telegram, telegram={"alert_chat_ids": alert_chats}
+    )
+    with caplog.at_level(logging.WARNING, logger="app.telegram"):
+        async with running_chatops(settings, telegram):
+            assert menu_calls(telegram, OPERATOR) == [OPERATOR_COMMANDS]
+            assert names(telegram.commands_for(OPERATOR, OPERATOR)) == OPERATOR_COMMANDS
+            assert menu_calls(telegram, ALERT_CHAT) == [VIEWER_COMMANDS]
+    assert "no command menu" not in caplog.text
+
+
+async def test_a_forum_topic_gets_its_groups_menu(database_url, new_account, telegram, caplog):
+    forum = -1009990002
+    telegram.add_chat(forum, "supergroup", title="desk", is_forum=True)
+    thread = telegram.add_topic(forum, "reconbot")
+    topic = f"{forum}:{thread}"
+    settings = telegram_settings(database_url, [new_account("binance")], telegram, telegram={"alert_chat_ids": [topic]})
+    with caplog.at_level(logging.WARNING, logger="app.telegram"):
+        async with running_chatops(settings, telegram):
+            assert names(telegram.commands_for(VIEWER, forum)) == VIEWER_COMMANDS
+            assert menu_calls(telegram, forum) == [VIEWER_COMMANDS]
+    assert "no command menu" not in caplog.text, "the topic's address is never passed as a chat id"
+
+
+async def test_whoami_in_a_topic_prints_the_address_to_paste(database_url, new_account, telegram):
+    forum = -1009990003
+    telegram.add_chat(forum, "supergroup", title="desk", is_forum=True)
+    thread = telegram.add_topic(forum, "alerts")
+    async with chatops(database_url, telegram, [new_account("binance")]):
+        telegram.user_sends(STRANGER, "/whoami", chat_id=forum, chat_type="supergroup", thread_id=thread)
+        await telegram.wait_until(lambda: any(m.from_bot for m in telegram.messages(forum)))
+    [reply] = [m for m in telegram.messages(forum) if m.from_bot]
+    assert reply.thread_id == thread, "answered in the topic"
+    assert f"This topic's address: {forum}:{thread}" in reply.text
+    assert f'alert_chat_ids: ["{forum}:{thread}"]' in reply.text, "what to paste into the config"

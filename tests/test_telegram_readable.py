@@ -65,9 +65,11 @@ async def test_a_viewers_copies_carry_only_what_a_viewer_may_press(database_url,
         assert private.button_texts == ["Details"], "the viewer's own alert chat: no operator buttons"
         [group] = h.alerts()
         assert group.button_texts == ["Mark closed", "Snooze 1h", "Acknowledge", "Details"], "operators act here"
-        _count, copy = await h.say(VIEWER, "/findings", chat_id=VIEWER, replies=2)
-        assert copy.button_texts == ["Details"]
-        _count, mine = await h.say(OPERATOR, "/findings", chat_id=OPERATOR, replies=2)
+        [table] = await h.say(VIEWER, "/findings", chat_id=VIEWER)
+        copy = await h.opened(VIEWER, table, 1)
+        assert copy.button_texts == ["Details"], "a card opened in a viewer's chat: a viewer's buttons"
+        [table] = await h.say(OPERATOR, "/findings", chat_id=OPERATOR)
+        mine = await h.opened(OPERATOR, table, 1)
         assert mine.button_texts == ["Mark closed", "Snooze 1h", "Acknowledge", "Details"]
         await h.press(OPERATOR, group, "Acknowledge")
         edited = await h.edited_to(private, "Acknowledged by")

@@ -40,7 +40,7 @@ Requests may be ``application/x-www-form-urlencoded`` (what aiogram sends when n
 encodes them.  Answers have the Bot API shape ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "error_code": N, "description": "...", "parameters": {...}}`` with HTTP status ``error_code``, so aiogram
 raises its usual exceptions.  Error descriptions are Telegram's own texts, except where the Bot API states a
-rule without the server's words for breaking it (a copy_text's length, the ephemeral message rules): there
+rule without the server's words for breaking it (the ephemeral message rules): there
 they are the emulator's, saying which rule.
 
 Text rules, as Telegram applies them:

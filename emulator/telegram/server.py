@@ -65,6 +65,7 @@ ERR_NOT_MODIFIED = (
 )
 ERR_BUTTON_DATA = "Bad Request: BUTTON_DATA_INVALID"
 ERR_BUTTON_URL = "Bad Request: BUTTON_URL_INVALID"
+ERR_BUTTON_COPY_TEXT = "Bad Request: BUTTON_COPY_TEXT_INVALID"
 ERR_QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 ERR_PARSE_ENTITIES = "Bad Request: can't parse entities: "
 ERR_ENTITY = "Bad Request: can't parse MessageEntity: "
@@ -188,15 +189,15 @@ def _styled(button: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_copy_text(value: Any) -> None:
-    """A copy_text button holds a CopyTextButton whose text is 1-256 characters (the Bot API documents the
-    limit, not the server's words for breaking it: the description here is the emulator's)."""
+    """A copy_text button holds a CopyTextButton whose text is 1-256 characters; Telegram refuses any other with
+    its own error, BUTTON_COPY_TEXT_INVALID ("the specified keyboardButtonCopy.copy_text is invalid")."""
     if not isinstance(value, dict):
         raise bad_request(ERR_BUTTON + 'Field "copy_text" must be of type Object')
     text = value.get("text")
     if not isinstance(text, str):
         raise bad_request(ERR_BUTTON + 'Can\'t find field "text"')
     if not 1 <= utf16_len(text) <= MAX_COPY_TEXT:
-        raise bad_request(f"Bad Request: copied text must be 1-{MAX_COPY_TEXT} characters")
+        raise bad_request(ERR_BUTTON_COPY_TEXT)
 
 
 def _entity(entity: dict[str, Any]) -> dict[str, Any]:

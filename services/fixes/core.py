@@ -115,6 +115,7 @@ class FixCore:
         settled = False
         try:
             try:
+                self.check_writes(plan)
                 outcome = await self.dispatch(plan, actor, confirmation_id)
             except Refused as refusal:
                 outcome = await self.refused(plan, actor, target, refusal.reason, refusal.before, confirmation_id)
@@ -132,6 +133,15 @@ class FixCore:
 
     async def dispatch(self, plan: FixPlan, actor: str, confirmation_id: int | None) -> FixOutcome:
         raise NotImplementedError
+
+    async def refused_early(self, plan: FixPlan, actor: str) -> FixOutcome | None:
+        """The audited refusal of a plan the trading bot's table cannot take (read-only), before anything is read
+        or anyone is asked to confirm it; None when it may be asked."""
+        try:
+            self.check_writes(plan)
+        except Refused as refusal:
+            return await self.refused(plan, actor, target_of(plan), refusal.reason, None, None)
+        return None
 
     async def _close_finding(self, plan: FixPlan, outcome: FixOutcome, actor: str, finding_id: int | None) -> None:
         finding_id = await self.finding_of(plan, finding_id)
@@ -215,6 +225,12 @@ class FixCore:
             name for name, rows in assign_rows([row], accounts, self.repository.has_account_column).items() if rows
         ]
         return self.gateways[owners[0]] if owners else None
+
+    def check_writes(self, plan: FixPlan) -> None:
+        """A plan that writes the trading bot's table is refused at once when reconbot may not write it."""
+        if plan.writes_db:
+            ids = ids_of(plan)
+            self.check_writable(ids[0] if ids else None)
 
     def check_writable(self, position_id: str | None) -> None:
         """A table whose bot keeps its own state in memory (freqtrade) is not written unless the user says so."""

@@ -36,6 +36,7 @@ class GhostFixes(FixCore):
             return FixOutcome(FixAction.CLOSE_GHOST, f"position #{position_id}", FixStatus.REFUSED, reason)
         gateway = self.owner(row)
         try:
+            self.check_writable(row.id)  # a read-only table is refused before anything is read or asked
             await self.load_markets(gateway)
             self.check_row(row, gateway, None)
             assert gateway is not None and row.side is not None and row.quantity is not None and row.symbol

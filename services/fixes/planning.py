@@ -20,6 +20,7 @@ from services.plans import (
     SetDbQuantity,
     Shown,
 )
+from services.protection import Protection
 
 
 def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | None:
@@ -30,7 +31,16 @@ def plan_for_finding(finding: StoredFinding, action: FixAction) -> FixPlan | Non
     if action is FixAction.CLOSE_GHOST and finding.kind is FindingKind.GHOST and rows:
         return CloseGhost(**base, rows=rows, cause=cause_seen(d.cause))
     if finding.kind is FindingKind.ORPHAN and d.exchange_quantity is not None:
-        shown = Shown(notional=d.notional, unrealized_pnl=d.unrealized_pnl, currency=d.currency)
+        shown = Shown(
+            notional=d.notional,
+            unrealized_pnl=d.unrealized_pnl,
+            currency=d.currency,
+            protection=d.protection,
+            stop_loss=d.stop_loss if d.protection in (Protection.STOP, Protection.PARTIAL) else None,
+            protected_quantity=d.protected_quantity,
+            stop_beyond_liquidation=d.stop_beyond_liquidation,
+            liquidation_price=d.liquidation_price,
+        )
         if action is FixAction.ADOPT_ORPHAN:
             return AdoptOrphan(**base, quantity=d.exchange_quantity, entry_price=d.entry_price, shown=shown)
         if action is FixAction.CLOSE_ORPHAN:

@@ -272,6 +272,7 @@ class BinanceUsdm(Gateway):
             order_id=row.text(fields.order_id) or "",
             purpose=purpose,
             closes=closes,
+            reduce_only=reducing,
             trigger_price=trigger,
             quantity=quantity,
             source=source,

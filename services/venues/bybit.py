@@ -274,6 +274,7 @@ class Bybit(Gateway):
             order_id=row.text("orderId") or "",
             purpose=purpose,
             closes=closes,
+            reduce_only=reducing,
             trigger_price=trigger,
             quantity=quantity,
             source=CONDITIONAL,
