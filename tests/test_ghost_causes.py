@@ -21,7 +21,8 @@ from tests.test_reach import write as write_with_positions
 
 CLOSED_AT = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
 CLOSED_MS = int(CLOSED_AT.timestamp() * 1000)
-HHMM = CLOSED_AT.strftime("%H:%M")
+# a moment of today is shown by its time alone, an earlier one with its date (30 minutes ago may be yesterday)
+HHMM = CLOSED_AT.strftime("%H:%M" if CLOSED_AT.date() == datetime.now(UTC).date() else "%Y-%m-%d %H:%M")
 
 
 def liquidated(account, symbol="BTCUSDT", side="long", quantity="0.5", price="61210.5", entry="62035.1"):
