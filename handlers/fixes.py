@@ -14,7 +14,7 @@ from bot import answers, texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.commands import role_flag
 from bot.context import BotContext
-from bot.flood import urgent
+from bot.flood import interactive
 from bot.keyboards import confirm_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, actor_name
@@ -30,16 +30,18 @@ POSITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 async def ask_confirmation(
     message: Message, user: User, ctx: BotContext, *, plan: FixPlan, finding_id: int | None = None
 ) -> None:
-    """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan."""
+    """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan. The
+    operator is waiting for it: it goes first in the chat's lane, ahead of edits and reminders queued there."""
     question = texts.fix_question(plan)
     confirmation = await ctx.runtime.confirmations.create(
         plan=plan, question=question, user_id=user.id, chat_id=message.chat.id, finding_id=finding_id
     )
     minutes = ctx.settings.telegram.confirm_ttl_s / 60
     who = actor_name(user.id, user.username)
-    await message.answer(
-        answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
-    )
+    with interactive():
+        await message.answer(
+            answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
+        )
 
 
 async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
@@ -122,7 +124,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     result = answers.fix_result(outcome)
     log.info("confirmation #%s by %s: %s", confirmation.id, shown, result)
     if message is not None:
-        with urgent():
+        with interactive():
             await edit_quietly(message.edit_text(answers.question_and_result(confirmation.question, result)))
 
 

@@ -38,6 +38,15 @@ DEFAULT_NOTIFY: dict[FindingKind, Notify] = {
     FindingKind.UNKNOWN_SYMBOL: Notify.SILENT,
     FindingKind.STRAY_ORDER: Notify.SILENT,
 }
+
+
+class MutedCritical(StrEnum):
+    """What a critical alert does in a muted chat (``telegram.mute_critical``)."""
+
+    RING = "ring"
+    SILENT = "silent"
+
+
 EMOJI = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
 
 

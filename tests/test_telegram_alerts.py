@@ -1,6 +1,6 @@
 """Alerts as a trader on a phone gets them, through the real bot and the loopback Bot API: money first, severity
-by exposure, a burst as one digest, one quiet reminder, sound only for new risk, /mute, per-kind notify,
-Acknowledge and its undo, and forum topics."""
+by exposure, a burst as one digest, one quiet reminder, sound only for new risk, per-kind notify, Acknowledge
+and its undo, and forum topics (/mute: tests/test_mute.py)."""
 
 from __future__ import annotations
 
@@ -153,7 +153,12 @@ async def test_show_all_and_snooze_all(database_url, new_account, telegram):
         assert answer.params["text"].startswith("Snoozed 14 findings until ")
         states = {f.state for f in await h.runtime.findings.live()}
         assert states == {FindingState.SNOOZED}
-        await h.edited_to(shown[0], "Snoozed by")
+        # The 14 "Snoozed by" edits wait in the background: the group's window already holds the 15 sends just
+        # made, and its last sends are kept for presses and alerts (bot.flood). They are queued, not lost.
+        pending = await h.runtime.database.pool.fetch(
+            "SELECT finding_id FROM reconbot.outbox WHERE kind = 'update' AND sent_at IS NULL"
+        )
+        assert {r["finding_id"] for r in pending} == {f.id for f in await h.runtime.findings.live()}
 
 
 # -- reminders, sound, mute, notify ------------------------------------------------------------------------------
@@ -185,31 +190,6 @@ async def test_a_kind_set_off_is_recorded_and_listed_but_never_sent(database_url
         assert h.alerts() == []
         replies = await h.say(VIEWER, "/findings", chat_id=ALERT_CHAT, replies=2)
         assert [m.text.splitlines()[0] for m in replies] == ["1 open finding(s):", "🟠 Ghost position"]
-
-
-async def test_mute_keeps_new_alerts_out_of_the_chat_until_it_ends(database_url, new_account, telegram):
-    binance = new_account("binance")
-    async with chatops(database_url, telegram, [binance]) as h:
-        [refused] = await h.say(VIEWER, "/mute", chat_id=ALERT_CHAT)
-        assert "operators" in refused.text.lower()
-        [usage] = await h.say(OPERATOR, "/mute 9y", chat_id=ALERT_CHAT)
-        assert usage.text.startswith("Usage: /mute")
-        [muted] = await h.say(OPERATOR, "/mute 2h", chat_id=ALERT_CHAT)
-        assert muted.text.startswith("🔕 This chat is muted until ")
-
-        binance.set_position("BTCUSDT", "long", Decimal("1"))
-        filed = await h.reconciler.check(SCAN_KINDS)
-        assert len(filed.new) == 1, "still recorded"
-        await h.telegram.wait_until(lambda: h.chatops.delivery.sent >= 1)
-        assert await h.runtime.outbox.depth("telegram") == 0
-        assert [m.text for m in h.alerts() if "Orphan" in m.text] == [], "nothing sent while muted"
-
-        [unmuted] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT)
-        assert unmuted.text.startswith("🔔 This chat is no longer muted")
-        binance.set_position("ETHUSDT", "long", Decimal("1"))
-        await h.reconciler.check(SCAN_KINDS)
-        alert = await h.message_where(ALERT_CHAT, lambda m: "ETHUSDT LONG" in m.text)
-        assert alert.has_keyboard
 
 
 # -- acknowledge, and its undo -----------------------------------------------------------------------------------
