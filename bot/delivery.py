@@ -115,9 +115,7 @@ class TelegramDelivery(Deliverer):
                 silent = not rings or self.quieted(mute, finding_texts.severity(finding))
                 await self.send_finding(chat_id, finding, thread_id=thread_id, silent=silent)
         elif item.kind is OutboxKind.DIGEST:
-            await self.send_digest(
-                chat_id, thread_id, int(item.body["digest_id"]), item.body.get("finding_ids", []), item.destination
-            )
+            await self.send_digest(item, chat_id, thread_id)
         elif item.kind is OutboxKind.CATCH_UP:
             await self.send_catch_up(chat_id, thread_id, item)
         elif item.kind is OutboxKind.REMINDER:
@@ -147,17 +145,16 @@ class TelegramDelivery(Deliverer):
             await self.findings.record_alert_message(chat_id, message_id, finding.id)
         return message_id
 
-    async def send_digest(
-        self, chat_id: int, thread_id: int | None, digest_id: int, ids: list[int], destination: str | None = None
-    ) -> None:
+    async def send_digest(self, item: OutboxItem, chat_id: int, thread_id: int | None) -> None:
         """One message for many new findings, biggest first; it rings when one of them would have, and a mute
         would not quiet it."""
+        ids = item.body.get("finding_ids", [])
         listed = [f for f in [await self.findings.get(i) for i in ids] if f is not None and f.live]
         if not listed:
             return
-        mute = await self.mutes.note_arrival(chat_id, destination or str(chat_id), [f.id for f in listed])
+        mute = await self.mutes.note_arrival(chat_id, item.destination, [f.id for f in listed])
         text = finding_texts.digest_message(listed)
-        markup = digest_keyboard(digest_id, [f.id for f in listed])
+        markup = digest_keyboard(int(item.body["digest_id"]), [f.id for f in listed])
         silent = not any(self.rings(f) and not self.quieted(mute, finding_texts.severity(f)) for f in listed)
         await self.bot.send_message(
             chat_id, text, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent

@@ -5,10 +5,10 @@ thirty a second overall. Each chat gets a lane of its own: its sends wait only f
 busy chat never delays another chat's alert, and within a chat the most urgent send goes first: answers to button
 presses and confirmation prompts, then alerts, then command replies, and edits and reminders last, in the
 background. Replies and background sends leave the last sends of a group's window to presses and alerts, so a
-queue of edits can never hold back a prompt an operator is waiting for. The overall limit counts sends actually made, never reservations,
-so a long queue in one chat holds no capacity another chat could use. A 429 is waited out for the ``retry_after``
-Telegram names, in that chat's lane only; network and server errors are retried with backoff. Long polling
-is left to aiogram's own backoff.
+queue of edits can never hold back a prompt an operator is waiting for. The overall limit counts sends actually
+made, never reservations, so a long queue in one chat holds no capacity another chat could use. A 429 is waited
+out for the ``retry_after`` Telegram names, in that chat's lane only; network and server errors are retried with
+backoff. Long polling is left to aiogram's own backoff.
 """
 
 from __future__ import annotations

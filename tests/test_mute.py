@@ -4,23 +4,14 @@ silent), and when the mute ends — by /mute off or by itself — one quiet catc
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
 
 from services.model import SCAN_KINDS
-from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, Harness, running_chatops, telegram_settings
-
-
-@contextlib.asynccontextmanager
-async def chatops(database_url, bot_api, accounts, **overrides) -> AsyncIterator[Harness]:
-    settings = telegram_settings(database_url, accounts, bot_api, **overrides)
-    async with running_chatops(settings, bot_api) as h:
-        h.db = database_url
-        yield h
+from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, Harness
+from tests.test_telegram_alerts import chatops
 
 
 def critical_orphan(account) -> None:
@@ -181,3 +172,25 @@ async def test_bad_mute_arguments_are_refused_and_change_nothing(database_url, n
             assert answer.text.startswith(f"Nothing changed: {says}."), (bad, answer.text)
             assert "Usage: /mute [duration] [info|warning]" in answer.text
             assert await mute_row(database_url) == before, f"{bad} changed the mute"
+
+
+async def test_a_digest_in_a_muted_chat_rings_only_for_critical_risk(database_url, new_account, telegram):
+    binance = new_account("binance", hedge_mode=True)
+    async with chatops(database_url, telegram, [binance]) as h:
+        await h.say(OPERATOR, "/mute 1h", chat_id=ALERT_CHAT)
+        for market in ("SOLUSDT", "BNBUSDT", "ETHUSDT"):  # six warnings: one digest
+            binance.set_position(market, "long", Decimal("1"), mark_price=Decimal("1500"))
+            binance.set_position(market, "short", Decimal("1"), mark_price=Decimal("1500"))
+        await h.reconciler.check(SCAN_KINDS)
+        quiet = await h.message_where(ALERT_CHAT, lambda m: "6 new findings" in m.text)
+        assert quiet.silent is True, "six warning orphans would ring; muted, their digest arrives silently"
+        critical_orphan(binance)  # six more, one of them critical
+        for market in ("XRPUSDT", "DOGEUSDT"):
+            binance.set_position(market, "long", Decimal("100"))
+            binance.set_position(market, "short", Decimal("100"))
+        binance.set_position("1000PEPEUSDT", "long", Decimal("1000"))
+        await h.reconciler.check(SCAN_KINDS)
+        loud = await h.message_where(ALERT_CHAT, lambda m: "6 new findings" in m.text and m is not quiet)
+        assert loud.silent is False, "a digest holding new critical risk rings through the mute"
+        [_unmuted, catch_up] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2)
+    assert catch_up.text.startswith("🔔 Mute over · 12 alerts arrived since ")
