@@ -26,15 +26,19 @@ from bot.commands import Scope, menus
 from bot.context import BotContext
 from bot.delivery import TelegramDelivery
 from bot.middlewares import AuthMiddleware, InFlight, PressesFirst, RoleMiddleware
+from bot.poll_conflicts import PollConflicts
 from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status
 from services.announcements import AlertPolicy
+from services.leases import Lease
 from services.mutes import MuteEnds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ROUTERS = (common, status, checks, mute, fixes, alerts, digests, fallback)  # in the order they are asked
 POLLING_LOCK = zlib.crc32(b"reconbot-telegram-polling")
-POLLING_STANDBY_S = 5.0
+POLLING_STANDBY_S = 5.0  # after a 409 (or polling that ended), before this replica competes for polling again
+POLLING_CHECK_S = 10.0  # how often the polling replica checks that its lock's session still answers
+LOCK_LOST = "the polling lock's database session is gone"
 
 
 def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Dispatcher:
@@ -78,6 +82,14 @@ class ChatOps:
         self._tasks: list[asyncio.Task[None]] = []
         self._mute_ends: asyncio.Task[None] | None = None
         self._polling = False
+        self._stopping = asyncio.Event()
+        self._conflicts = PollConflicts()
+        bot.session.middleware(self._conflicts)
+
+    @property
+    def polling(self) -> bool:
+        """Whether this replica answers Telegram now."""
+        return self._polling
 
     async def start(self) -> None:
         """Start polling and delivery; a Telegram outage at start only delays them, it never stops reconbot."""
@@ -117,25 +129,79 @@ class ChatOps:
 
     async def _poll(self) -> None:
         """Answer Telegram from one replica only (Telegram refuses two getUpdates at once): the one holding the
-        polling lock; the others stand by and take over when it goes away."""
-        conn = await self.ctx.runtime.database.connect()
+        polling lease. The others stand by and take over the moment its session ends; the holder stops polling
+        the moment it loses the lease, or when Telegram says another poller took over (409)."""
+        lease = Lease(self.ctx.runtime.database.connect, "telegram-polling", POLLING_LOCK)
+        registered = False
+
+        def standby() -> None:
+            log.info("another reconbot answers Telegram for this database; standing by")
+
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", POLLING_LOCK):
-                log.info("another reconbot answers Telegram for this database; standing by")
-                await asyncio.sleep(POLLING_STANDBY_S)
-            await self._register()
-            self._polling = True
-            await self.dispatcher.start_polling(
+            while await lease.acquire(self._stopping, standby):
+                try:
+                    if not registered:
+                        await self._register()
+                        registered = True
+                    reason = await self._poll_while_held(lease)
+                finally:
+                    await lease.release()
+                if reason is None:
+                    return
+                log.warning("telegram: %s; this replica stopped polling and stands by", reason)
+                if reason != LOCK_LOST:  # the lock is free: give another replica the first chance at it
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), POLLING_STANDBY_S)
+        finally:
+            await lease.release()
+
+    async def _poll_while_held(self, lease: Lease) -> str | None:
+        """Poll until stopped (None) or until the lease is lost or Telegram reports a conflict (the reason)."""
+        self._conflicts.conflict.clear()
+        polling = asyncio.create_task(
+            self.dispatcher.start_polling(
                 self.bot,
                 handle_signals=False,
                 close_bot_session=False,
                 polling_timeout=self._polling_timeout,
                 backoff_config=self._backoff,
                 allowed_updates=self.dispatcher.resolve_used_update_types(),
-            )
+            ),
+            name="telegram-getupdates",
+        )
+        self._polling = True
+        watch = asyncio.ensure_future(lease.watch(POLLING_CHECK_S))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        conflict = asyncio.ensure_future(self._conflicts.conflict.wait())
+        try:
+            await asyncio.wait({polling, watch, stopping, conflict}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=5)  # the lock goes with the connection
+            for waiting in (watch, stopping, conflict):
+                waiting.cancel()
+            await self._end_polling(polling)
+            self._polling = False
+        if conflict.done() and not conflict.cancelled():
+            return "getUpdates answered 409 Conflict (another bot instance polls with this token)"
+        if stopping.done() and not stopping.cancelled():
+            return None
+        if not lease.held:
+            return LOCK_LOST
+        return "polling ended"
+
+    async def _end_polling(self, polling: asyncio.Task[None]) -> None:
+        """End polling through aiogram: cancelling start_polling would leave its polling loop running."""
+        for _ in range(100):
+            if polling.done():
+                break
+            try:
+                await self.dispatcher.stop_polling()
+                break
+            except RuntimeError:  # start_polling entered but not yet holding its lock
+                await asyncio.sleep(0.02)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(polling), 10.0)
+        if polling.done() and not polling.cancelled() and polling.exception() is not None:
+            log.error("telegram polling failed", exc_info=polling.exception())
 
     async def _finish_handlers(self, timeout_s: float) -> None:
         """Let commands and button presses already being handled finish their replies (bounded)."""
@@ -146,21 +212,14 @@ class ChatOps:
                 task.cancel()
 
     async def stop_polling(self) -> None:
-        """End polling through aiogram: cancelling start_polling would leave its polling loop running.
-
-        Before polling has begun (Telegram unreachable since start), the registration task is cancelled."""
+        """Stop taking updates: polling ends through aiogram; a replica standing by, or still registering while
+        Telegram is unreachable, just stops waiting."""
         task = next((t for t in self._tasks if t.get_name() == "telegram-polling"), None)
         if task is None or task.done():
             return
+        self._stopping.set()
         if not self._polling:
             task.cancel()
-        else:
-            for _ in range(100):
-                try:
-                    await self.dispatcher.stop_polling()
-                    break
-                except RuntimeError:  # start_polling entered but not yet holding its lock
-                    await asyncio.sleep(0.02)
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, 10.0)
 

@@ -3,7 +3,7 @@
 python -m bench                       # everything (about 25 minutes on 2 cores)
 python -m bench --quick               # skip the largest check and the 100-account comparison
 python -m bench --only detector       # one: check_cost, seed, detector, phone, footprint, chatter, ghost_cause,
-                                      #      streams, scale
+                                      #      streams, scale, reconnects
 python -m bench --phone-default 5     # also time 5 orphans under the default intervals (about 7 minutes)
 python -m bench --compare bench/baseline.json   # show the change against an earlier run
 """
@@ -27,6 +27,7 @@ from bench import (
     detector,
     footprint,
     ghost_cause,
+    reconnects,
     scale,
     seed_comparison,
     streams,
@@ -35,7 +36,18 @@ from bench import (
 from bench.common import ROOT, Databases
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("check_cost", "seed", "detector", "phone", "footprint", "chatter", "ghost_cause", "streams", "scale")
+BENCHMARKS = (
+    "check_cost",
+    "seed",
+    "detector",
+    "phone",
+    "footprint",
+    "chatter",
+    "ghost_cause",
+    "streams",
+    "scale",
+    "reconnects",
+)
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -138,7 +150,8 @@ def report(results: dict[str, Any]) -> str:
         f = results["footprint"]
         parts.append(
             f"\n5. Idle `run`, {f['accounts']} accounts: {f['rss_mib_median']:.0f} MiB resident "
-            f"(max {f['rss_mib_max']:.0f}), {f['cpu_s_per_minute']:.2f} CPU s per minute"
+            f"(max {f['rss_mib_max']:.0f}), {f['cpu_s_per_minute']:.2f} CPU s and "
+            f"{f['db_transactions_per_minute']:.0f} database transactions per minute"
         )
         parts.append("  resident memory of a fresh interpreter after importing only:")
         parts += [f"    {name:<28} {mib:7.1f} MiB" for name, mib in f["import_rss_mib"].items()]
@@ -176,6 +189,22 @@ def report(results: dict[str, Any]) -> str:
         parts += streams_report(results["streams"])
     if "scale" in results:
         parts += scale_report(results["scale"])
+    if "reconnects" in results:
+        parts.append(
+            table(
+                "\n10. Memory over forced stream reconnects (one Binance and one Bybit account, both sockets closed "
+                "by the venue each round; after a full garbage collection)",
+                results["reconnects"],
+                [
+                    ("reconnects", "reconnects", "d"),
+                    ("rss_mib", "RSS MiB", ".1f"),
+                    ("binance_clients", "Binance ccxt.pro clients", "d"),
+                    ("bybit_clients", "Bybit ccxt.pro clients", "d"),
+                    ("tasks", "tasks", "d"),
+                    ("timers", "loop timers", "d"),
+                ],
+            )
+        )
     return "\n".join(parts)
 
 
@@ -248,6 +277,7 @@ def streams_report(s: dict[str, Any]) -> list[str]:
                 ("rss_mib_median", "RSS MiB", ".1f"),
                 ("rss_mib_max", "max MiB", ".1f"),
                 ("cpu_s_per_minute", "CPU s/min", ".3f"),
+                ("db_transactions_per_minute", "DB xacts/min", ".0f"),
             ],
         ),
     ]
@@ -326,6 +356,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results["streams"] = await streams.run(databases, quick=args.quick)
         if "scale" in wanted:
             results["scale"] = await scale.run(databases, quick=args.quick)
+        if "reconnects" in wanted:
+            results["reconnects"] = await reconnects.run(databases)
     return results
 
 

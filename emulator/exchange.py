@@ -242,8 +242,13 @@ Live kinds fire at once on every open stream, then on streams as they open, one 
 * ``stall``: nothing more is sent, pings (frames, Bybit ``op:ping``) and requests go unanswered, TCP stays
   open (a client's close frame is still honoured) -> ``RequestTimeout("... ping-pong keepalive missing")``
   after 2 x ``streaming['keepAlive']`` (Binance 180 s, Bybit 18 s). ``clear_stream_faults()`` resumes.
-* ``malformed``: one frame cut off mid-JSON -> ccxt's receive callback raises (logged by asyncio) and its
-  receive loop ends silently; pongs go unread, so the same ``RequestTimeout`` follows.
+* ``malformed``: one frame cut off mid-JSON (Binance an ``ACCOUNT_UPDATE``, Bybit a ``position`` push) ->
+  ccxt's receive callback raises (logged by asyncio) and its receive loop ends silently; pongs go unread, so
+  the same ``RequestTimeout`` follows.
+* ``overflow``: one position update whose amount is ``1e400`` (Binance ``ACCOUNT_UPDATE`` ``"pa"``, Bybit
+  ``position`` ``size``) -> ccxt's handler raises ``ValueError`` (``int('inf')``): the same silent end.
+* ``array`` (Binance): ``[]`` as the whole frame -> ``TypeError`` in ccxt's ``handle_message``: the same.
+* ``null_row`` (Bybit): an ``order`` push with ``"data":[null]`` -> ``TypeError`` in ccxt's order handler: the same.
 * ``expire`` (Binance): ``listenKeyExpired`` then close 1000 -> ``NetworkError("... closing code 1000")``;
   the redial on ccxt's cached key gets 1008 until ccxt POSTs a new key. ``expire_silent``: as natural
   expiry (``listenKeyExpired``, then silence; ccxt ignores the event and just hears nothing).

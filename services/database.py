@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,14 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "reconbot"
 CONNECT_TIMEOUT_S = 30.0
+# The server probes an idle lock connection: a replica cut off by the network loses its locks (its roles and
+# shards) within about 10 + 3 × 5 s, not after the operating system's two hours.
+KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+
+
+def replica_name() -> str:
+    """What pg_stat_activity shows for this process's sessions: which replica holds which lock."""
+    return f"reconbot {socket.gethostname()}:{os.getpid()}"
 
 
 class DatabaseError(Exception):
@@ -101,7 +111,9 @@ class Database:
         if self._resolved_dsn is None:
             raise DatabaseError("database is not started")
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            return await asyncpg.connect(self._resolved_dsn)
+            return await asyncpg.connect(
+                self._resolved_dsn, server_settings={"application_name": replica_name(), **KEEPALIVES}
+            )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -125,7 +137,11 @@ class Database:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 self._pool = await asyncpg.create_pool(
-                    dsn, min_size=1, max_size=self._settings.database.pool_size, command_timeout=120
+                    dsn,
+                    min_size=1,
+                    max_size=self._settings.database.pool_size,
+                    command_timeout=120,
+                    server_settings={"application_name": replica_name()},
                 )
         except (*TRANSIENT_ERRORS, TimeoutError) as exc:
             await self.close()

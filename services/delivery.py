@@ -1,24 +1,32 @@
 """The delivery loop shared by every outbox channel.
 
-One deliverer per channel and database (a PostgreSQL advisory lock), each destination's items strictly in
-order, destinations side by side. An item is marked sent only after the channel accepted it; a temporary
-failure is retried with backoff, a permanent one (an address that can never work) is kept as dead.
+One deliverer per channel and database: the replica holding the channel's lease (``services.leases``) delivers,
+the others stand by and take over the moment its session ends. Each destination's items go strictly in order,
+destinations side by side. An item is marked sent only after the channel accepted it; a temporary failure is
+retried with backoff, a permanent one (an address that can never work) is kept as dead.
+
+At rest the loop sleeps: it wakes when a row is queued (locally, or on any replica through LISTEN/NOTIFY on the
+lease's connection), when a retry falls due, and every IDLE_WAIT_S in case a notification was missed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from services.findings import FindingsStore
-from services.outbox import Outbox, OutboxItem
+from services.leases import SESSION_TIMEOUT_S, Lease, LeaseLost
+from services.outbox import CLAIM_S, WAKEUPS, Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 30.0
+RETRY_S = 5.0  # after the loop itself failed (the database, not a send)
+MIN_WAIT_S = 0.05
+SEND_TIMEOUT_S = CLAIM_S - 5.0  # a send never outlives its claim, so no other deliverer can send it meanwhile
 
 
 class PermanentDeliveryError(Exception):
@@ -34,8 +42,9 @@ class Deliverer:
         self.findings = findings
         self.outbox = outbox
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._draining = asyncio.Lock()
-        self._stopping = False
+        self._lease: Lease | None = None
         self.sent = 0
         self.failed = 0
         self.on_result: Callable[[str, bool], None] | None = None
@@ -47,73 +56,115 @@ class Deliverer:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
 
     @property
-    def _lock_key(self) -> int:
+    def lock_key(self) -> int:
         return zlib.crc32(f"reconbot-outbox-{self.channel}".encode())
 
     async def run(self) -> None:
-        """Deliver until stopped; waits while another process holds this channel's lock."""
-        async with self.outbox.pool.acquire() as lock_conn:
-            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                log.warning("another reconbot delivers %s alerts from this database; waiting", self.channel)
-                if await self._sleep(IDLE_WAIT_S):
-                    return
-            try:
-                while not self._stopping:
-                    try:
-                        await self.drain()
-                        due = await self.outbox.next_due_in_s(self.channel)
-                    except Exception:
-                        log.exception("%s delivery loop failed; retrying", self.channel)
-                        due = 5.0
-                    if await self._sleep(IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(due, 0.05))):
-                        return
-            finally:
-                with contextlib.suppress(Exception):
-                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+        """Deliver while this process holds the channel's lease; stand by while another one does."""
+        if self.outbox.connect is None:
+            raise RuntimeError("the outbox needs a connect function for the delivery lease")
+        lease = Lease(self.outbox.connect, f"outbox-{self.channel}", self.lock_key)
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Wait for a wake-up or the timeout; True when stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        def standby() -> None:
+            log.warning("another reconbot delivers %s alerts from this database; waiting", self.channel)
+
+        try:
+            while await lease.acquire(self._stop, standby):
+                try:
+                    await self._hold(lease)
+                finally:
+                    await lease.release()
+                if not self._stop.is_set():
+                    log.warning("%s: delivery lease lost; standing by until it is held again", self.channel)
+        finally:
+            await lease.release()
+
+    async def _hold(self, lease: Lease) -> None:
+        """Deliver until stopped or until the lease is lost."""
+        try:
+            async with lease.session() as conn:
+                await asyncio.wait_for(conn.add_listener(WAKEUPS, self._on_queued), SESSION_TIMEOUT_S)
+        except LeaseLost:
+            return
+        self._lease = lease
+        try:
+            while not self._stop.is_set() and lease.held:
+                try:
+                    await self.drain()
+                    due = await self.outbox.next_due_in_s(self.channel)
+                except Exception:
+                    if not lease.held:
+                        return
+                    log.exception("%s delivery loop failed; retrying", self.channel)
+                    due = RETRY_S
+                await self._sleep(IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(due, MIN_WAIT_S)), lease)
+        finally:
+            self._lease = None
+
+    def _on_queued(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self.channel:
+            self._wake.set()
+
+    async def _sleep(self, seconds: float, lease: Lease) -> None:
+        """Wait for a wake-up, the lease's loss or the timeout."""
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(lease.lost.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
         self._wake.clear()
-        return self._stopping
 
     async def drain(self) -> int:
         """Deliver everything that is due, each destination in order; returns how many items were sent.
 
-        Drains never overlap (the loop and a final flush at stop), so nothing is sent twice.
-        """
+        Only the lease holder delivers, and drains never overlap (the loop and a final flush at stop)."""
         delivered = 0
+        loop = asyncio.get_running_loop()
         async with self._draining:
-            while True:
-                heads = await self.outbox.heads(self.channel)
+            while (lease := self._lease) is not None and lease.held:
+                deadline = loop.time() + SEND_TIMEOUT_S  # taken before the claim: the claim lasts CLAIM_S from then
+                fence = lease.fence
+                try:
+                    async with lease.session() as conn:
+                        heads = await self.outbox.claim_due(conn, self.channel, fence)
+                except LeaseLost:
+                    return delivered
                 if not heads:
                     return delivered
-                results = await asyncio.gather(*(self._deliver_one(item) for item in heads))
+                sends = (self._deliver_one(item, fence.generation, deadline) for item in heads)
+                results = await asyncio.gather(*sends)
                 delivered += sum(results)
                 if not any(results):
                     return delivered
+        return delivered
 
-    async def _deliver_one(self, item: OutboxItem) -> bool:
-        delivered = await self._attempt(item)
+    async def _deliver_one(self, item: OutboxItem, generation: int, deadline: float) -> bool:
+        try:
+            delivered = await self._attempt(item, generation, deadline)
+        except Exception:  # the database, after the attempt: the row stays claimed, in doubt until CLAIM_S
+            log.exception("%s: what became of %s #%s could not be recorded", self.channel, item.kind, item.id)
+            delivered = False
         if self.on_result is not None:
             self.on_result(self.channel, delivered)
         return delivered
 
-    async def _attempt(self, item: OutboxItem) -> bool:
+    async def _attempt(self, item: OutboxItem, generation: int, deadline: float) -> bool:
         try:
-            await self.deliver(item)
+            async with asyncio.timeout_at(deadline):
+                await self.deliver(item)
         except PermanentDeliveryError as exc:
-            await self.outbox.mark_dead(item.id, str(exc))
+            await self.outbox.mark_dead(item.id, str(exc), generation)
             self.failed += 1
             log.error("%s: giving up on %s #%s for %s: %s", self.channel, item.kind, item.id, item.destination, exc)
             return False
         except Exception as exc:
-            delay = await self.outbox.mark_failed(item.id, f"{type(exc).__name__}: {exc}")
+            reason = f"no answer within {SEND_TIMEOUT_S:g}s" if isinstance(exc, TimeoutError) else str(exc)
+            delay = await self.outbox.mark_failed(item.id, f"{type(exc).__name__}: {reason}", generation)
             self.failed += 1
             log.warning(
                 "%s: %s #%s for %s failed (%s); retry in %ss",
@@ -121,10 +172,11 @@ class Deliverer:
                 item.kind,
                 item.id,
                 item.destination,
-                exc,
+                reason,
                 delay,
             )
             return False
-        await self.outbox.mark_sent(item.id)
+        if not await self.outbox.mark_sent(item.id, generation):
+            log.warning("%s: %s #%s was sent after another deliverer took it over", self.channel, item.kind, item.id)
         self.sent += 1
         return True

@@ -139,6 +139,7 @@ class FindingDetails(BaseModel):
     cause: CauseShown | None = None  # why a ghost vanished (or a size shrank), from the venue's history
     baseline: Baseline | None = None  # what was last shown to the traders: growth is measured from it
     growth: Growth | None = None  # the last growth that rang again
+    missed_at: datetime | None = None  # a check of its account no longer saw it; cleared when one sees it again
     hedged: bool = False
     category: str | None = None
     note: str | None = None

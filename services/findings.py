@@ -8,12 +8,28 @@ its alerts showed (services.regrowth) is open again and alerted again.
 A finding with a confirmed fix whose outcome is not recorded yet is never resolved as "drift no longer seen":
 the drift may be gone *because of* that fix. It stays live until the fix, or the re-read that settles an
 interrupted one, says what happened.
+
+Drift ends the way it starts: confirmed by a second read. The read that first no longer sees a live finding
+only marks it (``missed_at`` in its details), silently: no edit, no state change, so a snooze or an
+acknowledgement stands. The next read of its account that covers its kind — the confirming read the reconciler
+makes ``verify_delay_s`` later, or the next check when that read failed — resolves it if it does not see it either,
+and any read that sees it clears the mark. So one venue answer that left out a position, or one DB read that left
+out a row, neither edits the alert to "Resolved" nor, at the check after, files the same drift as new with a
+second alert. A stream event that says the position is gone (``Sighting.ends``) is the first of those two reads.
+Nothing counts as a miss on an account that could not be read (its findings are not even looked at), for order
+kinds on an account whose orders could not be read, for a key back inside its grace window, or while a confirmed
+fix is unsettled; the mark stays until a read that counts.
+
+Drift seen again after two reads said it was gone is filed as new and rings. A position opened again on the same
+key (the trading bot, or a trader, opening another untracked one right after the first was closed) is new risk
+the trader must hear of; keeping resolved findings open a while to absorb a venue that flaps twice in a row
+would hide exactly that, for a glitch the two-read rule already makes unlikely.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import asyncpg
@@ -96,6 +112,21 @@ def _stored(record: asyncpg.Record) -> StoredFinding:
     )
 
 
+def _read_again(first: CheckResult, again: CheckResult) -> CheckResult:
+    """A check some of whose accounts ``again`` read once more: those accounts as the later read saw them."""
+    read = {status.account for status in again.accounts}
+    statuses = {status.account: status for status in (*first.accounts, *again.accounts)}
+    return replace(
+        first,
+        accounts=tuple(statuses[status.account] for status in first.accounts),
+        findings=(*(f for f in first.findings if f.key.account not in read), *again.findings),
+        pending=(*(k for k in first.pending if k.account not in read), *again.pending),
+        pending_gone=(*(k for k in first.pending_gone if k.account not in read), *again.pending_gone),
+        finished_at=again.finished_at,
+        budget_notes=tuple(dict.fromkeys((*first.budget_notes, *again.budget_notes))),
+    )
+
+
 @dataclass(frozen=True)
 class FiledCheck:
     """A check and what filing it changed."""
@@ -107,6 +138,22 @@ class FiledCheck:
     reminded: tuple[StoredFinding, ...] = ()
     notices: tuple[Notice, ...] = ()
     grown: tuple[StoredFinding, ...] = ()  # snoozed, acknowledged or open findings that grew: alerted again
+    missed: tuple[StoredFinding, ...] = ()  # live findings this check first no longer saw: one more read ends them
+
+    def then(self, again: FiledCheck) -> FiledCheck:
+        """This check and ``again``, the read of some of its accounts that confirms what it no longer saw, as one
+        check: those accounts as the later read left them (as this one did where that read failed)."""
+        judged = {status.account for status in again.result.accounts if status.checked}
+        return FiledCheck(
+            _read_again(self.result, again.result),
+            new=(*self.new, *again.new),
+            resolved=(*self.resolved, *again.resolved),
+            live=(*(f for f in self.live if f.account not in judged), *again.live),
+            reminded=(*self.reminded, *again.reminded),
+            notices=(*self.notices, *again.notices),
+            grown=(*self.grown, *again.grown),
+            missed=(*(f for f in self.missed if f.account not in judged), *again.missed),
+        )
 
 
 class FindingsStore:
@@ -116,8 +163,9 @@ class FindingsStore:
     async def file(
         self, result: CheckResult, destinations: Sequence[Destination], policy: AlertPolicy | None = None
     ) -> FiledCheck:
-        """Record a check: insert new findings, refresh persisting ones, resolve vanished ones, queue alerts,
-        end expired snoozes, queue reminders, and raise or clear unreadable-account alerts."""
+        """Record a check: insert new findings, refresh persisting ones, mark vanished ones and resolve those that
+        vanished from two reads, queue alerts, end expired snoozes, queue reminders, and raise or clear
+        unreadable-account alerts."""
         checked = [a.account for a in result.accounts if a.checked]
         kinds = [k.value for k in result.kinds]
         pending = {(k.account, k.market, k.side.value) for k in result.pending}
@@ -125,6 +173,7 @@ class FindingsStore:
         new: list[StoredFinding] = []
         grown: list[StoredFinding] = []
         resolved: list[StoredFinding] = []
+        missed: list[StoredFinding] = []
         live: list[StoredFinding] = []
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK)
@@ -177,6 +226,12 @@ class FindingsStore:
                 if gone.kind in ORDER_KINDS and gone.account in blind:
                     live.append(gone)  # its orders could not be read this time: not seen is not gone
                     continue
+                if gone.details.missed_at is None and not any(s.ends(gone.kind, gone.key) for s in result.sightings):
+                    marked = await self._miss(conn, gone.id)
+                    if marked is not None:
+                        live.append(marked)  # the first read that no longer sees it: one more must agree
+                        missed.append(marked)
+                    continue
                 closed = await self._close(conn, gone.id, FindingState.RESOLVED, "reconbot", "drift no longer seen")
                 if closed is not None:
                     resolved.append(closed)
@@ -186,7 +241,14 @@ class FindingsStore:
                 await outbox.enqueue_many(conn, destinations, OutboxKind.NOTICE, body=notice.to_body())
             reminded = await self._remind(conn, destinations, policy)
         return FiledCheck(
-            result, tuple(new), tuple(resolved), tuple(live), tuple(reminded), tuple(notices), tuple(grown)
+            result,
+            tuple(new),
+            tuple(resolved),
+            tuple(live),
+            tuple(reminded),
+            tuple(notices),
+            tuple(grown),
+            tuple(missed),
         )
 
     @staticmethod
@@ -224,6 +286,17 @@ class FindingsStore:
             [str(s) for s in LIVE_STATES],
         )
         return (_stored(record), True) if record else (known, False)  # fixed meanwhile: never reopened
+
+    @staticmethod
+    async def _miss(conn: asyncpg.Connection, finding_id: int) -> StoredFinding | None:
+        """Mark a live finding that this check no longer saw; nothing is said about it yet."""
+        record = await conn.fetchrow(
+            f"UPDATE reconbot.findings SET details = details || jsonb_build_object('missed_at', now()) "
+            f"WHERE id = $1 AND state = ANY($2::text[]) RETURNING {_COLUMNS}",
+            finding_id,
+            [str(s) for s in LIVE_STATES],
+        )
+        return _stored(record) if record else None
 
     @staticmethod
     async def _being_fixed(conn: asyncpg.Connection) -> set[int | tuple[str, str, str]]:

@@ -35,6 +35,7 @@ class StreamStatus:
     error: str | None = None
     events: int = 0
     connects: int = 0
+    unreadable_frames: int = 0
 
 
 class LiveStreams:
@@ -106,7 +107,8 @@ class LiveStreams:
 
     def statuses(self) -> list[StreamStatus]:
         shown = [
-            StreamStatus(s.account, s.state, s.since, s.error, s.events, s.connects) for s in self.streams.values()
+            StreamStatus(s.account, s.state, s.since, s.error, s.events, s.connects, s.unreadable_frames)
+            for s in self.streams.values()
         ]
         shown += [StreamStatus(name, StreamState.OFF, self._started, why) for name, why in self.polling.items()]
         return shown

@@ -185,6 +185,22 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         6,
+        "fenced roles: a generation per role, and the generation that claimed each outbox row",
+        """
+        CREATE TABLE reconbot.leases (
+            role        text PRIMARY KEY,
+            holder      text NOT NULL,
+            generation  bigint NOT NULL,
+            acquired_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE reconbot.outbox ADD COLUMN claim_generation bigint;
+        """,
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        7,
         "mutes that quiet instead of dropping: their scope and start, and what arrived meanwhile",
         """
         ALTER TABLE reconbot.chat_mutes

@@ -47,6 +47,8 @@ ORDER_KINDS = frozenset({FindingKind.UNPROTECTED, FindingKind.STRAY_ORDER})
 GONE_KINDS = frozenset({FindingKind.GHOST, FindingKind.STRAY_ORDER})
 """Findings that say the exchange holds no position on their key: only a read that says so confirms one."""
 """Kinds that need the protective orders: not judged on an account whose orders could not be read."""
+HELD_KINDS = frozenset({FindingKind.ORPHAN, FindingKind.QUANTITY_MISMATCH, FindingKind.UNPROTECTED})
+"""Findings that say the exchange holds a position on their key: a read that says it is gone ends one."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,6 +82,11 @@ class Sighting:
     def confirms(self, kind: FindingKind, key: PositionKey) -> bool:
         """Whether this sighting stands in for the first of the two reads that confirm a finding."""
         return self.covers(key) and (self.gone or kind not in GONE_KINDS)
+
+    def ends(self, kind: FindingKind, key: PositionKey) -> bool:
+        """Whether this sighting stands in for the first of the two reads that end a finding: only a position
+        update of size 0 says the position a finding of ``HELD_KINDS`` is about is gone."""
+        return self.gone and self.covers(key) and kind in HELD_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,7 @@ class CheckResult:
     finished_at: datetime | None = None
     kinds: frozenset[FindingKind] = field(default=ALL_KINDS)
     budget_notes: tuple[str, ...] = ()  # venues whose request budget, not the interval, bounds the accounts
+    sightings: frozenset[Sighting] = frozenset()  # what a stream announced before this check's reads
 
     @property
     def unchecked(self) -> tuple[AccountStatus, ...]:

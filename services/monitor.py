@@ -137,6 +137,7 @@ class Monitor:
             started_at=started,
             finished_at=self._clock(),
             kinds=kinds,
+            sightings=frozenset(sightings),
             budget_notes=tuple(
                 note
                 for key, budget in budgets.items()

@@ -69,6 +69,12 @@ class Metrics:
         self.stream_connects = Gauge(
             "reconbot_stream_connects", "Times each account's live stream came up.", ["account"], registry=self.registry
         )
+        self.stream_unreadable = Gauge(
+            "reconbot_stream_unreadable_frames",
+            "Frames on each account's live stream that could not be read and were skipped (the account was checked).",
+            ["account"],
+            registry=self.registry,
+        )
 
     def on_shards(self, status: ShardStatus) -> None:
         self.shards_held.set(len(status.held))
@@ -80,6 +86,7 @@ class Metrics:
                 self.stream_state.labels(status.account, str(state)).set(1 if status.state is state else 0)
             self.stream_events.labels(status.account).set(status.events)
             self.stream_connects.labels(status.account).set(status.connects)
+            self.stream_unreadable.labels(status.account).set(status.unreadable_frames)
 
     def on_check(self, filed: FiledCheck) -> None:
         """A reconciler listener."""

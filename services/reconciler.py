@@ -136,9 +136,9 @@ class Reconciler:
     async def _check_now(
         self, kinds: frozenset[FindingKind], accounts: Sequence[str] | None, sightings: Collection[Sighting] = ()
     ) -> FiledCheck:
-        known = await self.runtime.findings.live_fingerprints()
-        result = await self.runtime.monitor.check(kinds, accounts, known, sightings)
-        filed = await self.runtime.findings.file(result, self.destinations, self.policy)
+        filed = await self._file(kinds, accounts, sightings)
+        if filed.missed:
+            filed = filed.then(await self._confirm_ends(filed, kinds))
         if self.auto_fix.enabled and FindingKind.GHOST in kinds:
             filed = await self._auto_fix(filed)
         self.last = filed
@@ -151,6 +151,23 @@ class Reconciler:
             except Exception:
                 log.exception("a check listener failed")
         return filed
+
+    async def _file(
+        self, kinds: frozenset[FindingKind], accounts: Sequence[str] | None, sightings: Collection[Sighting]
+    ) -> FiledCheck:
+        known = await self.runtime.findings.live_fingerprints()
+        result = await self.runtime.monitor.check(kinds, accounts, known, sightings)
+        return await self.runtime.findings.file(result, self.destinations, self.policy)
+
+    async def _confirm_ends(self, filed: FiledCheck, kinds: frozenset[FindingKind]) -> FiledCheck:
+        """The read that confirms drift ended, as the monitor's second read confirms drift that began: the
+        accounts where this check no longer saw a live finding are read again ``verify_delay_s`` later and filed,
+        which resolves what that read does not see either and keeps what it sees. Within the check (its accounts
+        are held), so its caller — a trader's /scan included — hears the outcome, not a doubt."""
+        missed = {f.account for f in filed.missed}
+        self.wake()  # what the first read found new goes out now, not after the wait
+        await asyncio.sleep(self.runtime.monitor.scan.verify_delay_s)
+        return await self._file(kinds, [name for name in self.runtime.gateways if name in missed], ())
 
     @contextlib.asynccontextmanager
     async def _holding(self, accounts: Sequence[str] | None) -> AsyncIterator[None]:
@@ -174,9 +191,12 @@ class Reconciler:
         """Close confirmed ghosts nobody chose to keep. Never on an unchecked account (they yield no findings);
         more ghosts at once than the limit looks systemic, so then nothing is fixed and a human is asked. A kept
         (acknowledged) ghost that grew is open again so that it rings, not so that it is fixed behind the back of
-        whoever kept it."""
+        whoever kept it. A ghost this check no longer saw is left to the read that confirms its end."""
+        unseen = {f.id for f in filed.missed}
         ghosts = [
-            f for f in filed.live if f.kind is FindingKind.GHOST and f.state is FindingState.OPEN and not _kept(f)
+            f
+            for f in filed.live
+            if f.kind is FindingKind.GHOST and f.state is FindingState.OPEN and not _kept(f) and f.id not in unseen
         ]
         if not ghosts:
             return filed

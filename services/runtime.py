@@ -113,7 +113,7 @@ class Runtime:
         self.findings = FindingsStore(self.database.pool)
         self.destinations = alert_destinations(self.settings)
         self._fixes = FixService(self._monitor, self._repository, self.findings, self.destinations)
-        self.outbox = Outbox(self.database.pool)
+        self.outbox = Outbox(self.database.pool, self.database.connect)
         self.mutes = ChatMutes(self.database.pool)
         self.confirmations = ConfirmationStore(
             self.database.pool, timedelta(seconds=self.settings.telegram.confirm_ttl_s), self.database.connect

@@ -1,7 +1,9 @@
 """Replicas that share the accounts through the database they already share: every account belongs to one of
 ``scale.shards`` shards (by a stable hash of its name), and each ``run`` process checks the accounts of the shards
 it holds. A shard is held with a PostgreSQL session advisory lock on one connection the process keeps, so the
-lock dies with the process (or its connection): the others take its shards over at their next claim round.
+lock dies with the process (or its connection): the others take its shards over at their next claim round. The
+replica watches that connection: the moment its session ends it holds nothing (and checks nothing) and claims
+again at once, with a new session.
 
 Each round a replica counts the live replicas (each holds one replica lock besides its shards), aims at its fair
 share — ceil(shards / replicas) — gives back shards above it and takes free ones below it. Findings, the outbox
@@ -14,14 +16,14 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from services.database import replica_name
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,16 @@ class ShardClaims:
         self.shards = shards
         self.claim_interval_s = claim_interval_s
         self.on_change = on_change
-        self.name = f"reconbot {socket.gethostname()}:{os.getpid()}"
+        self.name = replica_name()
         self.held: set[int] = set()
         self.replicas = 1
         self.slot: int | None = None
         self.rounds = 0
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._session_lost = asyncio.Event()
+        self._told: set[str] = set()  # the accounts on_change was last told this replica checks
+        self._reports: set[asyncio.Task[tuple[set[str], set[str]]]] = set()
 
     # -- what this replica checks -----------------------------------------------------------------------------
 
@@ -102,7 +107,9 @@ class ShardClaims:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.claim_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._session_lost.wait(), self.claim_interval_s)
+            self._session_lost.clear()
             await self.claim()
 
     # -- a claim round ----------------------------------------------------------------------------------------
@@ -110,22 +117,42 @@ class ShardClaims:
     async def claim(self) -> tuple[set[str], set[str]]:
         """One round: returns the accounts gained and lost."""
         self.rounds += 1
-        before = set(self.owned())
         try:
             await self._claim()
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("shard claim failed (%s); holding nothing until the database answers", type(exc).__name__)
             await self._drop_connection(unlock=False)
             self.held = set()
-        after = set(self.owned())
-        gained, lost = after - before, before - after
-        if (gained or lost) and self.on_change is not None:
+        if self._conn is None:  # the session ended during the round: what it took went with it
+            self.held = set()
+        return await self._report()
+
+    async def _report(self) -> tuple[set[str], set[str]]:
+        """Tell on_change which accounts were gained and lost since it was last told; returns them."""
+        now = set(self.owned())
+        gained, lost = now - self._told, self._told - now
+        self._told = now
+        if not (gained or lost):
+            return gained, lost
+        if self.on_change is not None:
             outcome = self.on_change(gained, lost)
             if asyncio.iscoroutine(outcome):
                 await outcome
-        if gained or lost:
-            log.info("shards: holding %d of %d (%d replica(s))", len(self.held), self.shards, self.replicas)
+        log.info("shards: holding %d of %d (%d replica(s))", len(self.held), self.shards, self.replicas)
         return gained, lost
+
+    def _on_terminated(self, conn: Any) -> None:
+        """The claim session ended (terminated, or its socket broke): its locks are gone, so hold nothing and
+        check nothing from now on, and claim again at once."""
+        if conn is not self._conn:
+            return  # a connection this replica closed itself
+        self._conn, self.slot = None, None
+        self.held = set()
+        log.warning("shards: the claim session ended; holding nothing until the locks are claimed again")
+        report = asyncio.get_running_loop().create_task(self._report())
+        self._reports.add(report)
+        report.add_done_callback(self._reports.discard)
+        self._session_lost.set()
 
     async def _claim(self) -> None:
         conn = await self._connection()
@@ -155,6 +182,7 @@ class ShardClaims:
     async def _connection(self) -> Any:
         if self._conn is None:
             self._conn = await self.connect()
+            self._conn.add_termination_listener(self._on_terminated)
             await self._conn.execute("SELECT set_config('application_name', $1, false)", self.name)
         return self._conn
 

@@ -15,6 +15,9 @@ import yaml
 
 from emulator.exchange import EmulatedAccount
 from services import migrations
+from services.delivery import Deliverer
+from services.findings import FindingsStore
+from services.outbox import Destination, Outbox, OutboxItem, OutboxKind, enqueue_many
 from services.settings import OpsSettings, PositionsSettings, Settings
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
@@ -144,3 +147,74 @@ async def running(settings: Settings, lines: list[str] | None = None) -> AsyncIt
         yield service
     finally:
         await service.stop(check_timeout_s=10, flush_timeout_s=2)
+
+
+class RecordingChannel(Deliverer):
+    """An outbox channel that records each send in a list shared by every replica, so a test sees a row sent
+    twice whichever replicas sent it. A send takes ``send_s``, so rows are in flight when a replica fails."""
+
+    channel = "recording"
+
+    def __init__(self, findings: FindingsStore, outbox: Outbox, sends: list[int], send_s: float = 0.02):
+        super().__init__(findings, outbox)
+        self.sends = sends
+        self.send_s = send_s
+
+    async def deliver(self, item: OutboxItem) -> None:
+        await asyncio.sleep(self.send_s)
+        self.sends.append(item.id)
+
+
+@contextlib.asynccontextmanager
+async def delivery_replica(
+    database_url: str, name: str, sends: list[int], on_query: Callable[[Any], None] | None = None
+) -> AsyncIterator[RecordingChannel]:
+    """A replica's deliverer of the recording channel, running: its own pool and lock connection, every
+    session named ``name`` (pg_stat_activity.application_name); ``on_query`` sees every statement it sends."""
+    settings = {"application_name": name}
+
+    async def instrument(conn: asyncpg.Connection) -> None:
+        if on_query is not None:
+            conn.add_query_logger(on_query)
+
+    async def connect() -> asyncpg.Connection:
+        conn = await asyncpg.connect(database_url, server_settings=settings)
+        await instrument(conn)
+        return conn
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3, server_settings=settings, init=instrument)
+    deliverer = RecordingChannel(FindingsStore(pool), Outbox(pool, connect), sends)
+    task = asyncio.create_task(deliverer.run())
+    try:
+        yield deliverer
+    finally:
+        deliverer.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        await pool.close()
+
+
+async def queue_rows(database_url: str, channel: str, destinations: Sequence[str], per_destination: int) -> list[int]:
+    """Queue outbox rows as another replica's check would (its own connection); returns their ids."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(per_destination):
+            await enqueue_many(conn, [Destination(channel, d) for d in destinations], OutboxKind.NOTICE)  # type: ignore[arg-type]
+        return [r["id"] for r in await conn.fetch("SELECT id FROM reconbot.outbox WHERE channel = $1", channel)]
+    finally:
+        await conn.close()
+
+
+async def lock_holders(database_url: str, key: int) -> list[tuple[int, str]]:
+    """(pid, application_name) of every session holding the advisory lock ``key`` (a one-number key)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1::bigint::oid "
+            "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            key,
+        )
+        return [(r["pid"], r["application_name"]) for r in rows]
+    finally:
+        await conn.close()

@@ -15,6 +15,7 @@ from services.positions import PositionsRepository, ReadOnlyStore
 from services.settings import AccountSettings, PositionsSettings, ScanSettings
 from services.venues import gateway_for
 from tests.helpers import account_config, fetch_audit, insert_positions, prepare_database
+from tests.test_stream_sightings import POSITIONS_PATH, omit_once
 
 
 @pytest.fixture
@@ -60,11 +61,16 @@ async def test_manual_scan_returns_orphans_by_account_and_alerts_once(parts):
 
     await monitor.manual_scan()
     assert len(alerts) == 1, "the same orphan is not announced twice"
+    bybit.tamper(POSITIONS_PATH["bybit"], omit_once("bybit", "AVLUSDT"))
+    assert (await monitor.manual_scan())[bybit.name] == [], "one answer left the position out"
+    await monitor.manual_scan()
+    assert len(alerts) == 1, "one answer that left it out is not the end of the drift: no second alert"
     bybit.remove_position("AVLUSDT", "long")
+    await monitor.manual_scan()
     await monitor.manual_scan()
     bybit.set_position("AVLUSDT", "long", Decimal("86"))
     await monitor.manual_scan()
-    assert len(alerts) == 2, "an orphan that went away and came back is announced again"
+    assert len(alerts) == 2, "an orphan that two checks no longer saw and that came back is announced again"
 
 
 async def test_has_stop_loss_comes_from_the_venues_orders(parts):

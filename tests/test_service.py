@@ -31,7 +31,17 @@ from services.fixes import GHOST_EXIT_REASON
 from services.model import ALL_KINDS
 from tests.chatops import ALERT_CHAT, OPERATOR, telegram_settings, without_presence
 from tests.conftest import TELEGRAM_TOKEN
-from tests.helpers import fetch_audit, fetch_positions_table, insert_positions, prepare_database, running, until
+from tests.helpers import (
+    delivery_replica,
+    fetch_audit,
+    fetch_positions_table,
+    insert_positions,
+    lock_holders,
+    prepare_database,
+    queue_rows,
+    running,
+    until,
+)
 from tests.helpers import position_row as row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -531,7 +541,8 @@ async def test_stop_lets_a_scheduled_check_in_flight_finish(database_url, new_ac
 
 class DatabaseProxy:
     """A TCP port in front of the test's PostgreSQL that refuses connections until opened: a database that is
-    down at boot and comes up later."""
+    down at boot and comes up later. ``frozen`` holds every byte in both directions without closing anything:
+    the network cut off, as far as either end can tell."""
 
     def __init__(self, database_url: str):
         from urllib.parse import parse_qs, urlsplit
@@ -544,6 +555,8 @@ class DatabaseProxy:
         self.server: asyncio.Server | None = None
         self.open = False
         self.refusal: tuple[str, str] | None = None  # (SQLSTATE, message) answered to every new connection
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -551,6 +564,17 @@ class DatabaseProxy:
     @property
     def url(self) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def frozen(self) -> bool:
+        return not self._flowing.is_set()
+
+    @frozen.setter
+    def frozen(self, value: bool) -> None:
+        if value:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -570,6 +594,7 @@ class DatabaseProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             sink.close()
@@ -743,3 +768,22 @@ async def test_a_malformed_bot_api_url_is_a_config_error_without_the_token(
     assert process.returncode == 3
     assert "telegram.api_base_url: must be an http:// or https:// URL" in output
     assert TELEGRAM_TOKEN not in output
+
+
+# -- the delivery loop at rest ----------------------------------------------------------------------------------
+
+
+async def test_an_idle_deliverer_sleeps_until_an_alert_is_queued(db):
+    """With nothing to send, the deliverer sends the database (next to) nothing; an alert queued by another
+    process (another replica's check) still wakes it at once, through LISTEN/NOTIFY."""
+    queries: list[object] = []
+    sends: list[int] = []
+    async with delivery_replica(db, "idle-replica", sends, on_query=queries.append) as deliverer:
+        await until(lambda: lock_holders(db, deliverer.lock_key))
+        await asyncio.sleep(0.5)
+        before = len(queries)
+        await asyncio.sleep(3)
+        assert len(queries) - before <= 1, f"{len(queries) - before} statements in 3 s of idleness"
+        [queued] = await queue_rows(db, deliverer.channel, ["desk"], 1)
+        await until(lambda: sends, timeout=2)
+        assert sends == [queued]

@@ -20,8 +20,8 @@ import yaml
 from app.service import start_service
 from services.model import ALL_KINDS
 from services.settings import AccountSettings, OpsSettings
-from services.streams import Backoff, StreamState
-from services.venues import gateway_for
+from services.streams import EXCERPT_CHARS, Backoff, StreamState, excerpt
+from services.venues import Gateway, gateway_for
 from tests.chatops import ALERT_CHAT, telegram_settings, without_presence
 from tests.helpers import account_config, cli, config_dict, insert_positions, prepare_database, running, until
 from tests.helpers import position_row as row
@@ -146,7 +146,8 @@ async def test_a_dropped_stream_raises_a_notice_polling_goes_on_and_it_comes_bac
         database_url,
         [account],
         telegram,
-        scan={"stream_grace_s": 0.5, "orphan_interval_s": 1, "reconcile_interval_s": 1},
+        # a grace longer than a slow start-up on a busy machine, whose own notices would be mistaken for these
+        scan={"stream_grace_s": 3, "orphan_interval_s": 1, "reconcile_interval_s": 1},
     )
     async with running(settings) as service:
         stream = service.streams.streams[account.name]
@@ -390,3 +391,125 @@ def test_backoff_grows_with_jitter_up_to_its_cap_and_resets():
         assert ceiling / 2 <= delay <= ceiling
     backoff.reset()
     assert backoff.next_s() <= 1.0
+
+
+# -- frames reconbot cannot read, silence, and what a reconnect leaves behind -----------------------------------
+
+HOSTILE = [
+    ("binance", "malformed"),  # JSON cut off mid-object
+    ("binance", "overflow"),  # an ACCOUNT_UPDATE position with "pa":"1e400"
+    ("binance", "array"),  # a JSON array as the whole frame
+    ("bybit", "malformed"),
+    ("bybit", "overflow"),  # a position push with size 1e400
+    ("bybit", "null_row"),  # an order push with data [null]
+]
+
+
+async def ops_page(service, path: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{service.ops.port}{path}") as response:
+        return await response.text()
+
+
+async def health(service) -> dict:
+    return json.loads(await ops_page(service, "/healthz"))
+
+
+@pytest.mark.parametrize(("venue", "kind"), HOSTILE)
+async def test_a_frame_that_cannot_be_read_is_logged_once_and_skipped(
+    database_url, new_account, telegram, caplog, venue, kind
+):
+    """ccxt's receive loop ends on any exception in its message handler; the stream would stay "up" and deaf.
+    reconbot logs the frame (bounded, redacted), skips it, checks the account, and hears the next event."""
+    account = new_account(venue)
+    await prepare_database(database_url)
+    async with running(streaming(database_url, [account], telegram)) as service:
+        await settled(service, account.name)
+        stream = service.streams.streams[account.name]
+        connects, listen_key, runs = stream.connects, account.listen_key, service.checks.runs
+        caplog.clear()
+        caplog.set_level("INFO", logger="services.streams")
+        account.stream_fault(kind, times=1)
+        await until(lambda: service.checks.runs > runs, timeout=5)  # a frame it could not read may have been news
+        account.stream_fault(kind, times=1)  # a second one within the minute is counted, not logged again
+        await until(lambda: stream.unreadable_frames == 2, timeout=5)
+        account.set_position("SOLUSDT", "short", Decimal("10"), entry_price=Decimal("150"))
+        await until(lambda: any("SOLUSDT" in t for t in texts(telegram)), timeout=5)
+        assert (stream.state, stream.connects) == (StreamState.UP, connects), "skipped, not reconnected"
+        assert (await health(service))["streams"][account.name]["state"] == "up"
+        logged = [r.getMessage() for r in caplog.records if "could not read" in r.getMessage()]
+        assert len(logged) == 1, logged
+        assert logged[0].startswith(f"{account.name}: live stream: skipped a frame ccxt could not read (")
+        assert len(logged[0]) <= 400
+        for secret in (account.api_key, account.secret, listen_key):
+            assert not secret or secret not in caplog.text
+        assert "Exception in callback" not in caplog.text
+        metrics = await ops_page(service, "/metrics")
+        assert f'reconbot_stream_unreadable_frames{{account="{account.name}"}} 2.0' in metrics
+
+
+def test_an_unreadable_frame_is_logged_bounded_and_without_secrets():
+    key = "Kx7" + "a" * 61  # a listenKey
+    frame = '{"e":"listenKeyExpired","listenKey":"' + key + '",\n  "E":"' + "9" * 400
+    line = excerpt(frame, ("secret-1", key))
+    assert key not in line and "***" in line
+    assert line.endswith(f"… ({len(frame)} chars)") and len(line) <= EXCERPT_CHARS + 20
+    assert "\n" not in line and "  " not in line
+    assert excerpt("[]", ()) == "[]"
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_a_mute_stream_is_down_within_its_ping_interval_and_comes_back(
+    database_url, new_account, telegram, monkeypatch, venue
+):
+    """A socket that stays open but says nothing (not even a pong) is down after the venue's ping interval and a
+    margin; a new socket that says nothing is not up; the outage is reported after ``scan.stream_grace_s``; the
+    stream comes back with a full check and hears the next event."""
+    monkeypatch.setattr(Gateway, "stream_ping_s", 0.5)
+    account = new_account(venue)
+    await prepare_database(database_url)
+    grace_s = 3.0
+    async with running(streaming(database_url, [account], telegram, scan={"stream_grace_s": grace_s})) as service:
+        stream = service.streams.streams[account.name]
+        stream.backoff = Backoff(first_s=0.2, most_s=0.5)
+        stream.connect_timeout_s = 8.0  # the muted reconnect gives up after this, well after the notice
+        await settled(service, account.name)
+        connects = stream.connects
+        account.stream_fault("stall", times=2)  # the open socket falls mute, and so does the next one
+        muted = time.monotonic()
+        await until(lambda: stream.state is not StreamState.UP, timeout=10)
+        elapsed = time.monotonic() - muted
+        assert elapsed < 0.5 * 1.5 + 1.5, f"{elapsed:.2f}s: down after the ping interval and a margin"
+        status = (await health(service))["streams"][account.name]
+        assert status["state"] == "down" and "silent" in status["error"], status
+        await until(lambda: any("live stream down since" in t for t in texts(telegram)), timeout=10)
+        noticed = time.monotonic() - muted
+        assert noticed >= grace_s, f"{noticed:.2f}s: not before scan.stream_grace_s"
+        assert (stream.state, stream.connects) == (StreamState.DOWN, connects), "the mute reconnect is not up"
+        assert (await health(service))["streams"][account.name]["state"] == "down"
+        checks = service.checks.runs
+        await until(lambda: any("live stream back" in t for t in texts(telegram)), timeout=20)
+        assert stream.connects == connects + 1
+        await until(lambda: service.checks.runs > checks)  # the reconnect check
+        account.set_position("SOLUSDT", "short", Decimal("10"), entry_price=Decimal("150"))
+        await until(lambda: any("SOLUSDT" in t for t in texts(telegram)), timeout=5)
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_reconnects_leave_no_ccxt_client_behind(database_url, new_account, telegram, venue):
+    """Each reconnect builds a new ccxt.pro client; the old one must be freed (ccxt's Binance listenKey keep-alive
+    timer held every old client for 20 minutes, about 0.8 MiB each)."""
+    import gc
+
+    account = new_account(venue)
+    await prepare_database(database_url)
+    async with running(streaming(database_url, [account], telegram)) as service:
+        stream = service.streams.streams[account.name]
+        stream.backoff = Backoff(first_s=0.01, most_s=0.02)
+        await until(lambda: stream.state is StreamState.UP)
+        stream_class = service.runtime.gateways[account.name].stream_class
+        for n in range(2, 12):
+            account.drop_streams()
+            await until(lambda n=n: stream.connects == n and stream.state is StreamState.UP)
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, stream_class)]
+        assert len(alive) <= 1, f"{len(alive)} ccxt.pro clients alive after 10 reconnects"

@@ -106,7 +106,9 @@ def test_log_lines_show_outside_text_on_one_line(caplog):
         forged, library, plain = caplog.records
         assert forged.getMessage() == f"binance-main: confirming read failed: {SHOWN}"
         assert library.getMessage() == f"update failed: {SHOWN}"
-        assert plain.getMessage() == "check account=a findings=3" and plain.args == ("a", 3), "left as it was"
+        assert plain.getMessage() == "check account=a findings=3"
+        untouched = logging.getLogRecordFactory()("services.monitor", logging.INFO, __file__, 1, "n=%d", (3,), None)
+        assert untouched.args == (3,), "a record without a control character keeps its arguments"
         assert all("\n" not in line for line in caplog.text.splitlines(keepends=False)), caplog.text
         assert FORGED not in [line.split(": ", 1)[-1] for line in caplog.text.splitlines()]
     finally:

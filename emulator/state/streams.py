@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Frames a client cannot read, each in the venue's own wire format: JSON cut off mid-object, a position whose size
+# is 1e400 (beyond a float), a JSON array as the whole frame (Binance), an order push whose row is null (Bybit).
+HOSTILE_FRAME_FAULTS = ("malformed", "overflow", "array", "null_row")
 # Faults that act on open connections (at once, then on connections as they open, until used up) ...
-LIVE_STREAM_FAULTS = ("drop", "reset", "stall", "malformed", "expire", "expire_silent")
+LIVE_STREAM_FAULTS = ("drop", "reset", "stall", *HOSTILE_FRAME_FAULTS, "expire", "expire_silent")
 # ... and faults that refuse something a client asks for.
 GATE_STREAM_FAULTS = ("refuse_auth", "refuse_listen_key", "unavailable")
 STREAM_FAULT_KINDS = LIVE_STREAM_FAULTS + GATE_STREAM_FAULTS
@@ -238,8 +241,9 @@ class AccountStreams:
     def stream_fault(self, kind: str, times: int | None = None) -> StreamFault:
         """Arm a fault on this account's private streams (``times=None``: until :meth:`clear_stream_faults`).
 
-        Live kinds (drop, reset, stall, malformed, expire, expire_silent) fire at once on every open stream,
-        then on streams as they open, one use per stream. Gate kinds fire on what a client asks for:
+        Live kinds (drop, reset, stall, the hostile frames malformed, overflow, array and null_row, expire,
+        expire_silent) fire at once on every open stream, then on streams as they open, one use per stream.
+        Gate kinds fire on what a client asks for:
         refuse_auth (Bybit auth op; Binance listenKey POST/PUT), refuse_listen_key (Binance WS handshake),
         unavailable (any WS handshake: HTTP 404). See ``emulator.exchange`` for what each looks like.
         """

@@ -1,8 +1,9 @@
 """One private-stream WebSocket connection, venue-neutral: a writer fed by account changes, a reader for the
-client's frames, and the live faults (drop, reset, stall, malformed) every venue shares.
+client's frames, and the live faults (drop, reset, stall, hostile frames) every venue shares.
 
 A venue subclass formats :class:`~emulator.state.streams.AccountChange` into its frames (:meth:`frames_for`),
-answers the client's text frames (:meth:`on_text`) and handles venue-only faults (:meth:`fire_venue`).
+writes the hostile frames in its own wire format (:meth:`hostile_frame`), answers the client's text frames
+(:meth:`on_text`) and handles venue-only faults (:meth:`fire_venue`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from emulator.state.account import EmulatedAccount
 from emulator.state.common import now_ms
-from emulator.state.streams import AccountChange
+from emulator.state.streams import HOSTILE_FRAME_FAULTS, AccountChange
 
 if TYPE_CHECKING:
     from emulator.streams.hub import StreamHub
 
 log = logging.getLogger(__name__)
 
-# A frame cut off mid-object: what a client sees when a proxy or the venue truncates a message.
-MALFORMED_FRAME = '{"e":"ACCOUNT_UPDATE","E":1700000000000,"a":{"m":"ORDER","B":[{"a":"USDT","wb":"10'
 _CLOSE = object()  # writer queue item: send the pending close frame
 _ID_CHARS = string.ascii_lowercase + string.digits
 
@@ -162,8 +161,8 @@ class StreamConnection:
             self._clear_queue()
         elif kind == "resume":
             self.stalled = False
-        elif kind == "malformed":
-            self.send(MALFORMED_FRAME)
+        elif kind in HOSTILE_FRAME_FAULTS:
+            self.send(self.hostile_frame(kind))
         else:
             self.fire_venue(kind)
 
@@ -186,6 +185,11 @@ class StreamConnection:
 
     async def on_text(self, text: str) -> None:
         """A text frame from the client (ignored unless the venue answers it)."""
+
+    def hostile_frame(self, kind: str) -> str:
+        """One frame of ``kind`` (see :data:`~emulator.state.streams.HOSTILE_FRAME_FAULTS`) in the venue's wire
+        format; only the kinds listed in the venue's ``fault_kinds`` are asked for."""
+        raise NotImplementedError
 
     def fire_venue(self, kind: str) -> None:
         """A fault only some venues know (e.g. Binance "expire")."""

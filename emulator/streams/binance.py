@@ -28,7 +28,7 @@ from emulator.state.common import ZERO, fmt, now_ms, places
 from emulator.state.orders import ProtectiveOrder
 from emulator.state.records import Position
 from emulator.state.streams import STREAM_FAULT_KINDS, AccountChange, ListenKey
-from emulator.streams.base import StreamConnection
+from emulator.streams.base import StreamConnection, dumps
 from emulator.venues.base import VenueError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _visible(position: Position | None) -> tuple[Any, ...] | None:
 class BinanceStreams:
     """Binance's side of the stream hub: listenKeys per account and the user-data WebSocket."""
 
-    fault_kinds = STREAM_FAULT_KINDS
+    fault_kinds = tuple(k for k in STREAM_FAULT_KINDS if k != "null_row")
 
     def __init__(self, hub: StreamHub) -> None:
         self.hub = hub
@@ -285,6 +285,18 @@ class BinanceConnection(StreamConnection):
         if self.events is not None:
             frames = [f for f in frames if f["e"] in self.events]
         return frames
+
+    def hostile_frame(self, kind: str) -> str:
+        """An ``ACCOUNT_UPDATE`` cut off mid-object (malformed) or whose position amount is ``1e400`` (overflow),
+        or an empty JSON array as the whole frame (array)."""
+        if kind == "array":
+            return "[]"
+        stamp = now_ms()
+        row = {"s": "BTCUSDT", "pa": "1e400" if kind == "overflow" else "0.010", "ep": "60000.0", "bep": "60000.0"}
+        row.update(cr="0", up="0", mt="cross", iw="0", ps="BOTH", ma="USDT")
+        balance = {"a": "USDT", "wb": "10000.00000000", "cw": "10000.00000000", "bc": "0"}
+        text = dumps({"e": "ACCOUNT_UPDATE", "E": stamp, "T": stamp, "a": {"m": "ORDER", "B": [balance], "P": [row]}})
+        return text if kind == "overflow" else text[: len(text) * 2 // 3]
 
     def fire_venue(self, kind: str) -> None:
         if kind in ("expire", "expire_silent"):

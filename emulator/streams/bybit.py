@@ -25,7 +25,7 @@ from emulator.state.account import EmulatedAccount
 from emulator.state.common import ZERO, fmt, now_ms, places
 from emulator.state.records import EmulatedOrder, Position
 from emulator.state.streams import GATE_STREAM_FAULTS, LIVE_STREAM_FAULTS, AccountChange
-from emulator.streams.base import StreamConnection, random_id
+from emulator.streams.base import StreamConnection, dumps, random_id
 from emulator.venues.base import hmac_hex
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def _topic_ok(topic: Any) -> bool:
 class BybitStreams:
     """Bybit's side of the stream hub."""
 
-    fault_kinds = tuple(k for k in LIVE_STREAM_FAULTS + GATE_STREAM_FAULTS if "expire" not in k and "listen" not in k)
+    fault_kinds = tuple(
+        k for k in LIVE_STREAM_FAULTS + GATE_STREAM_FAULTS if "expire" not in k and "listen" not in k and k != "array"
+    )
 
     def __init__(self, hub: StreamHub) -> None:
         self.hub = hub
@@ -226,6 +228,20 @@ class BybitConnection(StreamConnection):
                     {"id": str(uuid.uuid4()), "topic": topic, "creationTime": change.timestamp_ms, "data": data}
                 )
         return frames
+
+    def hostile_frame(self, kind: str) -> str:
+        """A ``position`` push cut off mid-object (malformed) or whose size is ``1e400`` (overflow), or an
+        ``order`` push whose one row is null (null_row)."""
+        stamp = now_ms()
+        if kind == "null_row":
+            return dumps({"id": str(uuid.uuid4()), "topic": "order", "creationTime": stamp, "data": [None]})
+        api = self.hub.bybit.api
+        market = api.markets["BTCUSDT"]
+        row = {"category": market.category, **api._position_row(self.account, market, 0, None)}
+        row["entryPrice"] = row.pop("avgPrice")
+        row.update(side="Buy", size="1e400" if kind == "overflow" else "0.010")
+        text = dumps({"id": str(uuid.uuid4()), "topic": "position", "creationTime": stamp, "data": [row]})
+        return text if kind == "overflow" else text[: len(text) * 2 // 3]
 
     def venue_info(self) -> dict[str, Any]:
         return {"conn_id": self.conn_id, "authenticated": self.authenticated, "topics": list(self.topics)}

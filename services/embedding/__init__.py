@@ -74,7 +74,7 @@ class _PeriodicCheck:
         self._given_name = {gateway.name: key for key, gateway in given.items()}  # results use the bot's names
         self.monitor = Monitor(self.scan, self.gateways, self.store)
         self._task: asyncio.Task[None] | None = None
-        self._alerted: set[str] = set()
+        self._alerted: dict[str, int] = {}  # fingerprint told -> checks in a row that no longer saw it
         self.last_result: CheckResult | None = None
 
     @property
@@ -121,10 +121,18 @@ class _PeriodicCheck:
             if finding.fingerprint not in self._alerted:
                 new.append(finding)
                 await self._alert(name, finding.key.market, details)
-        checked = {a.account for a in result.accounts if a.checked}
-        self._alerted = {fp for fp in self._alerted if fp.split("|", 1)[0] not in checked} | current
+        self._forget_ended(current, {a.account for a in result.accounts if a.checked})
         await self._after(result, new)
         return grouped
+
+    def _forget_ended(self, seen: set[str], checked: set[str]) -> None:
+        """A drift is forgotten (and told again if it comes back) only after two checks of its account in a row
+        no longer saw it: one answer that left a position out is not the end of a drift."""
+        for fingerprint in [fp for fp in self._alerted if fp not in seen and fp.split("|", 1)[0] in checked]:
+            self._alerted[fingerprint] += 1
+            if self._alerted[fingerprint] >= 2:
+                del self._alerted[fingerprint]
+        self._alerted.update(dict.fromkeys(seen, 0))
 
     async def _after(self, result: CheckResult, new: list[Finding]) -> None:
         """What a kind of check does with what it found, beyond telling."""

@@ -94,6 +94,9 @@ class Gateway(ABC):
     exchange_id: ClassVar[str]
     default_db_exchange: ClassVar[str]
     stream_class: ClassVar[type[Any] | None] = None  # the venue's ccxt.pro class; None: the venue only polls
+    # How often the stream client pings (ccxt's keepAlive; Bybit asks for 20 s, Binance answers any ping). A live
+    # venue answers each ping, so a socket silent for stream_silence_s is dead whatever its TCP state says.
+    stream_ping_s = 20.0
     client_options: ClassVar[dict[str, Any]] = {}
     owns_client = True  # False when a program embedding reconbot lent its own client
     reads_orders = True  # False for a source that reports positions only
@@ -150,9 +153,16 @@ class Gateway(ABC):
             return "api_base_url is set without ws_base_url"
         return None
 
+    @property
+    def stream_silence_s(self) -> float:
+        """How long a stream may say nothing (no event, no pong) before it counts as down: a ping interval and
+        half of one more for the answer."""
+        return self.stream_ping_s * 1.5
+
     def create_stream_client(self) -> Any:
         """A ccxt.pro client for the account's private stream: the same environment and rebased URLs as the
-        REST client, the markets it already loaded, and no REST snapshot of its own (reconbot reads the book)."""
+        REST client, the markets it already loaded, no REST snapshot of its own (reconbot reads the book), and
+        a ping every ``stream_ping_s``."""
         assert self.stream_class is not None
         api_key, secret = self.account.credentials()
         options = {**self.client_options, "watchPositions": {"fetchPositionsSnapshot": False}}
@@ -164,6 +174,7 @@ class Gateway(ABC):
             demo_trading=self.account.demo_trading,
             ws_base_url=self.account.ws_base_url,
         )
+        client.streaming = {**client.streaming, "keepAlive": int(self.stream_ping_s * 1000)}
         if self.client.markets:
             client.set_markets_from_exchange(self.client)
         client.venue_budget = self.budget

@@ -28,6 +28,7 @@ from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, last_close, nothing_found, window_start
 from services.venues.rows import Row, SourcedRow, as_list, position_closed_by
+from services.venues.stream_client import GuardedStream
 
 POSITIONS_PATH = "/fapi/v3/positionRisk"
 OPEN_ORDERS_PATH = "/fapi/v1/openOrders"
@@ -112,7 +113,7 @@ class GuardedBinanceUsdm(BinanceWeights, ErrorsByPath, ccxt.binanceusdm):
         return None
 
 
-class BinanceUsdmStream(BinanceWeights, ErrorsByPath, ccxt_pro.binanceusdm):
+class BinanceUsdmStream(GuardedStream, BinanceWeights, ErrorsByPath, ccxt_pro.binanceusdm):
     """The user data stream. Binance announces an expired listenKey with a ``listenKeyExpired`` event and then
     stays silent on the open socket; ccxt ignores the event, so here it ends every watch, and reconbot
     reconnects with a new key."""

@@ -28,6 +28,7 @@ from services.venues.clients import client_config, configure, require_json_body
 from services.venues.errors import BadAnswer, VenueError
 from services.venues.history import ClosingFill, LastClose, by_pnl, last_close, nothing_found, window_start
 from services.venues.rows import Row, SourcedRow, as_list, position_closed_by
+from services.venues.stream_client import GuardedStream
 
 # Bybit keeps each settlement family in its own listing; linear needs a settle coin to list without symbol.
 POSITION_QUERIES: tuple[dict[str, str], ...] = (
@@ -78,7 +79,7 @@ class BybitRequests(Budgeted):
         return 1.0
 
 
-class BybitStream(BybitRequests, ccxt_pro.bybit):
+class BybitStream(GuardedStream, BybitRequests, ccxt_pro.bybit):
     """/v5/private: auth, the position and order topics, pings."""
 
 
