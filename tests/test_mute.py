@@ -29,6 +29,13 @@ def info_orphan(account) -> None:
     account.set_position("XRPUSDT", "long", Decimal("300"), mark_price=Decimal("1.761"))
 
 
+def unmuted_and_catch_up(messages: list) -> tuple:
+    """The answer to /mute off and the catch-up, whichever of the two the chat got first."""
+    [unmuted] = [m for m in messages if m.text.startswith("🔔 This chat")]
+    [catch_up] = [m for m in messages if m.text.startswith("🔔 Mute over")]
+    return unmuted, catch_up
+
+
 def catch_ups(h: Harness) -> list:
     return [m for m in h.alerts() if m.text.startswith("🔔 Mute over")]
 
@@ -90,7 +97,7 @@ async def test_mute_off_posts_one_catch_up_of_what_arrived_meanwhile(database_ur
         await h.settled()
         assert catch_ups(h) == [], "nothing is summed up while the mute lasts"
 
-        [unmuted, catch_up] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2)
+        unmuted, catch_up = unmuted_and_catch_up(await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2))
         assert unmuted.text.startswith("🔔 This chat is no longer muted: alerts ring again.")
         assert "3 alerts arrived while it was muted" in unmuted.text
         lines = catch_up.text.splitlines()
@@ -148,7 +155,7 @@ async def test_a_mute_scoped_to_info_leaves_warnings_ringing(database_url, new_a
         info = await h.message_where(ALERT_CHAT, lambda m: "XRPUSDT LONG" in m.text)
         assert warning.silent is False, "a warning is outside an info-only mute: it rings as usual"
         assert info.silent is True
-        [_unmuted, catch_up] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2)
+        _unmuted, catch_up = unmuted_and_catch_up(await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2))
     assert "2 alerts arrived since" in catch_up.text
 
 
@@ -192,5 +199,5 @@ async def test_a_digest_in_a_muted_chat_rings_only_for_critical_risk(database_ur
         await h.reconciler.check(SCAN_KINDS)
         loud = await h.message_where(ALERT_CHAT, lambda m: "6 new findings" in m.text and m is not quiet)
         assert loud.silent is False, "a digest holding new critical risk rings through the mute"
-        [_unmuted, catch_up] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2)
+        _unmuted, catch_up = unmuted_and_catch_up(await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT, replies=2))
     assert catch_up.text.startswith("🔔 Mute over · 12 alerts arrived since ")
