@@ -73,7 +73,7 @@ class ChatOps:
             exchange_orders={a.name: a.allow_exchange_orders for a in ctx.settings.accounts},
             policy=AlertPolicy.from_settings(ctx.settings.alerts),
             mutes=ctx.runtime.mutes,
-            mute_critical=ctx.settings.telegram.mute_critical,
+            telegram=ctx.settings.telegram,
         )
         self.mute_ends = MuteEnds(ctx.runtime.mutes, self.delivery.wake)
         ctx.reconciler.wakeups.append(self.delivery.wake)

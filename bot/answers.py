@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aiogram import html
 
 from bot.commands import CommandInfo
-from bot.texts import quote, when
+from bot.texts import quote, span, when
 from services import money
 from services.confirmations import Claim, ClaimRefused
 from services.findings import StoredFinding
@@ -92,8 +92,8 @@ def already_settled(finding: StoredFinding) -> str:
     return f"Finding #{finding.id} is already {finding.state}; nothing to do."
 
 
-def snoozed_until(until: datetime) -> str:
-    return f"Snoozed until {when(until)}."
+def snoozed_until(until: datetime, length: timedelta) -> str:
+    return f"Snoozed for {span(length)}, until {when(until)}."
 
 
 def orders_not_allowed(account: str) -> str:
@@ -358,8 +358,8 @@ def positions_pages(snapshot: AccountSnapshot) -> list[str]:
     ]
 
 
-def snoozed_many(count: int, until: datetime) -> str:
-    return f"Snoozed {count} finding{'s' if count != 1 else ''} until {when(until)}."
+def snoozed_many(count: int, until: datetime, length: timedelta) -> str:
+    return f"Snoozed {count} finding{'s' if count != 1 else ''} for {span(length)}, until {when(until)}."
 
 
 def showing(count: int) -> str:

@@ -17,6 +17,7 @@ class FindingButton(StrEnum):
     CLOSE_ON_EXCHANGE = "xclose"
     SNOOZE = "snooze"
     DETAILS = "details"
+    HIDE_DETAILS = "hide"  # on an alert showing its details: back to the alert alone
     MARK_CLOSED = "markclosed"
     SET_SIZE = "setsize"
     CANCEL_ORDER = "xcancel"

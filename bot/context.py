@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.keyboards import ChatButtons
 from services.outbox import Destination
 from services.reconciler import Reconciler
 from services.runtime import Runtime
@@ -20,6 +21,11 @@ class BotContext:
     reconciler: Reconciler
     next_runs: Callable[[], dict[str, datetime | None]] = field(default=lambda: {})
     shards: Callable[[], Awaitable[ShardStatus]] | None = None  # the replicas sharing the accounts
+
+    @property
+    def buttons(self) -> ChatButtons:
+        """The keyboards each chat's copies get (bot.keyboards.ChatButtons)."""
+        return ChatButtons.of(self.settings)
 
     @property
     def destinations(self) -> list[Destination]:

@@ -1,11 +1,12 @@
 """Drains the outbox into Telegram: new alerts with their buttons, digests of many, edits when a finding
 changes, reminders and notices. The loop, ordering and retries are the shared ``services.delivery.Deliverer``.
 
-Sound is for new risk: an alert rings only when its kind is ``loud`` (or the finding grew: services.regrowth)
-and it is not info-level; digests ring when they hold such an alert; reminders and notices arrive silently, except
-that nobody watching the accounts rings. A muted chat still gets everything (``services.mutes``): what the mute
-covers arrives silently, critical alerts ring unless ``telegram.mute_critical`` says silent, and the findings that
-arrived are noted for the catch-up posted when the mute ends.
+Sound follows risk: an alert rings only when its kind or the cause it tells is ``loud`` (a liquidation or ADL
+by default; services.severity) or the finding grew (services.regrowth), and it is not info-level; digests ring
+when they hold such an alert; reminders and notices arrive silently, except that nobody watching the accounts
+rings. A muted chat still gets everything (``services.mutes``): what the mute covers arrives silently, critical
+alerts ring unless ``telegram.mute_critical`` says silent, and the findings that arrived are noted for the
+catch-up posted when the mute ends.
 
 Within a chat's lane (``bot.flood``) alerts and notices go before command replies; edits of earlier alerts,
 reminders and catch-ups wait in the background, so they never hold back what answers a button press."""
@@ -23,7 +24,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from bot import answers, finding_texts, texts
 from bot.flood import Priority, sending_as
-from bot.keyboards import digest_keyboard, finding_keyboard
+from bot.keyboards import ChatButtons
 from bot.replies import edit_quietly
 from services.announcements import AlertPolicy
 from services.chat_address import split_address
@@ -33,6 +34,7 @@ from services.model import FindingState
 from services.mutes import ChatMutes, Mute
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
+from services.settings import TelegramSettings
 from services.severity import MutedCritical, Notify, Severity
 
 log = logging.getLogger(__name__)
@@ -53,22 +55,23 @@ class TelegramDelivery(Deliverer):
         exchange_orders: Mapping[str, bool],
         policy: AlertPolicy | None = None,
         mutes: ChatMutes | None = None,
-        mute_critical: MutedCritical = MutedCritical.RING,
+        telegram: TelegramSettings | None = None,
     ):
         super().__init__(findings, outbox)
         self.bot = bot
-        self.exchange_orders = exchange_orders
+        self.buttons = ChatButtons(exchange_orders, telegram)
         self.policy = policy or AlertPolicy()
         self.mutes = mutes or ChatMutes(findings.pool)
-        self.mute_critical = mute_critical
+        self.mute_critical = telegram.mute_critical if telegram is not None else MutedCritical.RING
 
-    def _keyboard(self, finding: StoredFinding) -> InlineKeyboardMarkup | None:
-        return finding_keyboard(finding, exchange_orders=self.exchange_orders.get(finding.account, False))
+    def _keyboard(self, finding: StoredFinding, chat_id: int) -> InlineKeyboardMarkup | None:
+        """The buttons of this chat's copy: those its reader may press (bot.roles.reader_of)."""
+        return self.buttons.finding(finding, chat_id)
 
     def rings(self, finding: StoredFinding) -> bool:
-        """New risk rings: a loud kind, or any kind's growth beyond what a trader quietened, that is not
-        info-level."""
-        loud = self.policy.notify_for(finding.kind) is Notify.LOUD or finding.details.growth is not None
+        """New risk rings: a loud kind or cause (a liquidation, whatever its kind), or any finding's growth beyond
+        what a trader quietened, that is not info-level."""
+        loud = self.policy.notify_for(finding) is Notify.LOUD or finding.details.growth is not None
         return loud and finding_texts.severity(finding) is not Severity.INFO
 
     def quieted(self, mute: Mute | None, severity: Severity) -> bool:
@@ -137,7 +140,7 @@ class TelegramDelivery(Deliverer):
         chunks = texts.split_message(finding_texts.finding_message(finding))
         message_id = 0
         for index, chunk in enumerate(chunks):
-            markup = self._keyboard(finding) if index == len(chunks) - 1 else None
+            markup = self._keyboard(finding, chat_id) if index == len(chunks) - 1 else None
             message = await self.bot.send_message(
                 chat_id, chunk, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
             )
@@ -154,7 +157,7 @@ class TelegramDelivery(Deliverer):
             return
         mute = await self.mutes.note_arrival(chat_id, item.destination, [f.id for f in listed])
         text = finding_texts.digest_message(listed)
-        markup = digest_keyboard(int(item.body["digest_id"]), [f.id for f in listed])
+        markup = self.buttons.digest(int(item.body["digest_id"]), [f.id for f in listed], chat_id)
         silent = not any(self.rings(f) and not self.quieted(mute, finding_texts.severity(f)) for f in listed)
         await self.bot.send_message(
             chat_id, text, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
@@ -190,6 +193,6 @@ class TelegramDelivery(Deliverer):
         for message_id in await self.findings.alert_messages(finding.id, chat_id):
             await edit_quietly(
                 self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding)
+                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=self._keyboard(finding, chat_id)
                 )
             )

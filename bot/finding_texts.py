@@ -5,15 +5,15 @@ figures a trader decides on, and what to do. Digests and reminders list many fin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from aiogram import html
 
-from bot.texts import code, quote, when
+from bot.texts import code, moment, quote, span
 from services.announcements import biggest_first
 from services.cause_text import cause_subject, explain
-from services.causes import CloseKind
+from services.causes import CloseKind, told_cause
 from services.finding_details import FindingDetails
 from services.findings import StoredFinding
 from services.kinds import KINDS, SYMBOL_MAPPING_HINT
@@ -75,6 +75,33 @@ def growth_line(finding: StoredFinding) -> str | None:
     return f"📈 <b>{quote(title)}</b> · {quote(rest)}"
 
 
+# What the venue's risk engine did to a whole position, and to part of one.
+_FORCED_WORDS = {
+    CloseKind.LIQUIDATION: ("Liquidated", "Partly liquidated"),
+    CloseKind.ADL: ("Auto-deleveraged", "Partly auto-deleveraged"),
+}
+
+
+def forced_line(finding: StoredFinding) -> str | None:
+    """``💥 Liquidated: ETHUSDT LONG 10 on by-main · −1,400.00 USDT realized``: a position the venue's risk engine
+    ended or cut is the news, so it leads the alert (which rings: services.severity) — a ghost with its DB size,
+    a cut size from the DB's to the exchange's."""
+    d = finding.details
+    cause = d.cause.kind if d.cause else None
+    if d.cause is None or cause not in _FORCED_WORDS or told_cause(finding.kind, cause) is None:
+        return None
+    whole, part = _FORCED_WORDS[cause]
+    where = f"{finding.market} {finding.side.upper()}"
+    if finding.kind is FindingKind.GHOST:
+        what = f"{whole}: {where} {size(d.db_quantity)}"
+    else:
+        what = f"{part}: {where} {size(d.db_quantity)} → {size(d.exchange_quantity)}"
+    line = f"💥 <b>{quote(what)}</b> on {quote(finding.account)}"
+    if d.cause.realized_pnl is not None:
+        line += f" · {quote(amount(d.cause.realized_pnl, d.cause.currency, sign=True))} realized"
+    return line
+
+
 def finding_headline(finding: StoredFinding) -> str:
     return (
         f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} ({quote(finding.exchange)})"
@@ -94,19 +121,6 @@ def protection_line(details: FindingDetails) -> str:
     return f"🛡️ Stop-loss: {text}"
 
 
-def duration(span: timedelta) -> str:
-    """``3h 12m``, ``2d 4h``, ``45m``, ``30s``."""
-    seconds = max(0, int(span.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m" if minutes else f"{secs}s"
-
-
 def _position_lines(d: FindingDetails) -> list[str]:
     """The figures of an exchange position: size and value, PnL and leverage, prices, liquidation."""
     lines = [f"Contracts: {code(size(d.exchange_quantity))} · Notional: {code(amount(d.notional, d.currency))}"]
@@ -123,13 +137,10 @@ def _position_lines(d: FindingDetails) -> list[str]:
     return lines
 
 
-def _age_line(finding: StoredFinding) -> str:
-    """How long the position had been open when it was found (the venue's opening time), else when it was
-    first seen; both fixed, so every copy of the alert reads the same."""
-    opened = finding.details.venue_opened_at
-    if opened is not None:
-        return f"Open since {when(opened)} ({duration(finding.first_seen - opened)} when found)"
-    return f"First seen {when(finding.first_seen)}"
+def _age(finding: StoredFinding, since: datetime | None, what: str) -> list[str]:
+    """``Open for 3h 12m when found``: an age as a span from the one moment the alert states (when it was
+    detected), never a second timestamp; fixed, so every copy of the alert reads the same."""
+    return [f"{what} for {span(finding.first_seen - since)} when found"] if since is not None else []
 
 
 def _db_rows(details: FindingDetails) -> str:
@@ -154,12 +165,12 @@ _CAUSE_MARK = {
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
-    grew = growth_line(finding)
-    lines = [*([grew] if grew else []), first_line(finding), finding_headline(finding)]
+    leading = [line for line in (growth_line(finding), forced_line(finding)) if line]
+    lines = [*leading, first_line(finding), finding_headline(finding)]
     if finding.kind is FindingKind.ORPHAN:
-        lines += [*_position_lines(d), _age_line(finding)]
+        lines += [*_position_lines(d), *_age(finding, d.venue_opened_at, "Open")]
     elif finding.kind is FindingKind.UNPROTECTED:
-        lines += [*_position_lines(d), f"DB position {_db_rows(d)}", _age_line(finding)]
+        lines += [*_position_lines(d), f"DB position {_db_rows(d)}", *_age(finding, d.venue_opened_at, "Open")]
         belief = db_belief_text(d)
         if belief:
             lines.append(quote(belief))
@@ -169,7 +180,7 @@ def finding_body(finding: StoredFinding) -> list[str]:
     elif finding.kind is FindingKind.GHOST:
         lines += [
             f"DB position {_db_rows(d)} · size {code(size(d.db_quantity))}{_db_value(d)}",
-            f"In the DB since: {when(d.opened_at)}",
+            *_age(finding, d.opened_at, "In the DB"),
         ]
     elif finding.kind is FindingKind.UNKNOWN_SYMBOL:
         lines += [
@@ -185,12 +196,13 @@ def finding_body(finding: StoredFinding) -> list[str]:
         ]
     if d.cause is not None:
         subject = cause_subject(finding.market, finding.side, d.db_position_ids)
-        sentence = explain(finding.kind is FindingKind.GHOST, d.cause, subject, d.price_tick)
+        ghost = finding.kind is FindingKind.GHOST
+        sentence = explain(ghost, d.cause, subject, d.price_tick, at=moment, escape=quote)
         if sentence:
-            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {quote(sentence)}")
+            lines.append(f"{_CAUSE_MARK[d.cause.kind]} {sentence}")
     if KINDS[finding.kind].todo and finding.live:
         lines.append(f"<i>{quote(KINDS[finding.kind].todo)}</i>")
-    lines.append(f"Detected: {when(finding.first_seen)} · finding #{finding.id}")
+    lines.append(f"Detected {moment(finding.first_seen)} · finding #{finding.id}")
     return lines
 
 
@@ -198,86 +210,45 @@ def finding_state_line(finding: StoredFinding) -> str | None:
     """What happened to a finding since it was announced; None while it is simply open."""
     by = quote(finding.closed_by or "")
     if finding.state is FindingState.RESOLVED:
-        return f"✅ <b>Resolved</b> {when(finding.closed_at)}: {quote(finding.resolution or '')}"
+        return f"✅ <b>Resolved</b> {moment(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.FIXED:
-        return f"✅ <b>Fixed</b> by {by} {when(finding.closed_at)}: {quote(finding.resolution or '')}"
+        return f"✅ <b>Fixed</b> by {by} {moment(finding.closed_at)}: {quote(finding.resolution or '')}"
     if finding.state is FindingState.SNOOZED:
-        return f"🔕 Snoozed by {by} until {when(finding.snoozed_until)}"
+        return f"🔕 Snoozed by {by} until {moment(finding.snoozed_until)}"
     if finding.state is FindingState.ACKNOWLEDGED:
         return f"👍 Acknowledged by {by}: no reminders"
     return None
 
 
 def finding_message(finding: StoredFinding) -> str:
-    """The alert; once fixed or resolved its first line says so, so a scroll through the chat shows what is
-    still open."""
-    lines = finding_body(finding)
+    """The alert; once snoozed, acknowledged, fixed or resolved its first line says so, so a scroll through the
+    chat shows what is still open and who took care of the rest."""
     state = finding_state_line(finding)
-    if state and not finding.live:
-        return "\n".join([state, *lines])
-    if state:
-        lines += ["", state]
-    return "\n".join(lines)
-
-
-def details_message(finding: StoredFinding) -> str:
-    """The answer to the Details button: every value the finding holds."""
-    d = finding.details
-    lines = [
-        f"<b>Finding #{finding.id}</b> · {KINDS[finding.kind].chat_noun} · state {quote(finding.state)}",
-        finding_headline(finding),
-    ]
-    labels = [
-        ("severity", "severity"),
-        ("exchange size", "exchange_quantity"),
-        ("DB size", "db_quantity"),
-        ("difference", "difference"),
-        ("notional", "notional"),
-        ("currency", "currency"),
-        ("exposure in USD", "exposure_usd"),
-        ("entry price", "entry_price"),
-        ("mark price", "mark_price"),
-        ("unrealized PnL", "unrealized_pnl"),
-        ("leverage", "leverage"),
-        ("margin", "margin"),
-        ("liquidation price", "liquidation_price"),
-        ("liquidation distance %", "liquidation_distance_pct"),
-        ("stop-loss", "stop_loss"),
-        ("stop distance %", "stop_distance_pct"),
-        ("protection", "protection"),
-        ("protected size", "protected_quantity"),
-        ("protection note", "protection_note"),
-        ("DB stop-loss", "db_stop_loss"),
-        ("category", "category"),
-    ]
-    for label, key in labels:
-        value = getattr(d, key)
-        if value not in (None, ""):
-            lines.append(f"{label}: {code(decimal_text(value) if isinstance(value, Decimal) else value)}")
-    lines += [f"order: {quote(order_text(order))}" for order in d.orders]
-    for row in d.db_rows:
-        listed = "" if row.listed else " (symbol not listed on the venue)"
-        lines.append(
-            f"DB #{quote(row.id)}: {quote(row.symbol)} size {code(size(row.quantity))}, "
-            f"opened {when(row.opened_at)}{listed}"
-        )
-    lines.append(f"first seen {when(finding.first_seen)}, last seen {when(finding.last_seen)}")
-    state = finding_state_line(finding)
-    if state:
-        lines.append(state)
-    return "\n".join(lines)
+    return "\n".join([*([state] if state else []), *finding_body(finding)])
 
 
 # -- many findings in one message -----------------------------------------------------------------------------
 
 
+def pnl_at_stake(finding: StoredFinding) -> str | None:
+    """What the position is making or losing: an exchange position's unrealized PnL, else what a close the
+    venue reported realized."""
+    d = finding.details
+    if d.unrealized_pnl is not None:
+        return f"PnL {amount(d.unrealized_pnl, d.currency, sign=True)}"
+    if d.cause is not None and d.cause.realized_pnl is not None:
+        return f"{amount(d.cause.realized_pnl, d.cause.currency or d.currency, sign=True)} realized"
+    return None
+
+
 def _list_line(index: int, finding: StoredFinding, *, grown: bool = False) -> str:
-    money = money_at_stake(finding) or "value unknown"
+    """``1. 🔴 Orphan SOLUSDT LONG · bn-main · 44,025.00 USDT · PnL −1,575.00 USDT``."""
+    figures = [money_at_stake(finding) or "value unknown", *filter(None, [pnl_at_stake(finding)])]
     mark = "📈 " if grown and finding.details.growth is not None else ""
     return (
         f"{index}. {EMOJI[severity(finding)]} {mark}{KINDS[finding.kind].short} "
         f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
-        f"{quote(money)}"
+        + " · ".join(quote(figure) for figure in figures)
     )
 
 
@@ -328,7 +299,7 @@ def catch_up_message(findings: Sequence[StoredFinding], since: datetime) -> str:
     ending with what became of it; the total at risk counts only those still live."""
     live = [f for f in findings if f.live]
     lines = [
-        f"🔔 <b>Mute over</b> · {len(findings)} alert{'s' if len(findings) != 1 else ''} arrived since {when(since)}"
+        f"🔔 <b>Mute over</b> · {len(findings)} alert{'s' if len(findings) != 1 else ''} arrived since {moment(since)}"
         f" · {quote(compact(exposure_total(live)))} still at risk",
         quote(counts(findings, chat=True)),
     ]

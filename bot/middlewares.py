@@ -19,6 +19,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from bot import texts
 from bot.flood import interactive
+from bot.replies import answer_privately
 from bot.roles import Role, role_of
 from services.settings import TelegramSettings
 
@@ -67,7 +68,7 @@ class AuthMiddleware(BaseMiddleware):
             now = time.monotonic()
             if user_id is not None and now - self._refused_at.get(user_id, -1e9) >= self.refusal_interval_s:
                 self._refused_at[user_id] = now
-                await event.reply(texts.refusal(user_id))
+                await answer_privately(event, texts.refusal(user_id))
         return None
 
 
@@ -87,7 +88,7 @@ class RoleMiddleware(BaseMiddleware):
         if isinstance(event, CallbackQuery):
             await event.answer(message, show_alert=True)
         elif isinstance(event, Message):
-            await event.reply(message)
+            await answer_privately(event, message)
         return None
 
 

@@ -1,14 +1,18 @@
-"""Replies that respect Telegram's message size and edits that tolerate a message that already changed."""
+"""Replies that respect Telegram's message size, answers for one reader alone, and edits that tolerate a message
+that already changed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import EphemeralMessageParameters, InlineKeyboardMarkup, Message
 
 from bot.texts import split_message
+
+log = logging.getLogger(__name__)
 
 # Telegram's answers to an edit that has nothing left to do: the message already shows this, or is gone.
 HARMLESS_EDIT_ERRORS = (
@@ -27,6 +31,27 @@ async def answer_long(message: Message, text: str, reply_markup: InlineKeyboardM
         markup = reply_markup if index == len(chunks) - 1 else None
         sent = await message.answer(chunk, reply_markup=markup)
     return sent
+
+
+GROUPS = ("group", "supergroup")
+
+
+async def answer_privately(message: Message, text: str) -> None:
+    """An answer for the writer alone where the Bot API allows it: in a group, an ephemeral message to them (an
+    administrator bot may send one to any member at any time). Where Telegram refuses one (the bot is no
+    administrator there), and in a private chat, an ordinary reply."""
+    user = message.from_user
+    if user is not None and message.chat.type in GROUPS:
+        try:
+            await message.answer(
+                text,
+                disable_notification=True,
+                ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user.id),
+            )
+            return
+        except TelegramBadRequest as exc:
+            log.debug("chat %s: no ephemeral answer (%s); an ordinary reply", message.chat.id, exc)
+    await message.reply(text)
 
 
 def harmless(exc: TelegramBadRequest) -> bool:

@@ -4,7 +4,7 @@ whatever it held (``quote``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import html
@@ -28,6 +28,26 @@ def when(moment: datetime | str | None) -> str:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def moment(at: datetime | None) -> str:
+    """A point in time as a date-time entity: each reader's app shows it in their own zone and format (short date
+    and time); the UTC text inside is what an app that predates the entity shows."""
+    if at is None:
+        return "unknown"
+    return f'<tg-time unix="{int(at.timestamp())}" format="dt">{when(at)}</tg-time>'
+
+
+def span(length: timedelta) -> str:
+    """A length of time as a trader says it: ``30m``, ``1h``, ``3h 12m``, ``2d 4h``, ``45s``."""
+    seconds = max(0, int(length.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    for major, major_unit, minor, minor_unit in ((days, "d", hours, "h"), (hours, "h", minutes, "m")):
+        if major:
+            return f"{major}{major_unit}" + (f" {minor}{minor_unit}" if minor else "")
+    return f"{minutes}m" if minutes else f"{secs}s"
 
 
 def quote(value: Any) -> str:

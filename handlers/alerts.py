@@ -4,18 +4,20 @@ alert state."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from aiogram import F, Router
-from aiogram.types import CallbackQuery, Message
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import CallbackQuery, EphemeralMessageParameters, Message
 
-from bot import answers, finding_texts, texts
+from bot import answers, detail_texts, finding_texts, texts
 from bot.callbacks import LEGACY_ACKNOWLEDGE, FindingAction, FindingButton
 from bot.context import BotContext
 from bot.flood import in_background
-from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for, finding_keyboard
+from bot.keyboards import EXCHANGE_ORDER_BUTTONS, buttons_for
 from bot.replies import edit_quietly
-from bot.roles import Role, actor_name
+from bot.roles import Role, name_of, record_of
 from bot.showing import show_finding
 from handlers.fixes import ask_confirmation
 from services.findings import StoredFinding
@@ -23,7 +25,8 @@ from services.fixes import plan_for_finding
 from services.model import FindingState
 from services.plans import FixAction
 
-LOOKING = frozenset({FindingButton.DETAILS, FindingButton.SHOW})
+log = logging.getLogger(__name__)
+LOOKING = frozenset({FindingButton.DETAILS, FindingButton.HIDE_DETAILS, FindingButton.SHOW})
 QUIETING = frozenset({FindingButton.SNOOZE, FindingButton.ACKNOWLEDGE, FindingButton.UNACKNOWLEDGE})
 
 
@@ -49,12 +52,58 @@ async def _finding_for(query: CallbackQuery, data: FindingAction, ctx: BotContex
 
 
 async def details(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
+    """Details opens the finding's details in place, under the alert, silently. In a group only the presser
+    sees them: an ephemeral message in place of the alert, for them alone (the Bot API allows one within 15
+    seconds of a press); where Telegram refuses one, and in a private chat, the alert itself is edited (an edit
+    rings nobody). Hide details closes them again."""
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None:
         return
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer()
+        return
+    if message.ephemeral_message_id is not None:  # Hide details, on the view the presser alone sees
+        await query.answer()
+        hiding = _bot_of(message).delete_ephemeral_message(
+            message.chat.id, query.from_user.id, message.ephemeral_message_id
+        )
+        await edit_quietly(hiding)
+        return
+    opening = callback_data.action is FindingButton.DETAILS
+    if opening and message.chat.type in GROUPS and await _details_to_presser(query, message, finding, ctx):
+        return
     await query.answer()
-    if isinstance(query.message, Message):
-        await query.message.answer(finding_texts.details_message(finding))
+    await _show(message, finding, ctx, details=opening)
+
+
+GROUPS = ("group", "supergroup")
+
+
+def _bot_of(message: Message) -> Bot:
+    assert message.bot is not None
+    return message.bot
+
+
+async def _details_to_presser(query: CallbackQuery, message: Message, finding: StoredFinding, ctx: BotContext) -> bool:
+    """Show the alert with its details to the presser alone, in place of the group's alert; False when Telegram
+    refuses (the press is too old, an older server)."""
+    only_them = EphemeralMessageParameters(
+        receiver_user_id=query.from_user.id, callback_query_id=query.id, replace_callback_query_message=True
+    )
+    try:
+        await _bot_of(message).send_message(
+            message.chat.id,
+            _alert_text(finding, details=True),
+            reply_markup=ctx.buttons.details_view(finding, query.from_user.id),
+            disable_notification=True,
+            ephemeral_message_parameters=only_them,
+        )
+    except TelegramBadRequest as exc:
+        log.info("details of finding #%s: no ephemeral message (%s); shown in place", finding.id, exc)
+        return False
+    await query.answer()
+    return True
 
 
 async def show(query: CallbackQuery, callback_data: FindingAction, ctx: BotContext) -> None:
@@ -71,19 +120,24 @@ async def quieten(query: CallbackQuery, callback_data: FindingAction, ctx: BotCo
     finding = await _finding_for(query, callback_data, ctx)
     if finding is None:
         return
-    by = actor_name(query.from_user.id, query.from_user.username)
+    by, actor = name_of(query.from_user), f"telegram {record_of(query.from_user)}"
     store = ctx.runtime.findings
     if pressed(callback_data) is FindingButton.SNOOZE:
-        until = ctx.runtime.monitor.now() + timedelta(seconds=ctx.settings.telegram.snooze_s)
+        length = timedelta(seconds=ctx.settings.telegram.snooze_s)
+        until = ctx.runtime.monitor.now() + length
         updated = await store.set_state(
-            finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until
+            finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until, actor=actor
         )
-        answer = answers.snoozed_until(until)
+        answer = answers.snoozed_until(until, length)
     elif pressed(callback_data) is FindingButton.UNACKNOWLEDGE:
-        updated = await store.set_state(finding.id, FindingState.OPEN, by=None, destinations=ctx.destinations)
+        updated = await store.set_state(
+            finding.id, FindingState.OPEN, by=None, destinations=ctx.destinations, actor=actor
+        )
         answer = answers.UNACKNOWLEDGED
     else:
-        updated = await store.set_state(finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations)
+        updated = await store.set_state(
+            finding.id, FindingState.ACKNOWLEDGED, by=by, destinations=ctx.destinations, actor=actor
+        )
         answer = answers.ACKNOWLEDGED
     ctx.reconciler.wake()
     await query.answer(answer if updated else answers.CHANGED_MEANWHILE)
@@ -101,11 +155,16 @@ async def _edited_by_outbox(message: Message, ctx: BotContext, finding: StoredFi
     return await ctx.runtime.findings.is_alert_message(message.chat.id, message.message_id, finding.id)
 
 
-async def _show(message: Message, finding: StoredFinding, ctx: BotContext) -> None:
-    keyboard = finding_keyboard(finding, exchange_orders=ctx.exchange_orders_allowed(finding.account))
-    await edit_quietly(
-        message.edit_text(texts.split_message(finding_texts.finding_message(finding))[-1], reply_markup=keyboard)
-    )
+async def _show(message: Message, finding: StoredFinding, ctx: BotContext, *, details: bool = False) -> None:
+    """Edit a message to show the finding as it is now, with its details or without."""
+    keyboard = ctx.buttons.finding(finding, message.chat.id, details=details)
+    await edit_quietly(message.edit_text(_alert_text(finding, details=details), reply_markup=keyboard))
+
+
+def _alert_text(finding: StoredFinding, *, details: bool) -> str:
+    """The alert as its message with buttons shows it (the last part of a long one), with or without details."""
+    text = texts.split_message(finding_texts.finding_message(finding))[-1]
+    return detail_texts.with_details(text, finding) if details else text
 
 
 FIX_BUTTONS = {
@@ -135,7 +194,10 @@ async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContex
 def create_router() -> Router:
     """A fresh router per dispatcher (a router can belong to only one)."""
     router = Router(name="alerts")
-    router.callback_query(FindingAction.filter(F.action == FindingButton.DETAILS), flags={"role": Role.VIEWER})(details)
+    router.callback_query(
+        FindingAction.filter(F.action.in_({FindingButton.DETAILS, FindingButton.HIDE_DETAILS})),
+        flags={"role": Role.VIEWER},
+    )(details)
     router.callback_query(FindingAction.filter(F.action == FindingButton.SHOW), flags={"role": Role.VIEWER})(show)
     router.callback_query(
         FindingAction.filter(F.action.in_(QUIETING | LEGACY_ACKNOWLEDGE)), flags={"role": Role.OPERATOR}

@@ -9,6 +9,7 @@ from aiogram.types import Message
 from bot import answers
 from bot.commands import commands_for, role_flag
 from bot.context import BotContext
+from bot.replies import answer_privately
 from bot.roles import Role
 
 
@@ -18,9 +19,10 @@ async def help_command(message: Message, ctx: BotContext, role: Role) -> None:
 
 
 async def whoami(message: Message) -> None:
-    """Answers anyone, so a new user can tell an admin which id to add."""
+    """Answers anyone, so a new user can tell an admin which id to add; in a group, to them alone where the Bot
+    API allows (bot.replies.answer_privately)."""
     user_id = message.from_user.id if message.from_user else None
-    await message.answer(answers.whoami(user_id, message.chat.id))
+    await answer_privately(message, answers.whoami(user_id, message.chat.id))
 
 
 def create_router() -> Router:

@@ -12,7 +12,7 @@ from bot import answers
 from bot.callbacks import DigestAction, DigestChoice
 from bot.context import BotContext
 from bot.flood import in_background
-from bot.roles import Role, actor_name
+from bot.roles import Role, name_of, record_of
 from bot.showing import show_finding
 from services.model import FindingState
 
@@ -30,17 +30,23 @@ async def show_all(query: CallbackQuery, callback_data: DigestAction, ctx: BotCo
 
 
 async def snooze_all(query: CallbackQuery, callback_data: DigestAction, ctx: BotContext) -> None:
-    by = actor_name(query.from_user.id, query.from_user.username)
-    until = ctx.runtime.monitor.now() + timedelta(seconds=ctx.settings.telegram.snooze_s)
+    by, actor = name_of(query.from_user), f"telegram {record_of(query.from_user)}"
+    length = timedelta(seconds=ctx.settings.telegram.snooze_s)
+    until = ctx.runtime.monitor.now() + length
     snoozed = 0
     for finding in await ctx.runtime.findings.digest(callback_data.digest_id):
         if finding.state is FindingState.OPEN:
             updated = await ctx.runtime.findings.set_state(
-                finding.id, FindingState.SNOOZED, by=by, destinations=ctx.destinations, snoozed_until=until
+                finding.id,
+                FindingState.SNOOZED,
+                by=by,
+                destinations=ctx.destinations,
+                snoozed_until=until,
+                actor=actor,
             )
             snoozed += updated is not None
     ctx.reconciler.wake()
-    await query.answer(answers.snoozed_many(snoozed, until))
+    await query.answer(answers.snoozed_many(snoozed, until, length))
 
 
 def create_router() -> Router:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
@@ -15,16 +14,15 @@ from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.commands import role_flag
 from bot.context import BotContext
 from bot.flood import interactive
-from bot.keyboards import confirm_keyboard
+from bot.keyboards import CLOSEGHOST_ARGUMENT, confirm_keyboard
 from bot.replies import edit_quietly
-from bot.roles import Role, actor_name
+from bot.roles import Role, name_of, record_of
 from services.confirmations import Claim
 from services.fixes import FixOutcome
 from services.plans import FixPlan
 
 log = logging.getLogger(__name__)
 OPERATE = {"role": Role.OPERATOR}
-POSITION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 async def ask_confirmation(
@@ -37,7 +35,7 @@ async def ask_confirmation(
         plan=plan, question=question, user_id=user.id, chat_id=message.chat.id, finding_id=finding_id
     )
     minutes = ctx.settings.telegram.confirm_ttl_s / 60
-    who = actor_name(user.id, user.username)
+    who = name_of(user)
     with interactive():
         await message.answer(
             answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
@@ -46,15 +44,14 @@ async def ask_confirmation(
 
 async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
     args = (command.args or "").split()
-    if len(args) != 1 or not POSITION_ID.match(args[0]):
+    if len(args) != 1 or not CLOSEGHOST_ARGUMENT.match(args[0]):
         await message.answer(answers.CLOSEGHOST_USAGE)
         return
     if await ctx.runtime.repository.get(args[0]) is None:
         await message.answer(answers.no_such_position(args[0]))
         return
     assert message.from_user is not None
-    actor = actor_name(message.from_user.id, message.from_user.username)
-    plan = await ctx.runtime.fixes.plan_close_ghost(args[0], f"telegram {actor}")
+    plan = await ctx.runtime.fixes.plan_close_ghost(args[0], f"telegram {record_of(message.from_user)}")
     if isinstance(plan, FixOutcome):
         await message.answer(answers.fix_refused_early(plan))
         return
@@ -67,9 +64,7 @@ async def _claim(query: CallbackQuery, ctx: BotContext, confirmation_id: int, ou
     remembered with the claim, so it can be edited even if this process stops before the fix ends."""
     user = query.from_user
     message_id = query.message.message_id if query.message is not None else None
-    claim = await ctx.runtime.confirmations.claim(
-        confirmation_id, user.id, outcome, actor_name(user.id, user.username), message_id
-    )
+    claim = await ctx.runtime.confirmations.claim(confirmation_id, user.id, outcome, record_of(user), message_id)
     if claim.confirmation is None:
         refused = answers.claim_refused(claim)
         await query.answer(refused, show_alert=True)
@@ -96,7 +91,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     if claim is None or claim.confirmation is None:
         return
     confirmation, lease = claim.confirmation, claim.lease
-    shown = actor_name(query.from_user.id, query.from_user.username)
+    shown, actor = name_of(query.from_user), record_of(query.from_user)
     message = query.message if isinstance(query.message, Message) else None
     try:
         await query.answer(answers.RECHECKING)
@@ -114,7 +109,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
         raise
     outcome = await ctx.runtime.fixes.apply(
         plan,
-        f"telegram {shown}",
+        f"telegram {actor}",
         finding_id=confirmation.finding_id,
         confirmation_id=confirmation.id,
         shown_as=shown,
@@ -122,7 +117,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     )
     ctx.reconciler.wake()
     result = answers.fix_result(outcome)
-    log.info("confirmation #%s by %s: %s", confirmation.id, shown, result)
+    log.info("confirmation #%s by %s: %s", confirmation.id, actor, result)
     if message is not None:
         with interactive():
             await edit_quietly(message.edit_text(answers.question_and_result(confirmation.question, result)))

@@ -3,7 +3,7 @@ one's earlier messages are edited first), or one digest when a check files more 
 one reminder per destination listing what is still open; and every edit to each chat that shows a finding,
 alert chats and the replies to /findings, /scan, /reconcile alike.
 
-A kind set to ``off`` is recorded and listed, never announced or reminded.
+A kind or cause set to ``off`` is recorded and listed, never announced or reminded.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from services import outbox
+from services.causes import told_cause
 from services.chat_address import chat_of
-from services.model import FindingKind
 from services.outbox import Channel, Destination, OutboxKind
 from services.settings import AlertSettings, SeveritySettings
-from services.severity import DEFAULT_NOTIFY, Notify
+from services.severity import Notify, NotifyKey, notify_of
 
 if TYPE_CHECKING:
     from services.findings import StoredFinding
@@ -29,14 +29,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    """When to remind, when an unreadable account deserves an alert, how loud each kind is, when many new
-    findings become one digest, and how much a finding must grow to ring again."""
+    """When to remind, when an unreadable account deserves an alert, how loud each kind and cause is, when many
+    new findings become one digest, and how much a finding must grow to ring again."""
 
     remind_after: timedelta = timedelta(hours=1)
     unchecked_after: int = 3
     severity: SeveritySettings = field(default_factory=SeveritySettings)
     digest_after: int = 5
-    notify: Mapping[FindingKind, Notify] = field(default_factory=dict)
+    notify: Mapping[NotifyKey, Notify] = field(default_factory=dict)
     regrowth_factor: Decimal = Decimal(2)
 
     @classmethod
@@ -50,11 +50,13 @@ class AlertPolicy:
             regrowth_factor=alerts.regrowth_factor,
         )
 
-    def notify_for(self, kind: FindingKind) -> Notify:
-        return self.notify.get(kind, DEFAULT_NOTIFY[kind])
+    def notify_for(self, finding: StoredFinding) -> Notify:
+        """The finding's sound: that of the cause its alert tells (a liquidation rings), else its kind's."""
+        cause = finding.details.cause
+        return notify_of(self.notify, finding.kind, told_cause(finding.kind, cause.kind if cause else None))
 
     def announced(self, findings: Sequence[StoredFinding]) -> list[StoredFinding]:
-        return [f for f in findings if self.notify_for(f.kind) is not Notify.OFF]
+        return [f for f in findings if self.notify_for(f) is not Notify.OFF]
 
 
 def biggest_first(findings: Sequence[StoredFinding]) -> list[StoredFinding]:

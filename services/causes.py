@@ -9,6 +9,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from services.model import FindingKind
+
 
 class CloseKind(StrEnum):
     LIQUIDATION = "liquidation"
@@ -28,6 +30,14 @@ class CloseKind(StrEnum):
     def forced(self) -> bool:
         """Closed by the venue's risk engine, not by anyone's order."""
         return self in (CloseKind.LIQUIDATION, CloseKind.ADL)
+
+
+def told_cause(kind: FindingKind, cause: CloseKind | None) -> CloseKind | None:
+    """The cause a finding's alert tells, and so the one its sound follows: a ghost's always, a shrunk size's
+    only when the venue's risk engine cut it (a partial stop says nothing the size does not)."""
+    if cause is None or kind not in (FindingKind.GHOST, FindingKind.QUANTITY_MISMATCH):
+        return None
+    return cause if kind is FindingKind.GHOST or cause.forced else None
 
 
 _LABELS = {

@@ -34,7 +34,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services import outbox
+from services import audit, outbox
 from services.announcements import AlertPolicy, announce, queue_update, remind
 from services.finding_details import FindingDetails
 from services.model import LIVE_STATES, ORDER_KINDS, CheckResult, Finding, FindingKind, FindingState, PositionKey, Side
@@ -47,6 +47,11 @@ _COLUMNS = (
     "snoozed_until, reminded_at, closed_at, closed_by, resolution"
 )
 _ADVISORY_LOCK = 0x66696E64  # serialises filing of concurrent checks
+_QUIETING_ACTIONS = {
+    FindingState.SNOOZED: "snooze",
+    FindingState.ACKNOWLEDGED: "acknowledge",
+    FindingState.OPEN: "reopen",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,9 +424,11 @@ class FindingsStore:
         by: str | None,
         destinations: Sequence[Destination],
         snoozed_until: datetime | None = None,
+        actor: str | None = None,
     ) -> StoredFinding | None:
-        """Snooze, acknowledge or reopen a live finding (guarded); the alerts are edited to say so, and what they
-        show becomes the finding's baseline: it alerts again only when it grows beyond that. Serialised with
+        """Snooze, acknowledge or reopen a live finding (guarded); the alerts are edited to say so (``by``: the
+        name they show), and what they show becomes the finding's baseline: it alerts again only when it grows
+        beyond that. ``actor`` (with the user's id) gets an audit row in the same transaction. Serialised with
         filing, so a check running at the same moment neither reopens it on a stale baseline nor loses this one."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_LOCK)
@@ -445,6 +452,15 @@ class FindingsStore:
                 by,
                 details.model_dump_json(),
             )
+            if actor is not None:
+                await audit.record(
+                    conn,
+                    actor=actor,
+                    action=_QUIETING_ACTIONS[FindingState(state)],
+                    target=f"finding #{finding_id} {known.kind} {known.market} {known.side.upper()} on {known.account}",
+                    outcome="done",
+                    after={"state": str(state), "snoozed_until": snoozed_until},
+                )
             await queue_update(conn, finding_id, destinations)
         return _stored(record)
 

@@ -29,11 +29,12 @@ from pydantic_settings import (
 )
 
 from services.account_settings import ENV_PREFIX, AccountSettings
+from services.causes import CloseKind
 from services.chat_address import ChatAddress, chat_of
 from services.config_types import BaseUrl, Section
 from services.model import FindingKind
 from services.positions_config import PositionsSettings, quote_identifier
-from services.severity import DEFAULT_NOTIFY, MutedCritical, Notify, Severity, severity_of
+from services.severity import MutedCritical, Notify, NotifyKey, Severity, severity_of
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
@@ -187,9 +188,10 @@ class AlertSettings(Section):
     digest_after: int = Field(
         default=5, ge=1, le=1000, description="more new findings than this in one check arrive as one digest"
     )
-    notify: dict[FindingKind, Notify] = Field(
+    notify: dict[NotifyKey, Notify] = Field(
         default_factory=dict,
-        description="per kind: loud, silent or off (default: orphan and unprotected loud, the rest silent)",
+        description="per kind and per cause: loud, silent or off (default: orphan, unprotected, liquidation and "
+        "adl loud, the rest silent); a finding's cause beats its kind",
     )
     unchecked_after: int = Field(default=3, ge=1, le=1000, description="rounds an account may fail before an alert")
     regrowth_factor: Decimal = Field(
@@ -201,8 +203,21 @@ class AlertSettings(Section):
     console: bool = Field(default=True, description="print alerts on standard output")
     email: EmailSettings | None = Field(default=None, description="send alerts by e-mail too")
 
-    def notify_for(self, kind: FindingKind) -> Notify:
-        return self.notify.get(kind, DEFAULT_NOTIFY[kind])
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _kinds_and_causes(cls, value: Any) -> Any:
+        """Name what a key may be, rather than only the kinds pydantic would list for a union's first member; a
+        bare ``off`` is YAML 1.1's false, and means off."""
+        if isinstance(value, dict):
+            value = {k: Notify.OFF if v is False else v for k, v in value.items()}
+            known = {str(k) for k in (*FindingKind, *CloseKind)}
+            unknown = [str(k) for k in value if str(k) not in known]
+            if unknown:
+                names = ", ".join(repr(k) for k in unknown)
+                raise ValueError(
+                    f"unknown kind or cause {names}; kinds: {', '.join(FindingKind)}; causes: {', '.join(CloseKind)}"
+                )
+        return value
 
 
 class OpsSettings(Section):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from aiogram.utils.backoff import BackoffConfig
@@ -16,11 +17,12 @@ from bot.context import BotContext
 from bot.flood import FloodControl
 from emulator.exchange import EmulatedAccount
 from emulator.telegram import ApiCall, BotApiEmulator, StoredMessage
+from services.model import RECONCILIATION
 from services.reconciler import Reconciler
 from services.runtime import Runtime
 from services.settings import Settings
 from tests.conftest import TELEGRAM_TOKEN
-from tests.helpers import config_dict, prepare_database
+from tests.helpers import config_dict, insert_positions, position_row, prepare_database
 
 OPERATOR = 111
 OPERATOR_2 = 112
@@ -77,12 +79,22 @@ class Harness:
         return self.telegram.messages(chat)[before:]
 
     async def press(
-        self, user_id: int, message: StoredMessage, text: str | None = None, *, data: str | None = None
+        self,
+        user_id: int,
+        message: StoredMessage,
+        text: str | None = None,
+        *,
+        data: str | None = None,
+        first_name: str | None = None,
     ) -> ApiCall:
-        """Press a button (by its text, or raw callback data) and wait for the bot's answer to the press."""
+        """Press a button (by its text, or raw callback data) and wait for the bot's answer to the press; the
+        presser is ``@user<id>``, or only ``first_name`` when given (a user without a username)."""
         if data is None:
             data = message.button(text=text)["callback_data"]
-        query_id = self.telegram.user_presses(user_id, message, data, username=f"user{user_id}", check_button=False)
+        username = None if first_name else f"user{user_id}"
+        query_id = self.telegram.user_presses(
+            user_id, message, data, username=username, first_name=first_name, check_button=False
+        )
         return await self.telegram.wait_for(
             lambda call: call.method == "answerCallbackQuery" and call.params.get("callback_query_id") == query_id,
             timeout=15,
@@ -103,6 +115,13 @@ class Harness:
             lambda: fragment in self.telegram.message(message.chat_id, message.message_id).text, timeout=timeout
         )
         return self.telegram.message(message.chat_id, message.message_id)
+
+    async def shown_to(self, user_id: int, chat_id: int = ALERT_CHAT, timeout: float = 15.0) -> StoredMessage:
+        """The latest ephemeral message in a chat that only ``user_id`` sees, once there is one."""
+        await self.telegram.wait_until(
+            lambda: self.telegram.ephemeral_messages(chat_id, user_id) != [], timeout=timeout
+        )
+        return self.telegram.ephemeral_messages(chat_id, user_id)[-1]
 
     def alerts(self) -> list[StoredMessage]:
         return self.telegram.messages(ALERT_CHAT)
@@ -137,3 +156,22 @@ async def running_chatops(
     finally:
         await chatops.stop(flush_timeout_s=1)
         await runtime.close()
+
+
+@contextlib.asynccontextmanager
+async def chatops_for(
+    database_url: str, bot_api: BotApiEmulator, accounts: Sequence[EmulatedAccount], **overrides: Any
+) -> AsyncIterator[Harness]:
+    """The running face for these accounts (settings as ``telegram_settings`` writes them), with ``h.db``."""
+    settings = telegram_settings(database_url, accounts, bot_api, **overrides)
+    async with running_chatops(settings, bot_api) as h:
+        h.db = database_url  # type: ignore[attr-defined]
+        yield h
+
+
+async def ghost_alert(h: Harness, account: EmulatedAccount, quantity: str = "10") -> StoredMessage:
+    """A DB row ETHUSDT LONG ``quantity`` at 3,500 that ``account`` does not hold, reconciled: its one alert."""
+    await insert_positions(h.db, [position_row(account, "ETHUSDT", "long", quantity, entry_price=Decimal("3500"))])  # type: ignore[attr-defined]
+    await h.reconciler.check(RECONCILIATION)
+    [alert] = await h.wait_alerts(1)
+    return alert

@@ -32,9 +32,12 @@ from aiogram.types import (
     BotCommandScopeChatMember,
     BotCommandScopeDefault,
     CallbackQuery,
+    CopyTextButton,
+    EphemeralMessageParameters,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageEntity,
 )
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -778,3 +781,137 @@ def test_parse_html_table(markup: str, text: str, entities: list[tuple[str, int,
 def test_parse_html_errors(markup: str, error: str) -> None:
     with pytest.raises(EntityParseError, match=error.replace("(", r"\(")):
         parse_html(markup)
+
+
+# ------------------------------------------------------------ today's Bot API: styles, copy text, times, ephemeral
+
+GROUP = -100700
+
+
+def button_with(**fields: object) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="b", **fields)]])
+
+
+@session_loop
+async def test_button_styles_as_the_bot_api_server_reads_them(tg: BotApiEmulator, bot: Bot) -> None:
+    row = [
+        InlineKeyboardButton(text="Close", callback_data="x", style="danger"),
+        InlineKeyboardButton(text="Adopt", callback_data="y", style="SUCCESS"),
+        InlineKeyboardButton(text="Open", callback_data="z", style="primary"),
+        InlineKeyboardButton(text="Plain", callback_data="w", style="default"),
+    ]
+    sent = await bot.send_message(ALICE, "styled", reply_markup=InlineKeyboardMarkup(inline_keyboard=[row]))
+    assert [b.style for b in sent.reply_markup.inline_keyboard[0]] == ["danger", "success", "primary", None]
+    assert [b.get("style") for b in tg.last_message(ALICE).buttons] == ["danger", "success", "primary", None]
+    with pytest.raises(TelegramBadRequest, match="invalid button style specified"):
+        await bot.send_message(ALICE, "red", reply_markup=button_with(callback_data="x", style="red"))
+    assert tg.calls[-1].description == "Bad Request: can't parse inline keyboard button: invalid button style specified"
+
+
+@session_loop
+async def test_copy_text_buttons_copy_one_to_256_characters(tg: BotApiEmulator, bot: Bot) -> None:
+    sent = await bot.send_message(ALICE, "order", reply_markup=button_with(copy_text=CopyTextButton(text="12345")))
+    assert sent.reply_markup.inline_keyboard[0][0].copy_text.text == "12345"
+    assert tg.last_message(ALICE).callback_data == [], "a copy button sends nothing to the bot"
+    for text in ("", "x" * 257):
+        with pytest.raises(TelegramBadRequest, match="copied text must be 1-256 characters"):
+            await bot.send_message(ALICE, "bad", reply_markup=button_with(copy_text=CopyTextButton(text=text)))
+    await bot.send_message(ALICE, "limit", reply_markup=button_with(copy_text=CopyTextButton(text="x" * 256)))
+    async with aiohttp.ClientSession() as http:
+        payload = {
+            "chat_id": ALICE,
+            "text": "t",
+            "reply_markup": {"inline_keyboard": [[{"text": "c", "copy_text": {}}]]},
+        }
+        async with http.post(f"{tg.base_url}/bot{TOKEN}/sendMessage", json=payload) as resp:
+            body = await resp.json()
+    assert body["description"] == "Bad Request: can't parse inline keyboard button: Can't find field \"text\""
+
+
+@session_loop
+async def test_date_time_entities_from_tg_time_and_from_json(tg: BotApiEmulator, bot: Bot) -> None:
+    sent = await bot.send_message(
+        ALICE, 'Detected <tg-time unix="1700000000" format="tdw">2023-11-14 22:13 UTC</tg-time>'
+    )
+    [entity] = sent.entities
+    assert (entity.type, entity.offset, entity.length) == ("date_time", 9, 20)
+    assert (entity.unix_time, entity.date_time_format) == (1700000000, "wdt"), "in the server's own order"
+    assert sent.text == "Detected 2023-11-14 22:13 UTC", "the text inside is what an old client shows"
+    plain = await bot.send_message(ALICE, '<tg-time unix="1700000000">then</tg-time>')
+    assert plain.entities[0].date_time_format == ""
+    dropped = await bot.send_message(ALICE, '<tg-time unix="soon">then</tg-time>')
+    assert dropped.entities is None, "a time that is no number makes no entity"
+    with pytest.raises(TelegramBadRequest, match="can't parse entities: Invalid date format used"):
+        await bot.send_message(ALICE, '<tg-time unix="1700000000" format="x">then</tg-time>')
+    by_json = await bot.send_message(
+        ALICE, "then", entities=[MessageEntity(type="date_time", offset=0, length=4, unix_time=1700000000)]
+    )
+    assert (by_json.entities[0].unix_time, by_json.entities[0].date_time_format) == (1700000000, "")
+    with pytest.raises(TelegramBadRequest, match="can't parse MessageEntity: Invalid date-time format specified"):
+        await bot.send_message(
+            ALICE,
+            "then",
+            entities=[MessageEntity(type="date_time", offset=0, length=4, unix_time=1, date_time_format="q")],
+        )
+
+
+@session_loop
+async def test_ephemeral_messages_answer_a_press_for_the_presser_only(tg: BotApiEmulator, bot: Bot) -> None:
+    tg.add_chat(GROUP, "supergroup")
+    alert = await bot.send_message(GROUP, "alert", reply_markup=keyboard_with("fx:details:1"))
+    press = tg.user_presses(ALICE, tg.message(GROUP, alert.message_id), "fx:details:1")
+    shown = await bot.send_message(
+        GROUP,
+        "alert <b>with details</b>",
+        reply_markup=keyboard_with("fx:hide:1"),
+        disable_notification=True,
+        ephemeral_message_parameters=EphemeralMessageParameters(
+            receiver_user_id=ALICE, callback_query_id=press, replace_callback_query_message=True
+        ),
+    )
+    assert (shown.message_id, shown.ephemeral_message_id, shown.receiver_user.id) == (0, 1, ALICE)
+    assert [m.text for m in tg.messages(GROUP)] == ["alert"], "the others see nothing new"
+    [mine] = tg.ephemeral_messages(GROUP, ALICE)
+    assert (mine.text, mine.replaces, mine.silent) == ("alert with details", alert.message_id, True)
+    assert tg.ephemeral_messages(GROUP, 222) == []
+
+    hide = tg.user_presses(ALICE, mine, "fx:hide:1")
+    pressed = tg.pending_updates[-1]["callback_query"]["message"]
+    assert (pressed["message_id"], pressed["ephemeral_message_id"]) == (0, 1)
+    assert tg.callback_query(hide).message_id == 0
+    assert await bot.delete_ephemeral_message(GROUP, receiver_user_id=ALICE, ephemeral_message_id=1) is True
+    assert tg.ephemeral_messages(GROUP, ALICE) == []
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_ephemeral_message(GROUP, receiver_user_id=ALICE, ephemeral_message_id=1)
+
+
+@session_loop
+async def test_ephemeral_messages_need_a_fresh_press_of_the_receiver_or_an_admin_bot(
+    tg: BotApiEmulator, bot: Bot
+) -> None:
+    tg.add_chat(GROUP, "supergroup")
+    alert = await bot.send_message(GROUP, "alert", reply_markup=keyboard_with("fx:details:1"))
+    press = tg.user_presses(ALICE, tg.message(GROUP, alert.message_id), "fx:details:1")
+
+    def to(receiver: int, query: str | None = None, **extra: object) -> EphemeralMessageParameters:
+        return EphemeralMessageParameters(receiver_user_id=receiver, callback_query_id=query, **extra)
+
+    mine = await bot.send_message(ALICE, "p", reply_markup=keyboard_with("k"))
+    private = tg.user_presses(ALICE, (ALICE, mine.message_id), "k")
+    refusals = [
+        (ALICE, "hi", to(ALICE, private), "ephemeral messages can be sent only in groups and supergroups"),
+        (GROUP, "hi", to(333, press), "query is too old and response timeout expired or query ID is invalid"),
+        (GROUP, "hi", to(ALICE), "not enough rights to send ephemeral messages"),
+        (GROUP, "hi", to(ALICE, None, replace_callback_query_message=True), "needs a callback_query_id"),
+    ]
+    for chat, text, parameters, reason in refusals:
+        with pytest.raises(TelegramBadRequest, match=reason):
+            await bot.send_message(chat, text, ephemeral_message_parameters=parameters)
+    tg.callback_query(press).created_at -= 16
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.send_message(GROUP, "late", ephemeral_message_parameters=to(ALICE, press))
+
+    tg.add_chat(GROUP, "supergroup", admins=[tg.bot_id])
+    sent = await bot.send_message(GROUP, "any time", ephemeral_message_parameters=to(ALICE))
+    assert sent.ephemeral_message_id == 1 and tg.ephemeral_messages(GROUP, ALICE)[0].replaces is None
+    assert tg.messages(GROUP) == [tg.message(GROUP, alert.message_id)]

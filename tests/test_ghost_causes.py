@@ -172,7 +172,10 @@ async def test_the_ghost_alert_says_why_and_mark_closed_writes_it(database_url, 
     async with running_chatops(settings, telegram) as h:
         await h.reconciler.check(RECONCILIATION)
         [alert] = await h.wait_alerts(1)
-        assert f"BTCUSDT LONG #{pid} was closed by its stop-loss at {HHMM} UTC at 58,000" in alert.text
+        when = CLOSED_AT.strftime("%Y-%m-%d %H:%M UTC")
+        assert f"BTCUSDT LONG #{pid} was closed by its stop-loss at {when} at 58,000" in alert.text
+        [closed] = [e for e in alert.entities if e["type"] == "date_time" and e["unix_time"] == CLOSED_MS // 1000]
+        assert closed["date_time_format"] == "dt", "shown in each reader's own zone"
         assert "realized −2,000" in alert.text
         await h.press(OPERATOR, alert, "Mark closed")
         question = await h.message_where(ALERT_CHAT, lambda m: m.text.startswith("Mark position"))

@@ -254,3 +254,25 @@ def test_telegram_settings_are_validated(tmp_path, monkeypatch):
         "telegram.api_base_url: must be an http:// or https:// URL with a host (and an optional numeric port)",
         "telegram.confirm_ttl_s: Input should be greater than 0 (got 0)",
     ]
+
+
+def test_notify_takes_kinds_and_causes(tmp_path):
+    text = MINIMAL + "alerts:\n  notify: {ghost: silent, liquidation: loud, adl: off}\n"
+    settings = load_settings(write(tmp_path, text))
+    assert {str(k): str(v) for k, v in settings.alerts.notify.items()} == {
+        "ghost": "silent",
+        "liquidation": "loud",
+        "adl": "off",
+    }
+
+
+def test_an_unknown_notify_key_names_what_it_may_be(tmp_path):
+    found = problems(tmp_path, MINIMAL + "alerts:\n  notify: {liquidaton: loud, ghost: lod}\n")
+    assert found == [
+        "alerts.notify: unknown kind or cause 'liquidaton'; kinds: orphan, ghost, quantity_mismatch, "
+        "unknown_symbol, unprotected, stray_order; causes: liquidation, adl, stop_loss, take_profit, "
+        "manual_or_other, settlement, unknown",
+    ]
+    assert problems(tmp_path, MINIMAL + "alerts:\n  notify: {ghost: lod}\n") == [
+        "alerts.notify.ghost: Input should be 'loud', 'silent' or 'off' (got 'lod')"
+    ]

@@ -70,7 +70,7 @@ async def test_scan_alerts_an_orphan_with_its_detail_and_buttons(harness):
         "Entry: 0.1234 · Mark: 0.1301",
         "Unrealized PnL: +0.58 USDT · Leverage: 10x",
         "NO STOP LOSS",
-        "Detected: ",
+        "Detected ",
     ):
         assert text in alert.text
     assert alert.button_texts == ["Adopt into DB", "Snooze 1h", "Details"]
@@ -114,7 +114,7 @@ async def test_mark_closed_asks_then_closes_and_edits_the_alert(harness):
     assert (stored["status"], stored["exit_reason"]) == ("closed", GHOST_EXIT_REASON)
     await harness.edited_to(alert, "Fixed")
     edited = harness.telegram.message(ALERT_CHAT, alert.message_id)
-    assert f"Fixed by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"✅ Fixed by @user{OPERATOR} "), "by name; the id is in the audit"
     assert f"position #{pid} BTCUSDT LONG 1 marked closed" in edited.text
     assert not edited.has_keyboard
     [audit] = await fetch_audit(harness.db)
@@ -131,8 +131,9 @@ async def test_viewer_may_look_but_not_fix(harness):
     assert answer.params["text"] == "Only operators can do this; you can look but not change anything."
     details = await harness.press(VIEWER, alert, "Details")
     assert details.ok
-    await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith("Finding #"))
-    assert not any(m.text.startswith("Mark position") for m in harness.alerts())
+    shown = await harness.shown_to(VIEWER)
+    assert "DB size: 1" in shown.text and shown.replaces == alert.message_id
+    assert harness.alerts() == [alert] and not alert.edited, "the viewer alone sees the details"
     assert (await fetch_positions_table(harness.db))[0]["status"] == "active"
 
 

@@ -132,7 +132,7 @@ async def test_adopt_orphan_inserts_an_active_row_and_edits_the_alert(harness):
         f"position #{adopted['id']}",
     )
     edited = await harness.edited_to(alert, "Fixed")
-    assert f"Fixed by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"✅ Fixed by @user{OPERATOR} "), "by name; the id is in the audit"
     assert f"adopted as position #{adopted['id']}" in edited.text
     assert not edited.has_keyboard
     live = (await harness.reconciler.check()).live
@@ -294,23 +294,25 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
 
     answer = await harness.press(VIEWER, orphan, "Details")
     assert answer.ok
-    details = await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith(f"Finding #{finding_id(orphan)}"))
-    assert "exchange size: 86" in details.text and f"{harness.bybit.name} (bybit)" in details.text
+    details = await harness.shown_to(VIEWER)
+    assert "Exchange size: 86" in details.text and f"Finding: #{finding_id(orphan)}, orphan, open" in details.text
+    await harness.press(VIEWER, details, "Hide details")
+    await harness.telegram.wait_until(lambda: harness.telegram.ephemeral_messages(ALERT_CHAT, VIEWER) == [])
 
     answer = await harness.press(OPERATOR, orphan, "Snooze 1h")
-    assert answer.params["text"].startswith("Snoozed until ")
+    assert answer.params["text"].startswith("Snoozed for 1h, until ")
     snoozed = await harness.runtime.findings.get(finding_id(orphan))
     assert snoozed.state == "snoozed"
     expected = datetime.now(UTC) + timedelta(hours=1)
     assert abs(snoozed.snoozed_until - expected) < timedelta(seconds=30)
     edited = await harness.edited_to(orphan, "Snoozed by")
-    assert f"🔕 Snoozed by @user{OPERATOR} ({OPERATOR}) until " in edited.text
+    assert edited.text.startswith(f"🔕 Snoozed by @user{OPERATOR} until "), "the first line says so"
     assert edited.button_texts == ORPHAN_BUTTONS, "the fixes stay possible"
 
     answer = await harness.press(OPERATOR, ghost, "Acknowledge")
     assert answer.params["text"] == "Acknowledged: no more reminders for this finding."
     edited = await harness.edited_to(ghost, "Acknowledged by")
-    assert f"👍 Acknowledged by @user{OPERATOR} ({OPERATOR})" in edited.text
+    assert edited.text.startswith(f"👍 Acknowledged by @user{OPERATOR}: no reminders")
     assert edited.button_texts == ["Mark closed", "Snooze 1h", "Undo acknowledge", "Details"]
 
     legacy_ignore = mismatch.button(text="Acknowledge")["callback_data"].replace(":ack:", ":ignore:")
@@ -323,8 +325,14 @@ async def test_snooze_keep_and_ignore_are_for_operators_and_edit_the_alert(harne
         FindingKind.GHOST: "acknowledged",
         FindingKind.QUANTITY_MISMATCH: "acknowledged",
     }
-    assert await fetch_audit(harness.db) == [], "quieting an alert changes no position"
-    assert len(harness.alerts()) == 4, "edits, not new alerts (and one details message)"
+    audit = await fetch_audit(harness.db)
+    assert [(e["action"], e["outcome"]) for e in audit] == [
+        ("snooze", "done"),
+        ("acknowledge", "done"),
+        ("acknowledge", "done"),
+    ], "who quietened what is recorded; no position changes"
+    assert all(e["before"] is None and e["target"].startswith("finding #") for e in audit)
+    assert len(harness.alerts()) == 3, "edits, not new alerts; the details went to the viewer alone"
     assert_callback_data_fits(harness.alerts())
 
 
@@ -543,8 +551,8 @@ async def test_html_characters_in_a_db_symbol_are_shown_literally(harness):
     assert alert.button_texts == ["Snooze 1h", "Acknowledge", "Details"]
 
     await harness.press(VIEWER, alert, "Details")
-    details = await harness.message_where(ALERT_CHAT, lambda m: m.text.startswith("Finding #"))
-    assert f"DB #{pid}: {symbol} size 1" in details.text
+    details = await harness.shown_to(VIEWER)
+    assert f"DB row #{pid}: {symbol} size 1" in details.text
     assert "(symbol not listed on the venue)" in details.text
 
     [positions] = await harness.say(VIEWER, f"/positions {harness.binance.name}", chat_id=ALERT_CHAT)

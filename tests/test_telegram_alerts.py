@@ -44,7 +44,8 @@ async def test_an_orphan_alert_leads_with_the_money_at_stake(database_url, new_a
     assert "Unrealized PnL: −412.50 USDT · Leverage: 20x · Margin: " in body
     assert "Entry: 65,825.0 · Mark: 65,000.0" in body, "prices at the market's tick (0.1)"
     assert re.search(r"Liquidation: [\d,]+\.\d \([\d.]+% from mark\)", body), body
-    assert "First seen " in body, "Binance does not say when a position opened"
+    assert "Open for" not in body, "Binance does not say when a position opened"
+    assert body.count(" UTC") == 1, "one timestamp: when it was detected"
     assert "Adopt it into the DB, or close it on the exchange." in body
     assert alert.silent is False, "a new critical orphan rings"
 
@@ -114,7 +115,7 @@ async def test_a_burst_of_fourteen_orphans_is_one_digest_biggest_first(database_
         listed = [line for line in lines if re.match(r"^\d+\. ", line)]
         assert len(listed) == 14
         assert "BTCUSDT LONG" in listed[0] and "130,000.00 USDT" in listed[0], "the biggest first"
-        values = [Decimal(re.search(r"· ([\d,.]+) USDT$", line).group(1).replace(",", "")) for line in listed]
+        values = [Decimal(re.search(r"· ([\d,.]+) USDT · PnL ", line).group(1).replace(",", "")) for line in listed]
         assert values == sorted(values, reverse=True)
         assert digest.silent is False, "it holds new risk"
         texts = digest.button_texts
@@ -150,7 +151,7 @@ async def test_show_all_and_snooze_all(database_url, new_account, telegram):
         answer = await h.press(VIEWER, digest, "Snooze all 1h")
         assert answer.params.get("show_alert") is True, "snoozing is for operators"
         answer = await h.press(OPERATOR, digest, "Snooze all 1h")
-        assert answer.params["text"].startswith("Snoozed 14 findings until ")
+        assert answer.params["text"].startswith("Snoozed 14 findings for 1h, until ")
         states = {f.state for f in await h.runtime.findings.live()}
         assert states == {FindingState.SNOOZED}
         # The 14 "Snoozed by" edits wait in the background: the group's window already holds the 15 sends just
@@ -230,3 +231,17 @@ async def test_alerts_can_go_to_a_forum_topic(database_url, new_account, telegra
         binance.remove_position("BTCUSDT", "long")
         await h.reconciler.check(SCAN_KINDS)
         await h.edited_to(alert, "Resolved")
+
+
+async def test_a_digest_line_carries_the_pnl_next_to_the_notional(database_url, new_account, telegram):
+    binance = new_account("binance", hedge_mode=True)
+    binance.set_position("SOLUSDT", "long", Decimal("250"), entry_price=Decimal("182.4"), mark_price=Decimal("176.1"))
+    binance.set_position("BTCUSDT", "short", Decimal("0.1"), entry_price=Decimal("60000"), mark_price=Decimal("59000"))
+    async with chatops(database_url, telegram, [binance], alerts={"digest_after": 1}) as h:
+        await h.reconciler.check(SCAN_KINDS)
+        [digest] = await h.wait_alerts(1)
+    listed = [line for line in digest.text.splitlines() if re.match(r"^\d+\. ", line)]
+    assert listed == [
+        f"1. 🔴 Orphan SOLUSDT LONG · {binance.name} · 44,025.00 USDT · PnL −1,575.00 USDT",
+        f"2. 🟠 Orphan BTCUSDT SHORT · {binance.name} · 5,900.00 USDT · PnL +100.00 USDT",
+    ]

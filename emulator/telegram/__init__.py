@@ -17,6 +17,16 @@ Methods:
 * ``sendMessage``: text, ``parse_mode`` HTML (or none), ``entities``, ``reply_markup``, replies
   (``reply_parameters`` / ``reply_to_message_id``), ``disable_notification`` (kept as
   :attr:`StoredMessage.silent`) and ``message_thread_id`` (forum topics, :attr:`StoredMessage.thread_id`).
+* Inline buttons: ``callback_data`` (1-64 bytes), ``url``, ``copy_text`` (a CopyTextButton of 1-256
+  characters) and the other kinds Telegram accepts; ``style`` ``primary``, ``danger`` or ``success`` (read
+  case-blind; ``default`` is left out, as the Bot API server does; anything else answers ``invalid button
+  style specified``).
+* Ephemeral messages (``sendMessage`` with ``ephemeral_message_parameters``): in groups and supergroups only,
+  to the receiver of a press within 15 seconds (``callback_query_id``, optionally
+  ``replace_callback_query_message``) or to any non-bot member when the bot is an administrator; kept apart
+  from the chat (:meth:`BotApiEmulator.ephemeral_messages`, :attr:`StoredMessage.replaces`), answered with
+  ``message_id`` 0 and an ``ephemeral_message_id``; their buttons can be pressed by their receiver;
+  ``deleteEphemeralMessage``.
 * ``editMessageText`` and ``editMessageReplyMarkup`` of the bot's own messages (kept as versions in
   :attr:`StoredMessage.history`); ``deleteMessage``.
 * ``answerCallbackQuery`` for presses queued with :meth:`BotApiEmulator.user_presses`, one accepted answer
@@ -29,13 +39,18 @@ Requests may be ``application/x-www-form-urlencoded`` (what aiogram sends when n
 ``multipart/form-data``, ``application/json`` or a query string; complex fields are JSON strings as aiogram
 encodes them.  Answers have the Bot API shape ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "error_code": N, "description": "...", "parameters": {...}}`` with HTTP status ``error_code``, so aiogram
-raises its usual exceptions.  Error descriptions are Telegram's own texts.
+raises its usual exceptions.  Error descriptions are Telegram's own texts, except where the Bot API states a
+rule without the server's words for breaking it (a copy_text's length, the ephemeral message rules): there
+they are the emulator's, saying which rule.
 
 Text rules, as Telegram applies them:
 
-* ``parse_mode`` HTML is parsed with TDLib's rules; the stored and returned ``text`` is the plain text,
+* ``parse_mode`` HTML is parsed with TDLib's rules (``<tg-time unix=… format=…>`` included: a ``date_time``
+  entity, its format returned in the server's order); the stored and returned ``text`` is the plain text,
   with ``entities`` whose offsets and lengths count UTF-16 code units.  The markup as sent is kept as
   :attr:`StoredMessage.raw_text`.  Parse failures answer ``400 Bad Request: can't parse entities: <reason>``.
+  Explicit ``entities`` are checked as the server reads them (a ``date_time`` needs its ``unix_time`` and a
+  valid ``date_time_format``).
 * ``MarkdownV2`` and ``Markdown`` are not emulated: they answer 400 saying the emulator supports HTML
   only, so a change that starts sending Markdown fails loudly.  Other modes: ``unsupported parse_mode``.
 * Stricter than Telegram on purpose: a bare ``&`` in HTML text (not ``&lt; &gt; &amp; &quot;`` or a

@@ -190,6 +190,15 @@ class StoredMessage:
     deleted: bool = False
     deleted_at: float | None = None
     history: list[MessageVersion] = field(default_factory=list)
+    # An ephemeral message: who alone sees it, its id among the chat's ephemeral messages, and the message it
+    # stands in place of in that user's view (replace_callback_query_message).
+    receiver: dict[str, Any] | None = None
+    ephemeral_message_id: int | None = None
+    replaces: int | None = None
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.ephemeral_message_id is not None
 
     @property
     def chat_id(self) -> int:
@@ -251,7 +260,7 @@ class StoredMessage:
 
     def to_api(self, *, with_reply: bool = True) -> dict[str, Any]:
         """The Bot API Message object for the current state."""
-        payload: dict[str, Any] = {"message_id": self.message_id}
+        payload: dict[str, Any] = {"message_id": 0 if self.ephemeral else self.message_id}
         if self.thread_id is not None:
             payload["message_thread_id"] = self.thread_id
         payload.update({"from": dict(self.sender), "chat": dict(self.chat), "date": self.date})
@@ -266,6 +275,9 @@ class StoredMessage:
             payload["reply_markup"] = copy.deepcopy(self.inline_markup)
         if self.thread_id is not None:
             payload["is_topic_message"] = True
+        if self.ephemeral:
+            payload["receiver_user"] = dict(self.receiver or {})
+            payload["ephemeral_message_id"] = self.ephemeral_message_id
         return payload
 
     def snapshot(self, method: str, at: float) -> None:

@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ from emulator.telegram.text import (
     MAX_TEXT_LENGTH,
     EntityParseError,
     check_link,
+    date_time_format,
     link_user_id,
     parse_html,
     sorted_entities,
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CALLBACK_ANSWER_TEXT = 200
 MAX_INLINE_BUTTONS = 100
+MAX_COPY_TEXT = 256
+BUTTON_STYLES = ("primary", "danger", "success")
 MAX_DELETE_AGE = 48 * 3600  # seconds
+EPHEMERAL_REPLY_WINDOW = 15.0  # seconds after a press in which any bot may answer it with an ephemeral message
 
 ERR_UNAUTHORIZED = "Unauthorized"
 ERR_NOT_FOUND = "Not Found"
@@ -63,6 +67,9 @@ ERR_BUTTON_DATA = "Bad Request: BUTTON_DATA_INVALID"
 ERR_BUTTON_URL = "Bad Request: BUTTON_URL_INVALID"
 ERR_QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 ERR_PARSE_ENTITIES = "Bad Request: can't parse entities: "
+ERR_ENTITY = "Bad Request: can't parse MessageEntity: "
+ERR_BUTTON = "Bad Request: can't parse inline keyboard button: "
+ERR_EPHEMERAL_PARAMETERS = "Bad Request: can't parse EphemeralMessageParameters: "
 ERR_PARSE_MODE = "Bad Request: unsupported parse_mode"
 ERR_MARKDOWN = "Bad Request: parse_mode {mode} is not emulated: the emulator supports HTML only"
 ERR_MARKUP_JSON = "Bad Request: can't parse reply keyboard markup JSON object"
@@ -110,11 +117,14 @@ _JSON_FIELDS = frozenset(
         "scope",
         "reply_parameters",
         "link_preview_options",
+        "ephemeral_message_parameters",
     }
 )
 _INT_FIELDS = frozenset(
     {
         "message_id",
+        "ephemeral_message_id",
+        "receiver_user_id",
         "offset",
         "limit",
         "timeout",
@@ -152,6 +162,55 @@ _TOKEN_RE = re.compile(r"(\d+):[A-Za-z0-9_-]+")
 
 
 _Handler = Callable[[dict[str, Any]], Any]
+
+
+class _Content(NamedTuple):
+    """A send's text as checked: the plain text, its entities, the markup as sent, and the buttons."""
+
+    text: str
+    entities: list[dict[str, Any]]
+    raw: str
+    parse_mode: str | None
+    markup: dict[str, Any] | None
+
+
+def _styled(button: dict[str, Any]) -> dict[str, Any]:
+    """A button as the Bot API server keeps it: ``style`` read case-blind, one of primary, danger and success,
+    and left out when it is the app's own (absent, empty or ``default``)."""
+    kept = copy.deepcopy(button)
+    style = kept.pop("style", None)
+    if style is None:
+        return kept
+    style = str(style).lower()
+    if style not in ("", "default", *BUTTON_STYLES):
+        raise bad_request(ERR_BUTTON + "invalid button style specified")
+    return {**kept, "style": style} if style in BUTTON_STYLES else kept
+
+
+def _check_copy_text(value: Any) -> None:
+    """A copy_text button holds a CopyTextButton whose text is 1-256 characters (the Bot API documents the
+    limit, not the server's words for breaking it: the description here is the emulator's)."""
+    if not isinstance(value, dict):
+        raise bad_request(ERR_BUTTON + 'Field "copy_text" must be of type Object')
+    text = value.get("text")
+    if not isinstance(text, str):
+        raise bad_request(ERR_BUTTON + 'Can\'t find field "text"')
+    if not 1 <= utf16_len(text) <= MAX_COPY_TEXT:
+        raise bad_request(f"Bad Request: copied text must be 1-{MAX_COPY_TEXT} characters")
+
+
+def _entity(entity: dict[str, Any]) -> dict[str, Any]:
+    """A MessageEntity as the Bot API server reads it; a ``date_time`` entity needs its ``unix_time`` and keeps its
+    format in the server's own order (:func:`date_time_format`)."""
+    if entity["type"] != "date_time":
+        return dict(entity)
+    unix_time = entity.get("unix_time")
+    if isinstance(unix_time, bool) or not isinstance(unix_time, int):
+        raise bad_request(ERR_ENTITY + 'Can\'t find field "unix_time"')
+    form = date_time_format(str(entity.get("date_time_format") or ""))
+    if form is None:
+        raise bad_request(ERR_ENTITY + "Invalid date-time format specified")
+    return {**entity, "date_time_format": form}
 
 
 class BotApiEmulator:
@@ -201,6 +260,7 @@ class BotApiEmulator:
         self._users: dict[int, dict[str, Any]] = {}
         self._messages: dict[int, dict[int, StoredMessage]] = {}
         self._next_message_id: dict[int, int] = {}
+        self._ephemeral: dict[int, dict[int, StoredMessage]] = {}
         self._callback_queries: dict[str, CallbackQueryRecord] = {}
         self._callback_ids = itertools.count(1)
         self._commands: dict[tuple[_ScopeKey, str], list[dict[str, Any]]] = {}
@@ -228,6 +288,7 @@ class BotApiEmulator:
                 ("editMessageReplyMarkup", self._m_edit_message_reply_markup),
                 ("answerCallbackQuery", self._m_answer_callback_query),
                 ("deleteMessage", self._m_delete_message),
+                ("deleteEphemeralMessage", self._m_delete_ephemeral_message),
             )
         }
 
@@ -300,6 +361,7 @@ class BotApiEmulator:
         self._users.clear()
         self._messages.clear()
         self._next_message_id.clear()
+        self._ephemeral.clear()
         self._callback_queries.clear()
         self._commands.clear()
         self._faults.clear()
@@ -545,7 +607,7 @@ class BotApiEmulator:
                 for entity in explicit
             ):
                 raise bad_request("Bad Request: can't parse entities JSON object")
-            text, entities = raw, sorted_entities([dict(entity) for entity in explicit])
+            text, entities = raw, sorted_entities([_entity(entity) for entity in explicit])
             parse_mode = None
         elif parse_mode is not None:
             try:
@@ -611,8 +673,10 @@ class BotApiEmulator:
                     url = button["url"]
                     if not isinstance(url, str) or (check_link(url) is None and link_user_id(url) is None):
                         raise bad_request(ERR_BUTTON_URL)
+                if "copy_text" in button:
+                    _check_copy_text(button["copy_text"])
                 count += 1
-                clean_row.append(copy.deepcopy(button))
+                clean_row.append(_styled(button))
             if clean_row:
                 clean_rows.append(clean_row)
         if count > MAX_INLINE_BUTTONS:
@@ -827,6 +891,9 @@ class BotApiEmulator:
         chat = self._chat_for(params.get("chat_id"))
         text, entities, raw, parse_mode = self._prepare_text(params)
         markup = self._prepare_markup(params.get("reply_markup"))
+        content = _Content(text, entities, raw, parse_mode, markup)
+        if params.get("ephemeral_message_parameters") is not None:
+            return self._send_ephemeral(chat, params, content)
         reply_to = self._reply_target(chat, params)
         thread_id = self._thread_for(chat, params.get("message_thread_id"), reply_to)
         now = time.monotonic()
@@ -834,27 +901,95 @@ class BotApiEmulator:
             retry_after = self._flood_retry_after(chat, now)
             if retry_after is not None:
                 raise ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
-        message = StoredMessage(
-            chat=chat,
-            message_id=self._new_message_id(chat["id"]),
-            sender=dict(self.bot_user),
-            date=int(time.time()),
-            text=text,
-            entities=entities,
-            raw_text=raw,
-            parse_mode=parse_mode,
-            reply_markup=markup,
-            params=dict(params),
-            sent_at=now,
-            reply_to=reply_to,
-            silent=bool(params.get("disable_notification")),
-            thread_id=thread_id,
-        )
-        message.snapshot("sendMessage", now)
+        message_id = self._new_message_id(chat["id"])
+        message = self._sent(chat, message_id, params, content, now, reply_to=reply_to, thread_id=thread_id)
         self._messages.setdefault(chat["id"], {})[message.message_id] = message
         self._send_times.setdefault(chat["id"], []).append(now)
         self._all_send_times.append(now)
         return message.to_api()
+
+    def _ephemeral_receiver(self, chat: dict[str, Any], parameters: Any) -> tuple[dict[str, Any], int | None]:
+        """Check an EphemeralMessageParameters as "Ephemeral Messages and Commands" states the rules: groups and
+        supergroups only; within 15 seconds of the receiver's own press in this chat (``callback_query_id``),
+        or at any time to any non-bot member when the bot is an administrator there. Returns the receiver and
+        the message the ephemeral one replaces in their view. The descriptions of these refusals are the
+        emulator's (the Bot API states the rules, not the server's words), except an unknown or late query's."""
+        if not isinstance(parameters, dict):
+            raise bad_request(ERR_EPHEMERAL_PARAMETERS + "EphemeralMessageParameters must be an Object")
+        receiver_id = parameters.get("receiver_user_id")
+        if isinstance(receiver_id, bool) or not isinstance(receiver_id, int):
+            raise bad_request(ERR_EPHEMERAL_PARAMETERS + 'Can\'t find field "receiver_user_id"')
+        if chat["type"] not in ("group", "supergroup"):
+            raise bad_request("Bad Request: ephemeral messages can be sent only in groups and supergroups")
+        query_id = parameters.get("callback_query_id")
+        replace = bool(parameters.get("replace_callback_query_message"))
+        if replace and not query_id:
+            raise bad_request("Bad Request: replace_callback_query_message needs a callback_query_id")
+        receiver = self._users.get(receiver_id) or {"id": receiver_id, "is_bot": False, "first_name": ""}
+        if receiver.get("is_bot"):
+            raise bad_request("Bad Request: ephemeral messages can't be sent to bots")
+        if not query_id:
+            if self.bot_id not in self._admins.get(chat["id"], ()):
+                raise bad_request("Bad Request: not enough rights to send ephemeral messages")
+            return dict(receiver), None
+        record = self._callback_queries.get(str(query_id))
+        if (
+            record is None
+            or record.user["id"] != receiver_id
+            or record.chat_id != chat["id"]
+            or time.monotonic() - record.created_at > EPHEMERAL_REPLY_WINDOW
+        ):
+            raise bad_request(ERR_QUERY_INVALID)
+        if replace and record.message_id == 0:
+            raise bad_request("Bad Request: a press on an ephemeral message is answered by editing that message")
+        return dict(receiver), record.message_id if replace else None
+
+    def _sent(
+        self,
+        chat: dict[str, Any],
+        message_id: int,
+        params: dict[str, Any],
+        content: _Content,
+        now: float,
+        **extra: Any,
+    ) -> StoredMessage:
+        """The bot's new message as sent, its first version recorded."""
+        message = StoredMessage(
+            chat=chat,
+            message_id=message_id,
+            sender=dict(self.bot_user),
+            date=int(time.time()),
+            text=content.text,
+            entities=content.entities,
+            raw_text=content.raw,
+            parse_mode=content.parse_mode,
+            reply_markup=content.markup,
+            params=dict(params),
+            sent_at=now,
+            silent=bool(params.get("disable_notification")),
+            **extra,
+        )
+        message.snapshot("sendMessage", now)
+        return message
+
+    def _send_ephemeral(self, chat: dict[str, Any], params: dict[str, Any], content: _Content) -> dict[str, Any]:
+        """A message only ``receiver_user_id`` sees: kept apart from the chat's messages
+        (:meth:`ephemeral_messages`), answered with ``message_id`` 0 and its ``ephemeral_message_id``."""
+        receiver, replaces = self._ephemeral_receiver(chat, params["ephemeral_message_parameters"])
+        kept = self._ephemeral.setdefault(chat["id"], {})
+        number = max(kept, default=0) + 1
+        ephemeral = {"receiver": receiver, "ephemeral_message_id": number, "replaces": replaces}
+        kept[number] = self._sent(chat, 0, params, content, time.monotonic(), **ephemeral)
+        return kept[number].to_api()
+
+    def _m_delete_ephemeral_message(self, params: dict[str, Any]) -> bool:
+        kept = self._ephemeral.get(self._chat_for(params.get("chat_id"), create=False)["id"], {})
+        message = kept.get(params.get("ephemeral_message_id"))  # type: ignore[arg-type]
+        if message is None or message.deleted or (message.receiver or {}).get("id") != params.get("receiver_user_id"):
+            raise bad_request(ERR_DELETE_NOT_FOUND)
+        message.deleted = True
+        message.deleted_at = time.monotonic()
+        return True
 
     def _message_for_edit(self, params: dict[str, Any]) -> StoredMessage:
         if params.get("inline_message_id"):
@@ -1097,7 +1232,12 @@ class BotApiEmulator:
             chat_id, message_id = message.chat_id, message.message_id
         else:
             chat_id, message_id = message
-        stored = self.message(chat_id, message_id)
+        if isinstance(message, StoredMessage) and message.ephemeral:
+            stored = message
+            if (stored.receiver or {}).get("id") != user_id:
+                raise ValueError(f"only its receiver sees ephemeral message {stored.ephemeral_message_id}")
+        else:
+            stored = self.message(chat_id, message_id)
         if stored.deleted:
             raise ValueError(f"message {chat_id}/{message_id} was deleted")
         if check_button and data not in stored.callback_data:
@@ -1142,6 +1282,17 @@ class BotApiEmulator:
             message
             for message in self._messages.get(chat_id, {}).values()
             if (include_deleted or not message.deleted) and (include_user or message.from_bot)
+        ]
+
+    def ephemeral_messages(
+        self, chat_id: int, user_id: int | None = None, *, include_deleted: bool = False
+    ) -> list[StoredMessage]:
+        """The ephemeral messages of a chat (those one user sees, when given), in order; not deleted ones."""
+        return [
+            message
+            for message in self._ephemeral.get(chat_id, {}).values()
+            if (include_deleted or not message.deleted)
+            and (user_id is None or (message.receiver or {}).get("id") == user_id)
         ]
 
     def message(self, chat_id: int, message_id: int) -> StoredMessage:

@@ -42,7 +42,7 @@ _SIMPLE_TAGS = {
     "tg-spoiler": "spoiler",
     "span": "spoiler",
 }
-_HTML_TAGS = frozenset(_SIMPLE_TAGS) | {"a", "tg-emoji", "pre", "code", "blockquote"}
+_HTML_TAGS = frozenset(_SIMPLE_TAGS) | {"a", "tg-emoji", "tg-time", "pre", "code", "blockquote"}
 _ENTITY_PRIORITY = {
     "bold": 90,
     "italic": 91,
@@ -56,6 +56,7 @@ _ENTITY_PRIORITY = {
     "expandable_blockquote": 0,
     "spoiler": 94,
     "custom_emoji": 99,
+    "date_time": 30,
 }
 _LINK_SCHEMES = frozenset({"http", "https", "ftp", "tg", "ton", "tonsite"})
 _USER_LINK_RE = re.compile(r"(?i)^tg:(?://)?user\?id=(\d+)$")
@@ -183,6 +184,27 @@ def _link_entity(offset: int, length: int, url: str) -> dict[str, Any] | None:
     return {"type": "text_link", "offset": offset, "length": length, "url": normalized}
 
 
+def date_time_format(value: str) -> str | None:
+    """A ``date_time`` entity's format as the Bot API server returns it, or None when it is invalid: ``r``
+    (relative) alone, else any of ``w``/``W`` (day of week), ``d``/``D`` (short / long date) and ``t``/``T``
+    (short / long time), given in any order and returned as ``w``, date, time (TDLib's FormattedDate; the
+    short form wins when both are given)."""
+    if value in ("r", "R"):
+        return "r"
+    if any(ch not in "wWdDtT" for ch in value):
+        return None
+    week = "w" if any(ch in "wW" for ch in value) else ""
+    day = "d" if "d" in value else "D" if "D" in value else ""
+    time = "t" if "t" in value else "T" if "T" in value else ""
+    return week + day + time
+
+
+def _leading_int(value: str) -> int:
+    """TDLib's ``to_integer<int32>``: the leading digits (after an optional minus), 0 when there are none."""
+    match = re.match(r"-?\d+", value.strip())
+    return int(match.group(0)) if match else 0
+
+
 def _check_unicode(text: str) -> None:
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
         raise EntityParseError(
@@ -197,6 +219,7 @@ class _HtmlOpen:
     argument: str
     offset: int
     out_len: int
+    date: int = 0  # a tg-time's unix attribute
 
 
 def parse_html(markup: str, *, strict_ampersand: bool = False) -> tuple[str, list[dict[str, Any]]]:
@@ -204,7 +227,9 @@ def parse_html(markup: str, *, strict_ampersand: bool = False) -> tuple[str, lis
 
     Follows TDLib's ``parse_html``: supported tags are b/strong, i/em, u/ins, s/strike/del,
     span class="tg-spoiler", tg-spoiler, a href, tg-emoji emoji-id, code (class="language-x"), pre,
-    blockquote (expandable); entities ``&lt; &gt; &amp; &quot;`` and numeric references.
+    blockquote (expandable), tg-time unix format (a ``date_time`` entity: a format that is not
+    :func:`date_time_format`'s is an error, a unix time that is no positive number makes no entity);
+    entities ``&lt; &gt; &amp; &quot;`` and numeric references.
     ``strict_ampersand`` rejects a bare ``&`` in text content.
     """
     n = len(markup)
@@ -249,6 +274,7 @@ def parse_html(markup: str, *, strict_ampersand: bool = False) -> tuple[str, lis
             if name not in _HTML_TAGS:
                 raise EntityParseError(f'Unsupported start tag "{name}" at byte offset {_byte_offset(markup, begin)}')
             argument = ""
+            date = 0
             while _at(markup, i) != ">":
                 i = skip_spaces(i)
                 if i >= n:
@@ -308,11 +334,15 @@ def parse_html(markup: str, *, strict_ampersand: bool = False) -> tuple[str, lis
                     argument = value
                 elif name == "blockquote" and attribute == "expandable":
                     argument = "1"
+                elif name == "tg-time" and attribute == "unix":
+                    date = _leading_int(value)
+                elif name == "tg-time" and attribute == "format":
+                    argument = value
             if name == "span" and argument != "spoiler":
                 raise EntityParseError(
                     f'Tag "span" must have class "tg-spoiler" at byte offset {_byte_offset(markup, begin)}'
                 )
-            stack.append(_HtmlOpen(name, argument, u16, len(out)))
+            stack.append(_HtmlOpen(name, argument, u16, len(out), date))
             i += 1
             continue
 
@@ -343,6 +373,15 @@ def parse_html(markup: str, *, strict_ampersand: bool = False) -> tuple[str, lis
             entities.append(
                 {"type": "custom_emoji", "offset": offset, "length": length, "custom_emoji_id": top.argument}
             )
+        elif top.name == "tg-time":
+            form = date_time_format(top.argument)
+            if form is None:
+                raise EntityParseError("Invalid date format used")
+            if top.date > 0:
+                entities.append(
+                    {"type": "date_time", "offset": offset, "length": length, "unix_time": top.date,
+                     "date_time_format": form}
+                )  # fmt: skip
         elif top.name == "a":
             url = top.argument or "".join(out[top.out_len :])
             entity = _link_entity(offset, length, url)
