@@ -2,6 +2,10 @@
 monitor, fixes), the alert channels (Telegram when a token is set, e-mail, the console), the scheduler and the
 ops server — and stopped gracefully in the reverse order. The CLI, the demo and the benchmarks start reconbot
 through here.
+
+The chats hear whether anyone is watching: one quiet notice when watching starts (before the first check), one when
+it stops gracefully (after the last check and fix, before the outbox is flushed), and a loud one from the
+watchdog when the held accounts go without checks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from services.delivery import Deliverer
 from services.email_alerts import EmailDelivery
 from services.findings import AlertPolicy
 from services.live_streams import LiveStreams
+from services.notices import Notice, NoticeKind
 from services.ops import Metrics, OpsServer
 from services.reconciler import AutoFix, Reconciler
 from services.runtime import Runtime
@@ -28,6 +33,7 @@ from services.scheduler import CheckScheduler
 from services.settings import Settings
 from services.shards import ShardClaims
 from services.triggers import AccountChecks, DbPoller
+from services.watchdog import CheckWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,25 @@ class Service:
     streams: LiveStreams | None = None
     db_poller: DbPoller | None = None
     claims: ShardClaims | None = None
+    watchdog: CheckWatchdog | None = None
+
+    @property
+    def replica(self) -> str | None:
+        """This process's name in notices, when several replicas share the accounts."""
+        return self.claims.name if self.claims is not None and self.claims.replicas > 1 else None
+
+    async def say_stopped(self) -> None:
+        """Queue the notice that watching stopped (or that the other replicas carry on)."""
+        others = self.claims.replicas - 1 if self.claims is not None else 0
+        try:
+            await self.reconciler.notify(Notice(NoticeKind.STOPPED, count=others or None, replica=self.replica))
+        except Exception as exc:  # the database is gone: nothing could deliver it anyway
+            log.warning("could not queue the stop notice (%s)", type(exc).__name__)
 
     async def stop(self, *, check_timeout_s: float = 30.0, flush_timeout_s: float = 10.0) -> None:
-        """Graceful stop: no new work, let a running check finish, flush the outbox, close everything."""
+        """Graceful stop: no new work, let a running check finish, say so, flush the outbox, close everything."""
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         self.scheduler.shutdown()
         if self.claims is not None:
             self.claims.on_change = None
@@ -70,6 +92,7 @@ class Service:
             log.warning("a check was still running after %ss; stopping anyway", check_timeout_s)
         if not await self.runtime.fixes.drain(check_timeout_s):
             log.warning("a confirmed fix was still running after %ss; audited as interrupted", check_timeout_s)
+        await self.say_stopped()
         for deliverer in self.deliverers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(deliverer.drain(), flush_timeout_s)
@@ -171,9 +194,20 @@ async def start_service(
         service.deliverers.append(email)
         service.tasks.append(asyncio.create_task(email.run(), name="email-delivery"))
     await claims.start()
+    owned = tuple(claims.owned())
+    await reconciler.notify(Notice(NoticeKind.STARTED, accounts=owned, replica=service.replica))
     scheduler.start()
     start_triggers(service, say)
     scan = settings.scan
+    service.watchdog = CheckWatchdog(
+        runtime.findings.account_checks,
+        claims.owned,
+        reconciler.notify,
+        interval_s=min(scan.orphan_interval_s, scan.reconcile_interval_s),
+        stall_after_s=scan.stall_threshold_s,
+        replica=lambda: service.replica,
+    )
+    service.watchdog.start()
     streaming = len(service.streams.streams) if service.streams else 0
     say(
         f"reconbot running: {len(settings.accounts)} account(s), orphan scan every {scan.orphan_interval_s:g}s, "

@@ -25,11 +25,12 @@ from bot.client import DEFAULT_BACKOFF
 from bot.commands import Scope, menus
 from bot.context import BotContext
 from bot.delivery import TelegramDelivery
-from bot.middlewares import AuthMiddleware, InFlight, RoleMiddleware
+from bot.middlewares import AuthMiddleware, InFlight, PressesFirst, RoleMiddleware
 from bot.poll_conflicts import PollConflicts
 from handlers import alerts, checks, common, digests, errors, fallback, fixes, mute, status, tables
 from services.announcements import AlertPolicy
 from services.leases import Lease
+from services.mutes import MuteEnds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +50,7 @@ def build_dispatcher(ctx: BotContext, in_flight: InFlight | None = None) -> Disp
     dispatcher.callback_query.outer_middleware(auth)
     dispatcher.message.middleware(RoleMiddleware())
     dispatcher.callback_query.middleware(RoleMiddleware())
+    dispatcher.callback_query.middleware(PressesFirst())
     dispatcher.include_routers(*(module.create_router() for module in ROUTERS))
     dispatcher.errors.register(errors.on_error)
     return dispatcher
@@ -74,10 +76,12 @@ class ChatOps:
             books=ctx.settings.positions.writes,
             telegram=ctx.settings.telegram,
         )
+        self.mute_ends = MuteEnds(ctx.runtime.mutes, self.delivery.wake)
         ctx.reconciler.wakeups.append(self.delivery.wake)
         self._backoff = backoff
         self._polling_timeout = polling_timeout
         self._tasks: list[asyncio.Task[None]] = []
+        self._mute_ends: asyncio.Task[None] | None = None
         self._polling = False
         self._stopping = asyncio.Event()
         self._conflicts = PollConflicts()
@@ -94,6 +98,7 @@ class ChatOps:
             asyncio.create_task(self._poll(), name="telegram-polling"),
             asyncio.create_task(self.delivery.run(), name="telegram-delivery"),
         ]
+        self._mute_ends = asyncio.create_task(self.mute_ends.run(), name="telegram-mute-ends")
 
     async def _register(self) -> None:
         """Introduce the bot and its menus, retrying while Telegram cannot be reached."""
@@ -226,6 +231,11 @@ class ChatOps:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.delivery.drain(), flush_timeout_s)
         self.delivery.stop()
+        if self._mute_ends is not None:  # a mute that ends meanwhile is ended at the next start, or by another replica
+            self._mute_ends.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mute_ends
+            self._mute_ends = None
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 5.0)

@@ -19,9 +19,11 @@ from services.findings import StoredFinding
 from services.fixes import FixOutcome, FixStatus
 from services.kinds import count_text
 from services.model import DbPosition, ExchangePosition, FindingKind, FindingState, PositionKey
+from services.mutes import EndedMute, Mute, MuteArgumentError, MuteProblem
 from services.protection import Protection
 from services.report import decimal_text
 from services.settings import AccountSettings
+from services.severity import MutedCritical, Severity
 from services.shards import ShardStatus
 from services.snapshot import AccountSnapshot
 from services.text_safety import escape_controls
@@ -72,9 +74,12 @@ ACKNOWLEDGED = "Acknowledged: no more reminders for this finding."
 UNACKNOWLEDGED = "Open again: reminders resume."
 DIGEST_GONE = "This digest is no longer known."
 FINDING_GONE = "This finding is no longer known."
-MUTE_USAGE = "Usage: /mute [duration], e.g. /mute 30m, /mute 2h, /mute 1d (at most 7d); /mute off ends it."
+MUTE_USAGE = (
+    "Usage: /mute [duration] [info|warning], e.g. /mute 30m, /mute 2h, /mute 1h info (at most 7d; default 1h, "
+    "everything below critical); /mute off ends it."
+)
 NOT_MUTED = "This chat was not muted."
-UNMUTED = "🔔 This chat is no longer muted: alerts arrive again."
+PREPARING_QUESTION = "The question follows below: nothing changes until you confirm it."
 NOT_FIXABLE_THAT_WAY = "This finding cannot be fixed that way; fix it by hand."
 CANCELLED = "Cancelled; nothing changed."
 RECHECKING = "Checking both sides again…"
@@ -356,8 +361,35 @@ def snoozed_many(count: int, until: datetime, length: timedelta) -> str:
     return f"Snoozed {count} finding{'s' if count != 1 else ''} for {span(length)}, until {when(until)}."
 
 
-def muted(until: datetime) -> str:
-    return (
-        f"🔕 This chat is muted until {when(until)}: alerts are still recorded, and /findings lists them. "
-        "/mute off ends it."
+_MUTE_PROBLEMS = {
+    MuteProblem.NOT_A_DURATION: "“{word}” is not a duration",
+    MuteProblem.TOO_LONG: "“{word}” is longer than 7d",
+    MuteProblem.NOT_A_LEVEL: "“{word}” is not a level (info or warning)",
+    MuteProblem.TOO_MANY_WORDS: "too many words",
+}
+_MUTE_ENDS = "When the mute ends, one message lists what arrived meanwhile. /mute off ends it now."
+
+
+def mute_refused(error: MuteArgumentError) -> str:
+    return f"Nothing changed: {_MUTE_PROBLEMS[error.problem].format(word=quote(error.word))}. {MUTE_USAGE}"
+
+
+def muted(mute: Mute, critical: MutedCritical) -> str:
+    """What a mute does, in the chat it quiets: nothing is hidden, only the sound changes."""
+    if mute.scope is Severity.INFO:
+        return (
+            f"🔕 This chat is muted until {when(mute.until)} for info-level alerts: they arrive silently; warnings "
+            f"and critical ones ring as usual. {_MUTE_ENDS}"
+        )
+    rings = "critical ones still ring" if critical is MutedCritical.RING else "critical ones arrive silently too"
+    arrive = f"new alerts still arrive here, silently; {rings}"
+    return f"🔕 This chat is muted until {when(mute.until)}: {arrive}. {_MUTE_ENDS}"
+
+
+def unmuted(ended: EndedMute) -> str:
+    arrived = (
+        f"{ended.arrived} alert{'s' if ended.arrived != 1 else ''} arrived while it was muted: listed below."
+        if ended.arrived
+        else "Nothing arrived while it was muted."
     )
+    return f"🔔 This chat is no longer muted: alerts ring again. {arrived}"

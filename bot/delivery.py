@@ -3,13 +3,19 @@ changes, reminders and notices. The loop, ordering and retries are the shared ``
 
 Sound follows risk: an alert rings only when its kind or the cause it tells is ``loud`` (a liquidation or ADL
 by default; services.severity) or the finding grew (services.regrowth), and it is not info-level; digests ring
-when they hold such an alert; reminders and notices arrive silently. A muted chat gets no new messages (edits
-still keep what it shows true)."""
+when they hold such an alert; reminders and notices arrive silently, except that nobody watching the accounts
+rings. A muted chat still gets everything (``services.mutes``): what the mute covers arrives silently, critical
+alerts ring unless ``telegram.mute_critical`` says silent, and the findings that arrived are noted for the
+catch-up posted when the mute ends.
+
+Within a chat's lane (``bot.flood``) alerts and notices go before command replies; edits of earlier alerts,
+reminders and catch-ups wait in the background, so they never hold back what answers a button press."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot
@@ -17,7 +23,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.types import InlineKeyboardMarkup
 
 from bot import answers, finding_texts, texts
-from bot.flood import urgent
+from bot.flood import Priority, sending_as
 from bot.keyboards import ChatButtons
 from bot.paging import open_keyboard
 from bot.replies import edit_quietly
@@ -26,16 +32,17 @@ from services.chat_address import split_address
 from services.delivery import Deliverer, PermanentDeliveryError
 from services.findings import FindingsStore, StoredFinding
 from services.model import FindingState
-from services.mutes import ChatMutes
+from services.mutes import ChatMutes, Mute
 from services.notices import Notice
 from services.outbox import Channel, Outbox, OutboxItem, OutboxKind
 from services.positions_config import WRITABLE, BookWrites
 from services.settings import TelegramSettings
-from services.severity import Notify, Severity
+from services.severity import MutedCritical, Notify, Severity
 
 log = logging.getLogger(__name__)
 
 PERMANENT_ERRORS = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked")
+BACKGROUND = frozenset({OutboxKind.UPDATE, OutboxKind.REMINDER, OutboxKind.CATCH_UP})
 
 
 class TelegramDelivery(Deliverer):
@@ -58,6 +65,7 @@ class TelegramDelivery(Deliverer):
         self.buttons = ChatButtons(exchange_orders, telegram, books)
         self.policy = policy or AlertPolicy()
         self.mutes = mutes or ChatMutes(findings.pool)
+        self.mute_critical = telegram.mute_critical if telegram is not None else MutedCritical.RING
 
     def _keyboard(self, finding: StoredFinding, chat_id: int) -> InlineKeyboardMarkup | None:
         """The buttons of this chat's copy: those its reader may press (bot.roles.reader_of)."""
@@ -69,10 +77,19 @@ class TelegramDelivery(Deliverer):
         loud = self.policy.notify_for(finding) is Notify.LOUD or finding.details.growth is not None
         return loud and finding_texts.severity(finding) is not Severity.INFO
 
+    def quieted(self, mute: Mute | None, severity: Severity) -> bool:
+        """The mute decision: a mute quiets what its scope covers; a critical alert only when the setting says so.
+        Nothing is ever held back: a quieted alert still arrives, silently."""
+        if mute is None:
+            return False
+        if severity is Severity.CRITICAL:
+            return self.mute_critical is MutedCritical.SILENT
+        return mute.covers(severity)
+
     async def deliver(self, item: OutboxItem) -> None:
         """Deliver one item; a chat that can never receive it makes the error permanent."""
         try:
-            with urgent():
+            with sending_as(Priority.DETAIL if item.kind in BACKGROUND else Priority.ALERT):
                 await self._deliver(item)
         except (TelegramForbiddenError, TelegramNotFound) as exc:
             raise PermanentDeliveryError(str(exc)) from exc
@@ -91,20 +108,22 @@ class TelegramDelivery(Deliverer):
         if item.kind is OutboxKind.CONFIRMATION:
             await self.settle_question(chat_id, item.body)
             return
-        until = await self.mutes.muted_until(chat_id)
-        if until is not None:
-            log.info("chat %s is muted until %s: %s #%s not sent", chat_id, until, item.kind, item.id)
-            return
         if item.kind is OutboxKind.NOTICE:
-            for chunk in texts.split_message(texts.notice_message(Notice.from_body(item.body))):
-                await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
+            notice = Notice.from_body(item.body)
+            silent = not notice.loud or self.quieted(await self.mutes.current(chat_id), Severity.CRITICAL)
+            for chunk in texts.split_message(texts.notice_message(notice)):
+                await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=silent)
         elif item.kind is OutboxKind.ALERT:
             finding = await self._finding(item)
             if finding is not None:  # one fixed before it went out still says what happened, quietly
-                silent = not (finding.live and self.rings(finding))
+                mute = await self.mutes.note_arrival(chat_id, item.destination, [finding.id])
+                rings = finding.live and self.rings(finding)
+                silent = not rings or self.quieted(mute, finding_texts.severity(finding))
                 await self.send_finding(chat_id, finding, thread_id=thread_id, silent=silent)
         elif item.kind is OutboxKind.DIGEST:
-            await self.send_digest(chat_id, thread_id, int(item.body["digest_id"]), item.body.get("finding_ids", []))
+            await self.send_digest(item, chat_id, thread_id)
+        elif item.kind is OutboxKind.CATCH_UP:
+            await self.send_catch_up(chat_id, thread_id, item)
         elif item.kind is OutboxKind.REMINDER:
             await self.send_reminder(chat_id, thread_id, item)
         else:
@@ -132,14 +151,17 @@ class TelegramDelivery(Deliverer):
             await self.findings.record_alert_message(chat_id, message_id, finding.id)
         return message_id
 
-    async def send_digest(self, chat_id: int, thread_id: int | None, digest_id: int, ids: list[int]) -> None:
-        """One message for many new findings, biggest first; it rings when one of them would have."""
+    async def send_digest(self, item: OutboxItem, chat_id: int, thread_id: int | None) -> None:
+        """One message for many new findings, biggest first; it rings when one of them would have, and a mute
+        would not quiet it."""
+        ids = item.body.get("finding_ids", [])
         listed = [f for f in [await self.findings.get(i) for i in ids] if f is not None and f.live]
         if not listed:
             return
+        mute = await self.mutes.note_arrival(chat_id, item.destination, [f.id for f in listed])
         text = finding_texts.digest_message(listed)
-        markup = self.buttons.digest(digest_id, [f.id for f in listed], chat_id)
-        silent = not any(self.rings(f) for f in listed)
+        markup = self.buttons.digest(int(item.body["digest_id"]), [f.id for f in listed], chat_id)
+        silent = not any(self.rings(f) and not self.quieted(mute, finding_texts.severity(f)) for f in listed)
         await self.bot.send_message(
             chat_id, text, reply_markup=markup, message_thread_id=thread_id, disable_notification=silent
         )
@@ -157,6 +179,15 @@ class TelegramDelivery(Deliverer):
             await self.bot.send_message(
                 chat_id, chunk, reply_markup=markup, message_thread_id=thread_id, disable_notification=True
             )
+
+    async def send_catch_up(self, chat_id: int, thread_id: int | None, item: OutboxItem) -> None:
+        """After a mute: one silent message listing what arrived meanwhile, as it stands now."""
+        listed = [f for f in [await self.findings.get(int(i)) for i in item.body.get("finding_ids", [])] if f]
+        if not listed:
+            return
+        since = datetime.fromisoformat(item.body["since"])
+        for chunk in texts.split_message(finding_texts.catch_up_message(listed, since)):
+            await self.bot.send_message(chat_id, chunk, message_thread_id=thread_id, disable_notification=True)
 
     async def settle_question(self, chat_id: int, body: Mapping[str, Any]) -> None:
         """A confirmation whose process stopped mid-fix: its question with what the re-read found, in place of

@@ -11,6 +11,7 @@ from decimal import Decimal
 from aiogram import html
 
 from bot.texts import code, moment, quote, span
+from services.announcements import biggest_first
 from services.cause_text import cause_subject, explain
 from services.causes import CloseKind, told_cause
 from services.finding_details import FindingDetails
@@ -299,4 +300,33 @@ def reminder_message(findings: Sequence[StoredFinding]) -> str:
     ]
     lines += [_list_line(i, f) for i, f in enumerate(findings, 1)]
     lines.append("<i>Tap a number to see that finding with its buttons.</i>")
+    return "\n".join(lines)
+
+
+_STATE_WORDS = {
+    FindingState.OPEN: "still open",
+    FindingState.SNOOZED: "snoozed",
+    FindingState.ACKNOWLEDGED: "acknowledged",
+    FindingState.RESOLVED: "resolved",
+    FindingState.FIXED: "fixed",
+}
+
+
+def catch_up_message(findings: Sequence[StoredFinding], since: datetime) -> str:
+    """After a mute: every finding that arrived meanwhile, biggest first, each line leading with its money and
+    ending with what became of it; the total at risk counts only those still live."""
+    live = [f for f in findings if f.live]
+    lines = [
+        f"🔔 <b>Mute over</b> · {len(findings)} alert{'s' if len(findings) != 1 else ''} arrived since {moment(since)}"
+        f" · {quote(compact(exposure_total(live)))} still at risk",
+        quote(counts(findings, chat=True)),
+    ]
+    for index, finding in enumerate(biggest_first(findings), 1):
+        money = money_at_stake(finding) or "value unknown"
+        lines.append(
+            f"{index}. {EMOJI[severity(finding)]} {quote(money)} · {KINDS[finding.kind].short} "
+            f"<b>{quote(finding.market)} {finding.side.upper()}</b> · {quote(finding.account)} · "
+            f"{_STATE_WORDS[finding.state]}"
+        )
+    lines.append("<i>/findings shows each open one with its buttons.</i>")
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 
 Telegram's limits are per chat (one message a second in a private chat, twenty a minute in a group) plus about
 thirty a second overall. Each chat gets a lane of its own: its sends wait only for that chat's budget, so one
-busy chat never delays another chat's alert, and within a chat the most urgent send goes first (alerts and fix
-outcomes before command replies). The overall limit counts sends actually made, never reservations, so a long
-queue in one chat holds no capacity another chat could use. A 429 is waited out for the ``retry_after``
-Telegram names, in that chat's lane only; network and server errors are retried with backoff. Long polling
-is left to aiogram's own backoff.
+busy chat never delays another chat's alert, and within a chat the most urgent send goes first: answers to button
+presses and confirmation prompts, then alerts, then command replies, and edits and reminders last, in the
+background. Replies and background sends leave the last sends of a group's window to presses and alerts, so a
+queue of edits can never hold back a prompt an operator is waiting for. The overall limit counts sends actually
+made, never reservations, so a long queue in one chat holds no capacity another chat could use. A 429 is waited
+out for the ``retry_after`` Telegram names, in that chat's lane only; network and server errors are retried with
+backoff. Long polling is left to aiogram's own backoff.
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ PACED_METHODS = (SendMessage, EditMessageText, EditMessageReplyMarkup)
 class Priority(IntEnum):
     """Lower goes first within a chat."""
 
-    ALERT = 0  # alerts, their edits, and the outcome of a confirmed fix
-    REPLY = 1  # answers to commands and buttons
-    DETAIL = 2  # a digest's findings shown one by one: never ahead of an operator's answer
+    INTERACTIVE = 0  # what answers a button press: confirmation prompts, fix outcomes, the pressed message's edit
+    ALERT = 1  # new alerts, digests and notices
+    REPLY = 2  # answers to commands
+    DETAIL = 3  # edits of earlier alerts, reminders, catch-ups, a digest's findings shown one by one
+
+    def reserve(self, group_reserve: int) -> int:
+        """Sends of a group's window this rank leaves to presses and alerts, which may use all of it."""
+        return 0 if self <= Priority.ALERT else group_reserve
 
 
 _priority: ContextVar[Priority] = ContextVar("reconbot_send_priority", default=Priority.REPLY)
@@ -49,17 +56,28 @@ _priority: ContextVar[Priority] = ContextVar("reconbot_send_priority", default=P
 @contextlib.contextmanager
 def urgent() -> Iterator[None]:
     """Sends made inside this block go before command replies waiting in the same chat."""
-    token = _priority.set(Priority.ALERT)
-    try:
+    with sending_as(Priority.ALERT):
         yield
-    finally:
-        _priority.reset(token)
 
 
 @contextlib.contextmanager
 def in_background() -> Iterator[None]:
     """Sends made inside this block wait behind every reply and alert in the same chat."""
-    token = _priority.set(Priority.DETAIL)
+    with sending_as(Priority.DETAIL):
+        yield
+
+
+@contextlib.contextmanager
+def interactive() -> Iterator[None]:
+    """Sends made inside this block answer an operator who is waiting: they go first in their chat."""
+    with sending_as(Priority.INTERACTIVE):
+        yield
+
+
+@contextlib.contextmanager
+def sending_as(priority: Priority) -> Iterator[None]:
+    """Sends made inside this block take ``priority`` in their chat's lane."""
+    token = _priority.set(priority)
     try:
         yield
     finally:
@@ -107,8 +125,9 @@ class _Waiter:
 
 
 class ChatLane:
-    """One chat's sends: granted one at a time, most urgent first, as the chat's own budget allows. Replies may
-    use all but ``reserve`` sends of the chat's window, so an alert finds room even after a burst of commands."""
+    """One chat's sends: granted one at a time, most urgent first, as the chat's own budget allows. Replies and
+    background sends may use all but ``reserve`` sends of the chat's window, so an alert finds room even after a
+    burst of commands, and a prompt even after a burst of edits."""
 
     def __init__(self, limit: Limit, reserve: int = 0):
         self.window = SlidingWindow(limit)
@@ -149,7 +168,7 @@ class ChatLane:
                 heapq.heappop(self._waiters)
                 continue
             now = time.monotonic()
-            reserve = self.reserve if head.priority > Priority.ALERT else 0
+            reserve = Priority(head.priority).reserve(self.reserve)
             due = max(self.window.earliest(now, reserve), self.blocked_until)
             if due > now:
                 self._timer = asyncio.get_running_loop().call_later(due - now, self._grant)

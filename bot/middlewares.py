@@ -18,6 +18,7 @@ from aiogram.dispatcher.flags import get_flag
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from bot import texts
+from bot.flood import interactive
 from bot.replies import answer_privately
 from bot.roles import Role, role_of
 from services.settings import TelegramSettings
@@ -89,6 +90,16 @@ class RoleMiddleware(BaseMiddleware):
         elif isinstance(event, Message):
             await answer_privately(event, message)
         return None
+
+
+class PressesFirst(BaseMiddleware):
+    """Inner, on button presses: whatever a press sends — its confirmation prompt, the edit of the pressed
+    message — goes first in its chat's lane (``bot.flood``), ahead of edits and reminders queued there, because
+    an operator is waiting for it. A handler that shows many findings opts back into the background."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        with interactive():
+            return await handler(event, data)
 
 
 class InFlight(BaseMiddleware):

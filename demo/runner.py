@@ -118,8 +118,8 @@ async def seed_database(pool: asyncpg.Pool, positions: PositionsSettings, rows: 
         await migrations.migrate(conn, positions)
         await conn.execute(f"TRUNCATE {table}")
         await conn.execute(
-            "TRUNCATE reconbot.alert_messages, reconbot.outbox, reconbot.confirmations, reconbot.findings, "
-            "reconbot.account_checks, reconbot.audit_log"
+            "TRUNCATE reconbot.alert_messages, reconbot.outbox, reconbot.confirmations, reconbot.mute_arrivals, "
+            "reconbot.findings, reconbot.account_checks, reconbot.audit_log"
         )
         for row in rows:
             values = {k: (Decimal(str(v)) if k in ("quantity", "entry_price") else v) for k, v in row.items()}

@@ -187,7 +187,7 @@ async def fix(query: CallbackQuery, callback_data: FindingAction, ctx: BotContex
     if plan is None:
         await query.answer(answers.NOT_FIXABLE_THAT_WAY, show_alert=True)
         return
-    await query.answer()
+    await query.answer(answers.PREPARING_QUESTION)
     await ask_confirmation(query.message, query.from_user, ctx, plan=plan, finding_id=finding.id)
 
 

@@ -13,7 +13,7 @@ from bot import answers, texts
 from bot.callbacks import ConfirmAction, ConfirmChoice
 from bot.commands import role_flag
 from bot.context import BotContext
-from bot.flood import urgent
+from bot.flood import interactive
 from bot.keyboards import CLOSEGHOST_ARGUMENT, confirm_keyboard
 from bot.replies import edit_quietly
 from bot.roles import Role, name_of, record_of
@@ -29,7 +29,8 @@ async def ask_confirmation(
     message: Message, user: User, ctx: BotContext, *, plan: FixPlan, finding_id: int | None = None
 ) -> None:
     """Send the question with Confirm / Cancel; nothing changes until Confirm, and Confirm applies this plan. A
-    plan the trading bot's table cannot take (read-only) is refused at once, with the bot's own remedy."""
+    plan the trading bot's table cannot take (read-only) is refused at once, with the bot's own remedy. The
+    operator is waiting for it: it goes first in the chat's lane, ahead of edits and reminders queued there."""
     refused = await ctx.runtime.fixes.refused_early(plan, f"telegram {record_of(user)}")
     if refused is not None:
         await message.answer(answers.fix_refused_early(refused))
@@ -40,9 +41,10 @@ async def ask_confirmation(
     )
     minutes = ctx.settings.telegram.confirm_ttl_s / 60
     who = name_of(user)
-    await message.answer(
-        answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
-    )
+    with interactive():
+        await message.answer(
+            answers.confirmation_question(question, minutes, who), reply_markup=confirm_keyboard(confirmation.id)
+        )
 
 
 async def closeghost(message: Message, command: CommandObject, ctx: BotContext) -> None:
@@ -122,7 +124,7 @@ async def confirm(query: CallbackQuery, callback_data: ConfirmAction, ctx: BotCo
     result = answers.fix_result(outcome)
     log.info("confirmation #%s by %s: %s", confirmation.id, actor, result)
     if message is not None:
-        with urgent():
+        with interactive():
             await edit_quietly(message.edit_text(answers.question_and_result(confirmation.question, result)))
 
 

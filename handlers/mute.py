@@ -1,9 +1,7 @@
-"""/mute: an operator quiets the chat they are in for a while (default one hour); /mute off ends it."""
+"""/mute: an operator quiets the chat they are in for a while (default one hour, everything below critical;
+``/mute 1h info`` quiets only info-level alerts); /mute off ends it and brings the catch-up of what arrived."""
 
 from __future__ import annotations
-
-import re
-from datetime import timedelta
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
@@ -13,36 +11,26 @@ from bot import answers
 from bot.commands import role_flag
 from bot.context import BotContext
 from bot.roles import actor_name
-
-DEFAULT_MUTE = timedelta(hours=1)
-LONGEST_MUTE = timedelta(days=7)
-_DURATION = re.compile(r"^(\d{1,4})([mhd])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """``30m``, ``2h``, ``1d``; None for anything else or beyond a week."""
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        return None
-    span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    return span if timedelta(0) < span <= LONGEST_MUTE else None
+from services.mutes import MuteArgumentError, parse_request
 
 
 async def mute(message: Message, command: CommandObject, ctx: BotContext) -> None:
-    argument = (command.args or "").strip()
-    if argument.lower() == "off":
-        ended = await ctx.runtime.mutes.unmute(message.chat.id)
-        await message.answer(answers.UNMUTED if ended else answers.NOT_MUTED)
+    mutes = ctx.runtime.mutes
+    try:
+        request = parse_request(command.args or "")
+    except MuteArgumentError as exc:
+        await message.answer(answers.mute_refused(exc))
         return
-    span = parse_duration(argument) if argument else DEFAULT_MUTE
-    if span is None:
-        await message.answer(answers.MUTE_USAGE)
+    if request is None:
+        ended = await mutes.unmute(message.chat.id)
+        await message.answer(answers.unmuted(ended) if ended else answers.NOT_MUTED)
+        if ended and ended.arrived:
+            ctx.reconciler.wake()  # the catch-up waits in the outbox, after this answer
         return
     assert message.from_user is not None
-    until = ctx.runtime.monitor.now() + span
-    await ctx.runtime.mutes.mute(message.chat.id, until, actor_name(message.from_user.id, message.from_user.username))
-    await message.answer(answers.muted(until))
+    by = actor_name(message.from_user.id, message.from_user.username)
+    muted = await mutes.mute(message.chat.id, request.span, request.scope, by)
+    await message.answer(answers.muted(muted, ctx.settings.telegram.mute_critical))
 
 
 def create_router() -> Router:

@@ -198,6 +198,25 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "mutes that quiet instead of dropping: their scope and start, and what arrived meanwhile",
+        """
+        ALTER TABLE reconbot.chat_mutes
+            ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT 'warning' CHECK (scope IN ('info', 'warning')),
+            ADD COLUMN IF NOT EXISTS started_at timestamptz NOT NULL DEFAULT now();
+        CREATE TABLE IF NOT EXISTS reconbot.mute_arrivals (
+            chat_id     bigint NOT NULL,
+            destination text NOT NULL,
+            finding_id  bigint NOT NULL REFERENCES reconbot.findings (id),
+            arrived_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (chat_id, destination, finding_id)
+        );
+        """,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -47,6 +47,7 @@ class OutboxKind(StrEnum):
     # a confirmation whose process stopped mid-fix: its question edited with what a re-read found, without its
     # buttons (body: confirmation_id, message_id, question, found, reason)
     CONFIRMATION = "confirmation"
+    CATCH_UP = "catch_up"  # a mute ended: the findings that arrived meanwhile (body: finding_ids, since)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,12 +43,37 @@ def _notice_line(notice: Notice) -> str:
         return f"{notice.account}: live stream down since {since}, polling every {_every(notice.interval_s)}{reason}"
     if notice.kind is NoticeKind.STREAM_UP:
         return f"{notice.account}: live stream back; changes are seen within seconds again."
+    if notice.kind in _PRESENCE:
+        return _presence_line(notice)
     if notice.kind is NoticeKind.AUTO_FIX_LIMIT:
         return (
             f"{notice.count} ghost positions confirmed at once, more than the auto-fix limit of {notice.limit}; "
             "none was closed automatically. Please review them."
         )
     return notice.text or ""
+
+
+_PRESENCE = frozenset({NoticeKind.STARTED, NoticeKind.STOPPED, NoticeKind.STALLED, NoticeKind.RESUMED})
+_LISTED = 10  # accounts named in one presence line; the rest are counted
+
+
+def _presence_line(notice: Notice) -> str:
+    """Whether anyone is watching: start, graceful stop, checks stalled and resumed."""
+    names = list(notice.accounts or ())
+    listed = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+    on = f" (replica {notice.replica})" if notice.replica else ""
+    if notice.kind is NoticeKind.STARTED:
+        return f"👀 Watching {len(names)} account{'s' if len(names) != 1 else ''}{': ' + listed if names else ''}{on}."
+    if notice.kind is NoticeKind.STOPPED:
+        if notice.count:
+            return f"⏹️ Watching stopped{on}: the other {notice.count} replica(s) take its accounts over."
+        return f"⏹️ Watching stopped{on}: restart reconbot to resume."
+    if notice.kind is NoticeKind.STALLED:
+        return (
+            f"⚠️ No check on {listed} for {_every(notice.quiet_s)}{on}: checks are due every "
+            f"{_every(notice.interval_s)}. Nobody is watching these accounts; restart reconbot if this lasts."
+        )
+    return f"✅ Checks resumed on {listed}{on}."
 
 
 def _every(seconds: float | None) -> str:

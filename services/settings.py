@@ -34,7 +34,7 @@ from services.chat_address import ChatAddress, chat_of
 from services.config_types import BaseUrl, Section
 from services.model import FindingKind
 from services.positions_config import PositionsSettings, quote_identifier
-from services.severity import Notify, NotifyKey, Severity, severity_of
+from services.severity import MutedCritical, Notify, NotifyKey, Severity, severity_of
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
@@ -97,6 +97,19 @@ class ScanSettings(Section):
         ge=1,
         description="how often run settles confirmed fixes a stopped process left unfinished (also at start)",
     )
+    stall_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="no check on an account held this long raises a loud notice (default: twice the shorter "
+        "interval, at least 60 s)",
+    )
+
+    @property
+    def stall_threshold_s(self) -> float:
+        """A whole interval past the check that was due, with a floor against false alarms on short intervals."""
+        if self.stall_after_s is not None:
+            return self.stall_after_s
+        return max(2 * min(self.orphan_interval_s, self.reconcile_interval_s) + self.jitter_s, 60.0)
 
 
 class TelegramSettings(Section):
@@ -110,6 +123,9 @@ class TelegramSettings(Section):
     api_base_url: BaseUrl = Field(default=None, description="custom Bot API server (default: Telegram's)")
     confirm_ttl_s: float = Field(default=300, gt=0, le=86400, description="how long a Confirm button stays valid")
     snooze_s: float = Field(default=3600, gt=0, le=7 * 86400, description="how long Snooze silences a finding")
+    mute_critical: MutedCritical = Field(
+        default=MutedCritical.RING, description="in a /mute'd chat, critical alerts still ring (ring) or arrive silent"
+    )
 
     @field_validator("token")
     @classmethod

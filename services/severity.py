@@ -57,6 +57,13 @@ def notify_of(rules: Mapping[NotifyKey, Notify], kind: FindingKind, cause: Close
     return rules.get(kind, DEFAULT_NOTIFY[kind])
 
 
+class MutedCritical(StrEnum):
+    """What a critical alert does in a muted chat (``telegram.mute_critical``)."""
+
+    RING = "ring"
+    SILENT = "silent"
+
+
 EMOJI = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠", Severity.INFO: "🔵"}
 
 

@@ -30,6 +30,12 @@ VIEWER = 222
 STRANGER = 999
 ALERT_CHAT = -100500
 FAST_BACKOFF = BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0.01)
+PRESENCE = ("👀 Watching ", "⏹️ Watching stopped")  # what `run` says when it starts and stops (test_presence)
+
+
+def without_presence(messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """A chat's messages less the start and stop notices, for tests about everything else."""
+    return [m for m in messages if not m.text.startswith(PRESENCE)]
 
 
 def telegram_settings(

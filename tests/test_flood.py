@@ -11,7 +11,7 @@ import pytest
 
 from bot.flood import ChatLane, FloodControl, Limit, Priority
 from services.model import SCAN_KINDS
-from tests.chatops import ALERT_CHAT, VIEWER, running_chatops, telegram_settings
+from tests.chatops import ALERT_CHAT, OPERATOR, VIEWER, running_chatops, telegram_settings
 
 
 @pytest.fixture
@@ -126,3 +126,37 @@ async def test_a_flood_of_commands_in_the_alert_group_does_not_hold_back_an_aler
     assert alert.sent_at - filed_at < 2.0
     assert harness.telegram.max_sends_in_window(60.0, ALERT_CHAT) <= 20, "the group's limit holds"
     assert len(harness.alerts()) < 25, "most replies still wait for the group's budget"
+
+
+MARKETS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT", "AVLUSDT", "1000PEPEUSDT")
+
+
+async def test_a_confirm_prompt_goes_ahead_of_fifteen_queued_edits(database_url, new_account, telegram):
+    """The trader's report: 15 Snooze presses queued 15 "Snoozed by" edits in the group, and the Confirm prompt of
+    the next press waited behind them. Presses and their prompts go first; edits wait in the background."""
+    binance = new_account("binance", hedge_mode=True)
+    for market in MARKETS:
+        binance.set_position(market, "long", Decimal("100"))
+        binance.set_position(market, "short", Decimal("100"))
+    settings = telegram_settings(
+        database_url, [binance], telegram, account={"allow_exchange_orders": True}, alerts={"digest_after": 100}
+    )
+    telegram.enforce_flood_limits = True  # Telegram's own limits: 20 messages a minute in a group
+    async with running_chatops(settings, telegram) as h:
+        await h.reconciler.check(SCAN_KINDS)
+        alerts = await h.wait_alerts(16, timeout=20)
+        *snoozed, target = alerts
+        for alert in snoozed:
+            await h.press(OPERATOR, alert, "Snooze 1h")
+        assert await h.runtime.outbox.depth("telegram") >= 10, "the edits are queued"
+        pressed_at = time.monotonic()
+        answer = await h.press(OPERATOR, target, "Close on exchange")
+        assert answer.at - pressed_at < 1.0, "the press is answered within a second"
+        assert answer.params.get("text"), "and the answer says what happens next"
+        question = await h.message_where(ALERT_CHAT, lambda m: m.text.startswith("Close "), timeout=20)
+        assert question.sent_at - pressed_at < 2.0, "the prompt did not wait behind the edits"
+        assert question.button_texts == ["Confirm", "Cancel"]
+        edited = [m for m in snoozed if "Snoozed by" in m.text]
+        assert len(edited) < 15, "the edits were still waiting when the prompt went out"
+        assert h.telegram.max_sends_in_window(60.0, ALERT_CHAT) <= 20, "the group's limit holds"
+        assert not [c for c in h.telegram.calls if c.status == 429], "no send was refused"

@@ -29,7 +29,7 @@ from app.service import start_service
 from app.startup import StartupError
 from services.fixes import GHOST_EXIT_REASON
 from services.model import ALL_KINDS
-from tests.chatops import ALERT_CHAT, OPERATOR, telegram_settings
+from tests.chatops import ALERT_CHAT, OPERATOR, telegram_settings, without_presence
 from tests.conftest import TELEGRAM_TOKEN
 from tests.helpers import (
     delivery_replica,
@@ -45,6 +45,11 @@ from tests.helpers import (
 from tests.helpers import position_row as row
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def alert_chat(telegram):
+    """The alert chat's messages, less the start and stop notices (tests/test_presence.py)."""
+    return without_presence(telegram.messages(ALERT_CHAT))
 
 
 def fast(**scan):
@@ -81,11 +86,11 @@ async def test_same_drift_is_one_alert_then_a_reminder(database_url, new_account
         database_url, [bybit], telegram, scan=fast(), alerts={"remind_after_s": 2.5, "console": False}
     )
     async with running(settings) as service:
-        await until(lambda: len(telegram.messages(ALERT_CHAT)) >= 1)
+        await until(lambda: len(alert_chat(telegram)) >= 1)
         await asyncio.sleep(1.5)
-        assert len(telegram.messages(ALERT_CHAT)) == 1, "seen every second, announced once"
-        await until(lambda: len(telegram.messages(ALERT_CHAT)) >= 2, timeout=10)
-        reminder = telegram.messages(ALERT_CHAT)[1]
+        assert len(alert_chat(telegram)) == 1, "seen every second, announced once"
+        await until(lambda: len(alert_chat(telegram)) >= 2, timeout=10)
+        reminder = alert_chat(telegram)[1]
         assert reminder.text.startswith("⏰ Still open: 1")
         assert "Orphan AVLUSDT LONG" in reminder.text and reminder.silent, "one quiet list, not a second alert"
         assert reminder.button_texts == ["1"], "a number that opens its card, no fix buttons"
@@ -104,8 +109,8 @@ async def test_snooze_silences_until_it_ends(database_url, new_account, telegram
         telegram={"snooze_s": 3},
     )
     async with running(settings) as service:
-        await until(lambda: telegram.messages(ALERT_CHAT))
-        [alert] = telegram.messages(ALERT_CHAT)
+        await until(lambda: alert_chat(telegram))
+        [alert] = alert_chat(telegram)
         finding_id = int(alert.callback_data[0].split(":")[2])
         until_at = service.runtime.monitor.now()
         await service.runtime.findings.set_state(
@@ -118,9 +123,9 @@ async def test_snooze_silences_until_it_ends(database_url, new_account, telegram
         service.reconciler.wake()
         await until(lambda: "Snoozed by tester" in telegram.message(ALERT_CHAT, alert.message_id).text)
         await asyncio.sleep(2)
-        assert len(telegram.messages(ALERT_CHAT)) == 1, "no reminder while snoozed"
-        await until(lambda: len(telegram.messages(ALERT_CHAT)) >= 2, timeout=10)
-        assert telegram.messages(ALERT_CHAT)[1].text.startswith("⏰ Still open")
+        assert len(alert_chat(telegram)) == 1, "no reminder while snoozed"
+        await until(lambda: len(alert_chat(telegram)) >= 2, timeout=10)
+        assert alert_chat(telegram)[1].text.startswith("⏰ Still open")
         assert "Snoozed" not in telegram.message(ALERT_CHAT, alert.message_id).text
 
 
@@ -130,15 +135,15 @@ async def test_resolution_edits_the_alert(database_url, new_account, telegram):
     await insert_positions(database_url, [row(binance, "BTCUSDT", "long", "1")])
     settings = telegram_settings(database_url, [binance], telegram, scan=fast(), alerts={"console": False})
     async with running(settings):
-        await until(lambda: telegram.messages(ALERT_CHAT))
-        [alert] = telegram.messages(ALERT_CHAT)
+        await until(lambda: alert_chat(telegram))
+        [alert] = alert_chat(telegram)
         assert "Ghost position" in alert.text
         binance.set_position("BTCUSDT", "long", Decimal("1"), stop_loss=Decimal("60000"))
         await until(lambda: "Resolved" in telegram.message(ALERT_CHAT, alert.message_id).text)
         edited = telegram.message(ALERT_CHAT, alert.message_id)
         assert "drift no longer seen" in edited.text
         assert not edited.has_keyboard
-        assert len(telegram.messages(ALERT_CHAT)) == 1
+        assert len(alert_chat(telegram)) == 1
 
 
 async def test_unchecked_account_alerts_once_and_recovers_once(database_url, new_account, telegram):
@@ -148,18 +153,18 @@ async def test_unchecked_account_alerts_once_and_recovers_once(database_url, new
     )
     async with running(settings) as service:
         bybit.fail("rate_limit", endpoint="positions")
-        await until(lambda: any("not reachable since" in m.text for m in telegram.messages(ALERT_CHAT)))
-        [notice] = [m for m in telegram.messages(ALERT_CHAT) if "not reachable" in m.text]
+        await until(lambda: any("not reachable since" in m.text for m in alert_chat(telegram)))
+        [notice] = [m for m in alert_chat(telegram) if "not reachable" in m.text]
         assert notice.text.startswith(f"{bybit.name}: exchange not reachable since ")
         assert "rate limited" in notice.text
         runs = service.scheduler.runs
         await until(lambda: service.scheduler.runs >= runs + 2)
-        assert sum("not reachable" in m.text for m in telegram.messages(ALERT_CHAT)) == 1
+        assert sum("not reachable" in m.text for m in alert_chat(telegram)) == 1
         bybit.clear_faults()
-        await until(lambda: any("reachable again" in m.text for m in telegram.messages(ALERT_CHAT)))
+        await until(lambda: any("reachable again" in m.text for m in alert_chat(telegram)))
         runs = service.scheduler.runs
         await until(lambda: service.scheduler.runs >= runs + 2)
-        assert sum("reachable again" in m.text for m in telegram.messages(ALERT_CHAT)) == 1
+        assert sum("reachable again" in m.text for m in alert_chat(telegram)) == 1
 
 
 async def test_auto_fix_closes_confirmed_ghosts(database_url, new_account, telegram):
@@ -173,7 +178,7 @@ async def test_auto_fix_closes_confirmed_ghosts(database_url, new_account, teleg
         database_url, [binance], telegram, scan=fast(auto_fix_ghosts=True), alerts={"console": False}
     )
     async with running(settings):
-        await until(lambda: any("Fixed by reconbot (auto-fix)" in m.text for m in telegram.messages(ALERT_CHAT)))
+        await until(lambda: any("Fixed by reconbot (auto-fix)" in m.text for m in alert_chat(telegram)))
     rows = {r["id"]: r for r in await fetch_positions_table(database_url)}
     assert (rows[ghost_id]["status"], rows[ghost_id]["exit_reason"]) == ("closed", GHOST_EXIT_REASON)
     assert (rows[mismatch_id]["status"], rows[mismatch_id]["quantity"]) == ("active", Decimal("1")), (
@@ -197,7 +202,7 @@ async def test_auto_fix_beyond_the_limit_asks_a_human(database_url, new_account,
         alerts={"console": False},
     )
     async with running(settings):
-        await until(lambda: any("more than the auto-fix limit of 3" in m.text for m in telegram.messages(ALERT_CHAT)))
+        await until(lambda: any("more than the auto-fix limit of 3" in m.text for m in alert_chat(telegram)))
     assert {r["status"] for r in await fetch_positions_table(database_url)} == {"active"}
     assert await fetch_audit(database_url) == []
 
@@ -230,14 +235,15 @@ async def test_telegram_outage_keeps_alerts_queued_until_it_recovers(database_ur
         await until(lambda: service.reconciler.last is not None and service.reconciler.last.new)
         await until(lambda: service.chatops.delivery.failed >= 1, timeout=20)
         rows = await outbox_rows(database_url)
-        assert rows and rows[0]["sent_at"] is None and rows[0]["attempts"] >= 1
-        assert telegram.messages(ALERT_CHAT) == []
+        assert rows[0]["attempts"] >= 1, "Telegram refused the first in line (the start notice)"
+        assert [r["sent_at"] for r in rows if r["kind"] == "alert"] == [None], "the alert waits in the outbox"
+        assert alert_chat(telegram) == []
         telegram.clear_faults()
         service.chatops.delivery.wake()
-        await until(lambda: telegram.messages(ALERT_CHAT), timeout=20)
+        await until(lambda: alert_chat(telegram), timeout=20)
         await asyncio.sleep(0.5)
-        assert len(telegram.messages(ALERT_CHAT)) == 1, "delivered once"
-        assert (await outbox_rows(database_url))[0]["sent_at"] is not None
+        assert len(alert_chat(telegram)) == 1, "delivered once"
+        assert [r["sent_at"] is not None for r in await outbox_rows(database_url) if r["kind"] == "alert"] == [True]
 
 
 async def test_email_alerts_over_starttls(database_url, new_account, telegram, tmp_path):
@@ -282,12 +288,13 @@ async def test_email_alerts_over_starttls(database_url, new_account, telegram, t
             },
         )
         async with running(settings):
-            await until(lambda: received, timeout=20)
+            await until(lambda: len(received) >= 2, timeout=20)  # watching started; the orphan
             bybit.set_position("AVLUSDT", "long", Decimal("258"))
-            await until(lambda: len(received) >= 2, timeout=20)
+            await until(lambda: len(received) >= 3, timeout=20)
             await asyncio.sleep(1.5)
     finally:
         controller.stop()
+    received = [r for r in received if "Watching" not in r[2]]  # the start and stop notices
     tls, recipients, content = received[0]
     assert tls is True
     assert recipients == ["desk@example.com"]
@@ -385,17 +392,17 @@ async def test_outbox_survives_a_killed_process(tmp_path, database_url, new_acco
     finally:
         process.kill()
         await process.wait()
-    assert telegram.messages(ALERT_CHAT) == []
+    assert alert_chat(telegram) == []
     telegram.clear_faults()
     process = await start_run(config)
     try:
-        await until(lambda: telegram.messages(ALERT_CHAT), timeout=30)
+        await until(lambda: alert_chat(telegram), timeout=30)
         await asyncio.sleep(2.5)  # more rounds: the same orphan is not announced again
     finally:
         process.send_signal(signal.SIGTERM)
         output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
     assert process.returncode == 0, output
-    alerts = [m for m in telegram.messages(ALERT_CHAT) if "Orphan position" in m.text]
+    alerts = [m for m in alert_chat(telegram) if "Orphan position" in m.text]
     assert len(alerts) == 1
 
 
@@ -421,7 +428,7 @@ async def test_sigterm_lets_the_running_check_finish(tmp_path, database_url, new
     assert "stopping: finishing the running check" in output
     assert output.rstrip().endswith("stopped")
     assert output.index("stopping:") < output.index("NEW ALERT"), "the check in flight finished after SIGTERM"
-    alerts = [m for m in telegram.messages(ALERT_CHAT) if "Orphan position" in m.text]
+    alerts = [m for m in alert_chat(telegram) if "Orphan position" in m.text]
     assert len(alerts) == 1, [m.text for m in alerts]
 
 
@@ -437,8 +444,8 @@ async def test_queued_alerts_arrive_in_order_after_an_outage(database_url, new_a
         assert len(queued) == 3 and all(r["sent_at"] is None for r in queued)
         telegram.down = False
         service.chatops.delivery.wake()
-        await until(lambda: len(telegram.messages(ALERT_CHAT)) >= 3, timeout=40)
-        order = [int(m.callback_data[0].split(":")[2]) for m in telegram.messages(ALERT_CHAT)[:3]]
+        await until(lambda: len(alert_chat(telegram)) >= 3, timeout=40)
+        order = [int(m.callback_data[0].split(":")[2]) for m in alert_chat(telegram)[:3]]
         assert order == [r["finding_id"] for r in queued], "in the order they were queued"
 
 
@@ -479,7 +486,7 @@ async def test_health_and_metrics_over_http(database_url, new_account, telegram)
     )
     async with running(settings) as service, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{service.ops.port}"
-        await until(lambda: telegram.messages(ALERT_CHAT))
+        await until(lambda: alert_chat(telegram))
         async with http.get(f"{base}/healthz") as response:
             body = await response.json()
             assert response.status == 200, body
@@ -526,7 +533,7 @@ async def test_stop_lets_a_scheduled_check_in_flight_finish(database_url, new_ac
         await service.stop(check_timeout_s=20, flush_timeout_s=3)
     assert asyncio.get_running_loop().time() - started > 1, "stop waited for the check"
     assert [f.key.market for f in service.reconciler.last.new] == ["AVLUSDT"], "the check in flight was filed"
-    assert [m for m in telegram.messages(ALERT_CHAT) if "AVLUSDT" in m.text], "and its alert flushed"
+    assert [m for m in alert_chat(telegram) if "AVLUSDT" in m.text], "and its alert flushed"
 
 
 # -- start-up through what is transient ------------------------------------------------------------------------
@@ -665,7 +672,7 @@ async def test_run_waits_for_a_database_that_is_not_up_yet(tmp_path, database_ur
         proxy.refusal, proxy.open = None, True
         await read_until(process, "reconbot running", timeout=90)
         await read_until(process, "NEW ALERT")
-        await until(lambda: telegram.messages(ALERT_CHAT), timeout=30)
+        await until(lambda: alert_chat(telegram), timeout=30)
         output = await terminate(process)
     finally:
         if process.returncode is None:

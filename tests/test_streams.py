@@ -22,7 +22,7 @@ from services.model import ALL_KINDS
 from services.settings import AccountSettings, OpsSettings
 from services.streams import EXCERPT_CHARS, Backoff, StreamState, excerpt
 from services.venues import Gateway, gateway_for
-from tests.chatops import ALERT_CHAT, telegram_settings
+from tests.chatops import ALERT_CHAT, telegram_settings, without_presence
 from tests.helpers import account_config, cli, config_dict, insert_positions, prepare_database, running, until
 from tests.helpers import position_row as row
 
@@ -58,7 +58,8 @@ def streaming(database_url, accounts, telegram, *, scan=None, ws=True, **overrid
 
 
 def texts(telegram) -> list[str]:
-    return [m.text for m in telegram.messages(ALERT_CHAT)]
+    """The alert chat, less the start and stop notices (tests/test_presence.py)."""
+    return [m.text for m in without_presence(telegram.messages(ALERT_CHAT))]
 
 
 async def settled(service, account_name: str) -> None:

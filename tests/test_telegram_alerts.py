@@ -1,6 +1,6 @@
 """Alerts as a trader on a phone gets them, through the real bot and the loopback Bot API: money first, severity
-by exposure, a burst as one digest, one quiet reminder, sound only for new risk, /mute, per-kind notify,
-Acknowledge and its undo, and forum topics."""
+by exposure, a burst as one digest, one quiet reminder, sound only for new risk, per-kind notify, Acknowledge
+and its undo, and forum topics (/mute: tests/test_mute.py)."""
 
 from __future__ import annotations
 
@@ -189,31 +189,6 @@ async def test_a_kind_set_off_is_recorded_and_listed_but_never_sent(database_url
         [table] = await h.say(VIEWER, "/findings", chat_id=ALERT_CHAT)
         assert table.text.startswith("📋 1 open finding ·")
         assert [r[1:4] for r in findings_rows(table)] == [["ghost", "ETHUSDT", "LONG"]]
-
-
-async def test_mute_keeps_new_alerts_out_of_the_chat_until_it_ends(database_url, new_account, telegram):
-    binance = new_account("binance")
-    async with chatops(database_url, telegram, [binance]) as h:
-        [refused] = await h.say(VIEWER, "/mute", chat_id=ALERT_CHAT)
-        assert "operators" in refused.text.lower()
-        [usage] = await h.say(OPERATOR, "/mute 9y", chat_id=ALERT_CHAT)
-        assert usage.text.startswith("Usage: /mute")
-        [muted] = await h.say(OPERATOR, "/mute 2h", chat_id=ALERT_CHAT)
-        assert muted.text.startswith("🔕 This chat is muted until ")
-
-        binance.set_position("BTCUSDT", "long", Decimal("1"))
-        filed = await h.reconciler.check(SCAN_KINDS)
-        assert len(filed.new) == 1, "still recorded"
-        await h.telegram.wait_until(lambda: h.chatops.delivery.sent >= 1)
-        assert await h.runtime.outbox.depth("telegram") == 0
-        assert [m.text for m in h.alerts() if "Orphan" in m.text] == [], "nothing sent while muted"
-
-        [unmuted] = await h.say(OPERATOR, "/mute off", chat_id=ALERT_CHAT)
-        assert unmuted.text.startswith("🔔 This chat is no longer muted")
-        binance.set_position("ETHUSDT", "long", Decimal("1"))
-        await h.reconciler.check(SCAN_KINDS)
-        alert = await h.message_where(ALERT_CHAT, lambda m: "ETHUSDT LONG" in m.text)
-        assert alert.has_keyboard
 
 
 # -- acknowledge, and its undo -----------------------------------------------------------------------------------
