@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from services.model import SCAN_KINDS, FindingKind, FindingState, PositionKey, Side, Sighting
-from tests.chatops import ALERT_CHAT, running_chatops, telegram_settings
+from tests.chatops import ALERT_CHAT, running_chatops, telegram_settings, without_presence
 from tests.helpers import insert_positions, prepare_database, running, until
 from tests.helpers import position_row as row
 from tests.test_stream_sightings import POSITIONS_PATH, omit_once, position_reads
@@ -33,7 +33,7 @@ def orphan_on(account) -> None:
 
 async def alerted_orphan(service, telegram):
     """The start-up check's orphan and its one alert."""
-    [alert] = await until(lambda: telegram.messages(ALERT_CHAT))
+    [alert] = await until(lambda: without_presence(telegram.messages(ALERT_CHAT)))
     [orphan] = await service.runtime.findings.live()
     assert orphan.kind is FindingKind.ORPHAN
     return orphan, alert
@@ -78,7 +78,7 @@ async def test_one_read_that_left_out_an_orphan_neither_resolves_it_nor_alerts_i
         assert same.id == orphan.id and same.state is FindingState.OPEN and same.details.missed_at is None
         assert same.first_seen == orphan.first_seen
         await asyncio.sleep(0.5)  # time for an edit or an alert to reach the Bot API
-        assert telegram.messages(ALERT_CHAT) == [alert], "no second alert for the same drift"
+        assert without_presence(telegram.messages(ALERT_CHAT)) == [alert], "no second alert for the same drift"
         assert not telegram.message(ALERT_CHAT, alert.message_id).edited, "the alert was never edited"
 
 
@@ -105,7 +105,7 @@ async def test_a_snoozed_orphan_stays_snoozed_through_a_glitch(database_url, new
         [same] = await service.runtime.findings.live()
         assert (same.id, same.state, same.snoozed_until) == (orphan.id, FindingState.SNOOZED, until_at)
         await asyncio.sleep(0.5)
-        assert telegram.messages(ALERT_CHAT) == [alert], "nothing rang"
+        assert without_presence(telegram.messages(ALERT_CHAT)) == [alert], "nothing rang"
         shown = telegram.message(ALERT_CHAT, alert.message_id)
         assert len(shown.history) == versions and "Snoozed by tester" in shown.text
 
@@ -134,7 +134,7 @@ async def test_a_position_closed_without_an_event_resolves_at_the_confirming_rea
         assert position_reads(binance, since) == 2
         await until(lambda: "Resolved" in telegram.message(ALERT_CHAT, alert.message_id).text)
         assert "drift no longer seen" in telegram.message(ALERT_CHAT, alert.message_id).text
-        assert len(telegram.messages(ALERT_CHAT)) == 1
+        assert len(without_presence(telegram.messages(ALERT_CHAT))) == 1
 
 
 @pytest.mark.parametrize("venue", ["binance", "bybit"])
@@ -147,7 +147,7 @@ async def test_a_close_the_stream_announces_resolves_with_one_read(database_url,
         await settled(service, account.name)
         started = time.monotonic()
         orphan_on(account)  # new: confirmed by its event and the read it triggered
-        [alert] = await until(lambda: telegram.messages(ALERT_CHAT), timeout=8)
+        [alert] = await until(lambda: without_presence(telegram.messages(ALERT_CHAT)), timeout=8)
         assert time.monotonic() - started < 5
         await service.reconciler.wait_idle(10)
 
@@ -156,7 +156,7 @@ async def test_a_close_the_stream_announces_resolves_with_one_read(database_url,
         await until(lambda: "Resolved" in telegram.message(ALERT_CHAT, alert.message_id).text, timeout=5)
         assert time.monotonic() - started < 5
         assert 1 <= position_reads(account, since) <= 3, "one read per category, no confirming second read"
-        assert len(telegram.messages(ALERT_CHAT)) == 1
+        assert len(without_presence(telegram.messages(ALERT_CHAT))) == 1
 
 
 # -- through the chat-ops face: the reconciler's own checks ------------------------------------------------------
