@@ -180,6 +180,20 @@ _CAUSE_MARK = {
 }
 
 
+def _stray_risk(d: FindingDetails) -> str:
+    """What a stray order can do: a reduce-only or close-position order cannot open a position, but closes one
+    opened there later; any other (or one whose flag is not known) can open one when it triggers."""
+    if d.orders and all(order.reduce_only or order.quantity is None for order in d.orders):
+        return (
+            "No position on the exchange for these orders to close. Reduce-only, they cannot open one, but they "
+            "will close a position opened there later:"
+        )
+    return (
+        "No position on the exchange for these orders to close; one that is not reduce-only can open a position "
+        "when it triggers:"
+    )
+
+
 def finding_body(finding: StoredFinding) -> list[str]:
     """The lines that describe a finding, as detected."""
     d = finding.details
@@ -193,7 +207,7 @@ def finding_body(finding: StoredFinding) -> list[str]:
         if belief:
             lines.append(quote(belief))
     elif finding.kind is FindingKind.STRAY_ORDER:
-        lines.append("No position on the exchange for these orders to close; one can open a position when it triggers:")
+        lines.append(_stray_risk(d))
         lines += [f"• {quote(order_text(order))}" for order in d.orders]
     elif finding.kind is FindingKind.GHOST:
         lines += [

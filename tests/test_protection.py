@@ -442,6 +442,8 @@ async def test_a_stray_order_is_labelled_by_its_own_side_and_reduce_only_flag(da
     assert "Stray order" in first
     assert where.startswith("DOGEUSDT SELL stop, reduce-only · "), "the order's own side, not a position's"
     assert "DOGEUSDT LONG" not in alert.text
+    assert "Reduce-only, they cannot open one, but they will close a position opened there later" in alert.text
+    assert "can open a position" not in alert.text, "a reduce-only order cannot"
 
 
 @pytest.fixture
