@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from bench.soak import SoakConfig, run_soak, verdict_lines
 
 SHORT = SoakConfig(duration_s=25, accounts=6, replicas=2, seed=21, event_every_s=3.0, fault_every_s=2.5)
@@ -18,6 +20,7 @@ class DriftMishandled(AssertionError):
     """The soak's four counts are not all 0."""
 
 
+@pytest.mark.soak
 async def test_a_short_soak_loses_doubles_invents_and_misfixes_nothing(database_url, tmp_path):
     result = await run_soak(dataclasses.replace(SHORT, log_dir=tmp_path / "soak"), database_url, say=print)
     print("\n".join(verdict_lines(result)))

@@ -481,7 +481,7 @@ async def test_a_mute_stream_is_down_within_its_ping_interval_and_comes_back(
         assert elapsed < 0.5 * 1.5 + 1.5, f"{elapsed:.2f}s: down after the ping interval and a margin"
         status = (await health(service))["streams"][account.name]
         assert status["state"] == "down" and "silent" in status["error"], status
-        await until(lambda: any("live stream down since" in t for t in texts(telegram)), timeout=10)
+        await until(lambda: any("live stream down since" in t for t in texts(telegram)), timeout=20)
         noticed = time.monotonic() - muted
         assert noticed >= grace_s, f"{noticed:.2f}s: not before scan.stream_grace_s"
         assert (stream.state, stream.connects) == (StreamState.DOWN, connects), "the mute reconnect is not up"
